@@ -121,7 +121,7 @@ def load_domain(
     *,
     size: int | None = None,
     seed: int = 0,
-    channels: int = 1,
+    channels: int | None = None,
     image_size: int | None = None,
     **kwargs,
 ) -> DigitDataset:
@@ -132,7 +132,8 @@ def load_domain(
         split: ``"train"`` or ``"test"`` (uci's split is fixed and stratified).
         size: number of images (synth renders exactly this many; others subsample at random).
         seed: randomness of rendering / subsampling.
-        channels: 1 (grey) or 3 (grey repeated, for ImageNet backbones).
+        channels: 1 (grey) or 3 (grey repeated, for ImageNet backbones); default 1 for
+            digit domains, 3 for office31 photos.
         image_size: side length; default 32 for digit domains, 224 for office31.
         **kwargs: passed to the loader (``root=``, ``download=``, office31's ``domain=``).
     """
@@ -143,9 +144,15 @@ def load_domain(
     if name == "office31":
         kwargs.setdefault("image_size", image_size or 224)
     images, labels, classes = _REGISTRY[name](split, size=size, seed=seed, **kwargs)
-    default_size = 224 if name == "office31" else 32
-    images = to_canonical(images, channels=channels, image_size=image_size or default_size)
-    label = f"{name}:{split}" if name != "office31" else f"office31/{kwargs.get('domain', 'amazon')}"
+    photos = name == "office31"
+    images = to_canonical(
+        images,
+        channels=channels or (3 if photos else 1),
+        image_size=image_size or (224 if photos else 32),
+    )
+    label = (
+        f"{name}:{split}" if name != "office31" else f"office31/{kwargs.get('domain', 'amazon')}"
+    )
     return DigitDataset(images, torch.as_tensor(labels), name=label, classes=classes)
 
 

@@ -90,9 +90,7 @@ def image_folder(
         raise FileNotFoundError(
             f"image folder {folder} does not exist; expected {folder}/<class name>/<image files>"
         )
-    tf = transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.ToTensor()]
-    )
+    tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
     ds = datasets.ImageFolder(str(folder), transform=tf)
     images = torch.stack([ds[i][0] for i in range(len(ds))])
     return images, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes)

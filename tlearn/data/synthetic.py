@@ -75,7 +75,9 @@ def render_digit(digit: int, font: Path, rng: np.random.Generator) -> np.ndarray
     return np.clip(x, 0.0, 1.0)
 
 
-def synthetic_digits(size: int, seed: int = 0, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_digits(
+    size: int, seed: int = 0, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` rendered digits: images (size×1×32×32) and labels balanced over 0–9.
 
     Deterministic in (``size``, ``seed``, ``split``); train and test use disjoint random streams.
@@ -88,5 +90,7 @@ def synthetic_digits(size: int, seed: int = 0, split: str = "train") -> tuple[to
     fonts = font_paths()
     labels = rng.permutation(np.arange(size) % 10)
     font_idx = rng.integers(0, len(fonts), size=size)
-    images = np.stack([render_digit(int(d), fonts[i], rng) for d, i in zip(labels, font_idx)])
+    images = np.stack(
+        [render_digit(int(d), fonts[i], rng) for d, i in zip(labels, font_idx, strict=True)]
+    )
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
