@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+from tlearn import cli
+
+
+def test_info_reports_offline_resources(capsys):
+    facts = cli.info()
+    assert facts["domain synth"] == "available" and facts["domain uci"] == "available"
+    assert facts["device"].startswith(("cpu", "cuda", "mps"))
+    assert "available" in facts["weights efficientnet_lite0"]
+    assert cli.main(["info"]) == 0
+    assert "torchvision" in capsys.readouterr().out
+
+
+def test_demo_quick_prints_source_and_target_accuracy(capsys):
+    rows = cli.demo(progress=False, quick=True)
+    out = capsys.readouterr().out
+    assert rows[0]["strategy"].startswith("source only")
+    for key in ("synth test", "uci test"):
+        assert rows[0][key].endswith("%") and 0 <= float(rows[0][key][:-1]) <= 100
+    assert "Domain gap" in out and "uci test" in out
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run(
+        [sys.executable, "-m", "tlearn", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "info" in done.stdout and "demo" in done.stdout
