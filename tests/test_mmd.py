@@ -1,0 +1,388 @@
+"""MMD: every kernel × estimator against explicit Python loops, gradients, the permutation test."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tlearn.adapt import MMDLoss, mmd, mmd_test
+from tlearn.adapt.mmd import DEFAULT_MULTIPLIERS, _GaussianKernelSum
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- reference
+def reference_mmd(x, y, kernel="multi", bandwidth=None, estimator="biased"):
+    """MMD² by explicit loops over pairs, in Python floats: the definitions, nothing clever."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    pooled = np.vstack([x, y])
+
+    def sqdist(a, b):
+        return sum((ai - bi) ** 2 for ai, bi in zip(a, b, strict=True))
+
+    if kernel == "linear":
+
+        def k(a, b):
+            return sum(ai * bi for ai, bi in zip(a, b, strict=True))
+    else:
+        if bandwidth is None or isinstance(bandwidth, list):
+            total = sum(sqdist(a, b) for a in pooled for b in pooled)
+            gamma0 = total / len(pooled) ** 2
+        else:
+            gamma0 = bandwidth
+        if kernel == "gaussian":
+            alphas = [1.0]
+        else:
+            alphas = bandwidth if isinstance(bandwidth, list) else list(DEFAULT_MULTIPLIERS)
+
+        def k(a, b):
+            return sum(math.exp(-sqdist(a, b) / (al * gamma0)) for al in alphas)
+
+    m, n = len(x), len(y)
+    if estimator == "linear-time":
+        h = [
+            k(x[2 * i], x[2 * i + 1])
+            + k(y[2 * i], y[2 * i + 1])
+            - k(x[2 * i], y[2 * i + 1])
+            - k(x[2 * i + 1], y[2 * i])
+            for i in range(m // 2)
+        ]
+        return sum(h) / len(h)
+    skip = estimator == "unbiased"
+    kxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if not (skip and i == j))
+    kyy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if not (skip and i == j))
+    kxy = sum(k(x[i], y[j]) for i in range(m) for j in range(n))
+    if skip:
+        return kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2 * kxy / (m * n)
+    return kxx / m**2 + kyy / n**2 - 2 * kxy / (m * n)
+
+
+KERNELS = [
+    ("multi", None),
+    ("gaussian", None),
+    ("linear", None),
+    ("gaussian", 2.5),
+    ("multi", 3.0),
+    ("multi", [0.3, 1.7]),  # not a power-of-two ladder: one exp per kernel
+    ("multi", [1.0, 1.0, 2.0]),  # a ladder with a repeated kernel
+    ("multi", [0.5, 2**0.5, 8.0]),
+]
+
+
+@pytest.mark.parametrize("kernel,bandwidth", KERNELS)
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear-time"])
+def test_matches_explicit_loops(kernel, bandwidth, estimator):
+    rng = np.random.default_rng(len(str(bandwidth)) + len(kernel))
+    m, n = (7, 7) if estimator == "linear-time" else (5, 4)  # odd: the last sample is dropped
+    x = rng.normal(size=(m, 3))
+    y = rng.normal(size=(n, 3)) * 1.5 + 0.7
+    expected = reference_mmd(x, y, kernel, bandwidth, estimator)
+    got = mmd(torch.tensor(x), torch.tensor(y), kernel, bandwidth, estimator)
+    assert got.dtype == torch.float64 and got.shape == ()
+    assert got.item() == pytest.approx(
+        max(expected, 0.0) if estimator == "biased" else expected, rel=1e-9, abs=1e-12
+    )
+    got32 = mmd(torch.tensor(x).float(), torch.tensor(y).float(), kernel, bandwidth, estimator)
+    assert got32.dtype == torch.float32
+    assert got32.item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    module = MMDLoss(kernel, bandwidth, estimator)
+    assert module(torch.tensor(x), torch.tensor(y)).item() == pytest.approx(got.item(), rel=1e-12)
+    assert repr(module).startswith("MMDLoss(kernel=")
+
+
+def test_zero_dimensional_bandwidth_is_a_number():
+    x, y = torch.randn(6, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    for bw in (torch.tensor(2.0), np.float64(2.0), np.array(2.0)):
+        assert mmd(x, y, "gaussian", bw).item() == mmd(x, y, "gaussian", 2.0).item()
+
+
+def test_numpy_input_and_unequal_batches():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(9, 2))
+    assert mmd(x, y).item() == pytest.approx(reference_mmd(x, y), rel=1e-9)
+
+
+def test_linear_kernel_is_squared_mean_difference_even_far_from_the_origin():
+    torch.manual_seed(0)
+    x, y = torch.randn(300, 20) + 1000.0, torch.randn(200, 20) * 2 + 1000.5
+    expected = (x.double().mean(0) - y.double().mean(0)).pow(2).sum()
+    assert mmd(x, y, kernel="linear").item() == pytest.approx(expected.item(), rel=1e-4)
+    # the Gaussian kernels in float32 must not lose the signal to the large offset
+    exact = mmd(x.double(), y.double()).item()
+    assert mmd(x, y).item() == pytest.approx(exact, rel=1e-3)
+
+
+def test_multi_kernel_is_the_sum_of_its_gaussians():
+    rng = np.random.default_rng(1)
+    x, y = torch.tensor(rng.normal(size=(8, 3))), torch.tensor(rng.normal(size=(6, 3)) + 0.5)
+    pooled = torch.cat([x, y])
+    gamma0 = torch.cdist(pooled, pooled).pow(2).mean().item()
+    for estimator in ("biased", "unbiased"):
+        parts = [mmd(x, y, "gaussian", a * gamma0, estimator) for a in DEFAULT_MULTIPLIERS]
+        assert mmd(x, y, estimator=estimator).item() == pytest.approx(sum(parts).item(), rel=1e-9)
+    assert mmd(x, y, "multi", [1.0]).item() == pytest.approx(
+        mmd(x, y, "gaussian").item(), rel=1e-12
+    )
+
+
+def test_unbiased_is_centred_on_zero_and_biased_is_positive_when_p_equals_q():
+    gen = torch.Generator().manual_seed(0)
+    draws = {"biased": [], "unbiased": [], "linear-time": []}
+    for _ in range(300):
+        x, y = torch.randn(16, 3, generator=gen), torch.randn(16, 3, generator=gen)
+        for est in draws:
+            draws[est].append(mmd(x, y, estimator=est).item())
+    for est in ("unbiased", "linear-time"):
+        v = np.array(draws[est])
+        assert abs(v.mean()) < 3.5 * v.std() / np.sqrt(len(v)), est
+        assert 0.2 < (v < 0).mean() < 0.8, est  # negative on a good share of batches: expected
+    b = np.array(draws["biased"])
+    assert (b > 0).all() and b.mean() > 10 * b.std() / np.sqrt(len(b))
+    # ... while a real shift moves the unbiased estimate clearly above zero
+    x, y = torch.randn(64, 3, generator=gen), torch.randn(64, 3, generator=gen) + 1.0
+    assert mmd(x, y, estimator="unbiased").item() > 4 * np.array(draws["unbiased"]).std()
+
+
+def test_larger_shift_gives_larger_mmd():
+    torch.manual_seed(0)
+    x, noise = torch.randn(128, 4), torch.randn(128, 4)
+    values = [mmd(x, noise + s).item() for s in (0.0, 0.5, 1.0, 2.0)]
+    assert values == sorted(values) and values[0] < 0.3 * values[1]
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize(
+    "kernel,bandwidth",
+    [("multi", 2.0), ("gaussian", 1.5), ("linear", None), ("multi", 0.2)],
+)
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear-time"])
+def test_gradcheck(kernel, bandwidth, estimator):
+    # a fixed bandwidth: the data-driven γ₀ is a constant by design, which finite
+    # differences would not know
+    gen = torch.Generator().manual_seed(3)
+    m = 6 if estimator == "linear-time" else 5
+    x = torch.randn(m, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = (torch.randn(6, 3, dtype=torch.float64, generator=gen) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: mmd(a, b, kernel, bandwidth, estimator), (x, y))
+    assert torch.autograd.gradcheck(
+        lambda a: mmd(a, y.detach(), kernel, bandwidth, estimator), (x,)
+    )
+
+
+@pytest.mark.parametrize("ratios", [(1.0, 2.0, 4.0, 16.0), (1.0, 1.0, 2.0), (1.0, 1.7, 5.0)])
+@pytest.mark.parametrize(
+    "symmetric,exclude_diagonal", [(True, True), (True, False), (False, False)]
+)
+def test_gradcheck_kernel_sum_function(ratios, symmetric, exclude_diagonal):
+    """The hand-written backward of the kernel-sum block, power-of-two ladder or not."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = (
+        None
+        if symmetric
+        else torch.randn(4, 3, dtype=torch.float64, generator=gen).requires_grad_()
+    )
+    inv_top = torch.tensor(0.3, dtype=torch.float64)
+
+    def block_sum(a, b):
+        return _GaussianKernelSum.apply(a, b, inv_top, ratios, exclude_diagonal)
+
+    assert torch.autograd.gradcheck(block_sum, (a, b))
+    # and the value: Σ_ij Σ_u exp(−r_u ‖a_i − b_j‖² · inv_top)
+    other = a if symmetric else b
+    d2 = torch.cdist(a, other).pow(2)
+    k = sum(torch.exp(-r * inv_top * d2) for r in ratios)
+    if exclude_diagonal:
+        k = k - torch.diag(k.diagonal())
+    torch.testing.assert_close(block_sum(a, b), k.sum())
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+@pytest.mark.parametrize("multipliers", [DEFAULT_MULTIPLIERS, (0.3, 1.7)])
+def test_gradient_matches_autograd_of_a_plain_implementation(estimator, multipliers):
+    """The hand-written backward vs autograd through the textbook formula (γ₀ detached)."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(9, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = (torch.randn(7, 4, dtype=torch.float64, generator=gen) * 2).requires_grad_()
+
+    def plain(a, b):
+        pooled = torch.cat([a, b])
+        gamma0 = torch.cdist(pooled, pooled).pow(2).mean().detach()
+
+        def k(p, q):
+            d2 = (p[:, None, :] - q[None, :, :]).pow(2).sum(-1)
+            return sum(torch.exp(-d2 / (al * gamma0)) for al in multipliers)
+
+        kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
+        m, n = len(a), len(b)
+        if estimator == "biased":
+            return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+        off = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+        return off + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1)) - 2 * kxy.mean()
+
+    ours = torch.autograd.grad(mmd(x, y, "multi", list(multipliers), estimator), (x, y))
+    ref = torch.autograd.grad(plain(x, y), (x, y))
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+# --------------------------------------------------------------------------- precision
+def test_float32_under_bf16_autocast_and_half_inputs():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 32), torch.randn(48, 32) + 0.3
+    expected = {est: mmd(x, y, estimator=est) for est in ("biased", "unbiased")}
+    lin = torch.nn.Linear(32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for est, value in expected.items():
+            got = mmd(x, y, estimator=est)
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, value)
+        feats_x, feats_y = lin(x), lin(y)
+        assert feats_x.dtype == torch.bfloat16
+        loss = mmd(feats_x, feats_y)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(lin.weight.grad).all() and lin.weight.grad.abs().sum() > 0
+    x.requires_grad_()
+    grad_fp32 = torch.autograd.grad(mmd(x, y), x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # backward inside autocast, too
+        grad_amp = torch.autograd.grad(mmd(x, y), x)[0]
+    assert grad_amp.dtype == torch.float32
+    torch.testing.assert_close(grad_amp, grad_fp32)
+    x = x.detach()
+    for dtype in (torch.float16, torch.bfloat16):
+        xh, yh = (x * 300).to(dtype), (y * 300).to(dtype)  # squared distances overflow fp16
+        for est in ("biased", "unbiased", "linear-time"):
+            yy = yh[:64] if est != "linear-time" else torch.cat([yh, yh])[:64]
+            got = mmd(xh, yy, estimator=est)
+            assert got.dtype == torch.float32 and torch.isfinite(got)
+            assert got.item() == pytest.approx(mmd(xh.float(), yy.float(), estimator=est).item())
+
+
+pairs = st.integers(2, 9).flatmap(
+    lambda n: st.integers(1, 5).flatmap(
+        lambda d: st.tuples(
+            arrays(np.float32, (n, d), elements=st.floats(-1e3, 1e3, width=32)),
+            arrays(np.float32, (n, d), elements=st.floats(-1e3, 1e3, width=32)),
+        )
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs, st.sampled_from(["multi", "gaussian", "linear"]))
+def test_property_finite_and_biased_nonnegative(pair, kernel):
+    x, y = (torch.tensor(a, requires_grad=True) for a in pair)
+    for est in ("biased", "unbiased", "linear-time"):
+        value = mmd(x, y, kernel=kernel, estimator=est)
+        assert torch.isfinite(value)
+        if est == "biased":
+            assert value.item() >= 0.0
+        gx, gy = torch.autograd.grad(value, (x, y))
+        assert torch.isfinite(gx).all() and torch.isfinite(gy).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 8), st.integers(1, 4), st.floats(-1e3, 1e3))
+def test_identical_points_give_zero(n, d, value):
+    x = torch.full((n, d), value, requires_grad=True)
+    for kernel in ("multi", "gaussian", "linear"):
+        assert mmd(x, x.detach().clone(), kernel=kernel).item() == pytest.approx(0.0, abs=1e-6)
+        (grad,) = torch.autograd.grad(mmd(x, x.detach() + 1.0, kernel=kernel), (x,))
+        assert torch.isfinite(grad).all()
+
+
+# --------------------------------------------------------------------------- bad input
+BAD = [
+    (dict(x=torch.zeros(5)), "2-D"),
+    (dict(x=torch.zeros(3, 2, 2)), "2-D"),
+    (dict(x=torch.zeros(1, 4)), "at least 2 rows"),
+    (dict(y=torch.zeros(5, 3)), "same number of features"),
+    (dict(x=torch.full((5, 4), float("nan"))), "NaN or Inf"),
+    (dict(y=torch.tensor([[float("inf")] * 4] * 5)), "NaN or Inf"),
+    (dict(x=torch.full((5, 4), 1e20), y=torch.full((5, 4), -1e20)), "overflowed"),
+    (dict(estimator="quadratic"), "estimator"),
+    (dict(kernel="rbf"), "kernel"),
+    (dict(bandwidth=-1.0), "positive"),
+    (dict(bandwidth=float("nan")), "positive"),
+    (dict(bandwidth="wide"), "bandwidth"),
+    (dict(kernel="gaussian", bandwidth=[1.0, 2.0]), "kernel='multi'"),
+    (dict(bandwidth=[1.0, 0.0]), "positive"),
+    (dict(kernel="linear", bandwidth=1.0), "no bandwidth"),
+    (dict(y=torch.zeros(6, 4), estimator="linear-time"), "equal batch sizes"),
+]
+
+
+@pytest.mark.parametrize("kwargs,match", BAD)
+def test_bad_inputs_raise(kwargs, match):
+    args = dict(x=torch.randn(5, 4), y=torch.randn(5, 4)) | kwargs
+    with pytest.raises(ValueError, match=match):
+        mmd(**args)
+
+
+def test_module_rejects_bad_options_at_construction():
+    with pytest.raises(ValueError, match="estimator"):
+        MMDLoss(estimator="U")
+    with pytest.raises(ValueError, match="kernel"):
+        MMDLoss(kernel="laplace")
+
+
+# --------------------------------------------------------------------------- two-sample test
+def test_mmd_test_rejects_a_shift():
+    rng = np.random.default_rng(0)
+    res = mmd_test(rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 1.0, permutations=200)
+    assert res["p_value"] == pytest.approx(1 / 201)
+    assert res["null"].shape == (200,) and res["permutations"] == 200
+    assert res["statistic"] > res["null"].max()
+
+
+def test_mmd_test_p_values_are_roughly_uniform_under_the_null():
+    p = []
+    for seed in range(40):
+        rng = np.random.default_rng(100 + seed)
+        p.append(mmd_test(rng.normal(size=(30, 2)), rng.normal(size=(25, 2)), 99, seed)["p_value"])
+    p = np.array(p)
+    assert 0.35 < p.mean() < 0.65 and (p <= 0.05).mean() <= 0.15, p
+
+
+@pytest.mark.parametrize("kernel", ["multi", "gaussian", "linear"])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_mmd_test_statistic_null_and_p_value_formula(kernel, estimator):
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(9, 3)) + 0.4
+    res = mmd_test(x, y, permutations=30, seed=5, kernel=kernel, estimator=estimator, chunk_size=7)
+    expected = mmd(torch.tensor(x), torch.tensor(y), kernel=kernel, estimator=estimator)
+    assert res["statistic"] == pytest.approx(expected.item(), rel=1e-9, abs=1e-12)
+    # the vectorised null equals MMD recomputed on each re-split (the pooled γ₀ is the same)
+    labels = np.r_[np.ones(12), np.zeros(9)]
+    rows = np.random.default_rng(5).permuted(np.tile(labels, (30, 1)), axis=1)
+    pooled = torch.tensor(np.vstack([x, y]))
+    by_loop = [mmd(pooled[r == 1], pooled[r == 0], kernel, None, estimator).item() for r in rows]
+    np.testing.assert_allclose(res["null"], by_loop, rtol=1e-9, atol=1e-12)
+    p = (1 + np.sum(res["null"] >= res["statistic"])) / 31
+    assert res["p_value"] == pytest.approx(p)
+    again = mmd_test(x, y, permutations=30, seed=5, kernel=kernel, estimator=estimator)
+    np.testing.assert_allclose(again["null"], res["null"], rtol=1e-12)
+
+
+def test_mmd_test_bad_arguments():
+    x, y = torch.randn(6, 2), torch.randn(6, 2)
+    with pytest.raises(ValueError, match="estimator"):
+        mmd_test(x, y, estimator="linear-time")
+    with pytest.raises(ValueError, match="permutations"):
+        mmd_test(x, y, permutations=0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        mmd_test(x, torch.full((6, 2), float("nan")))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        mmd_test(x[:1], y)

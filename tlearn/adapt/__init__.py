@@ -1,0 +1,30 @@
+"""Domain adaptation: losses that pull source and target features together, and trainers.
+
+* ``coral`` / ``CORAL`` — closed-form CORAL (Sun, Feng & Saenko, AAAI 2016)
+* ``coral_loss`` / ``CORALLoss`` — Deep CORAL (Sun & Saenko, ECCV-W 2016)
+* ``mmd`` / ``MMDLoss`` / ``mmd_test`` — multi-kernel MMD (Gretton et al. 2012; Long et al. 2015)
+* ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``dann_lambda`` / ``dann_lr``
+  — DANN (Ganin et al., JMLR 2016)
+* ``proxy_a_distance`` — Ben-David et al. 2007
+"""
+
+from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
+from tlearn.adapt.dann import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
+from tlearn.adapt.distance import proxy_a_distance
+from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
+
+__all__ = [
+    "coral",
+    "CORAL",
+    "coral_loss",
+    "CORALLoss",
+    "mmd",
+    "MMDLoss",
+    "mmd_test",
+    "grad_reverse",
+    "GradientReversal",
+    "DomainClassifier",
+    "dann_lambda",
+    "dann_lr",
+    "proxy_a_distance",
+]

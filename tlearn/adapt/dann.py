@@ -1,0 +1,194 @@
+r"""DANN: domain-adversarial training with a gradient reversal layer.
+
+Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016. A feature
+extractor :math:`G_f` feeds a label predictor :math:`G_y` *and*, through a gradient reversal
+layer (GRL), a domain classifier :math:`G_d` that tells source from target. The GRL is the
+identity going forward and multiplies the gradient by :math:`-\lambda` going back, so one
+backward pass trains :math:`G_d` to *separate* the domains while it trains :math:`G_f` to
+make them *inseparable*:
+
+.. math::  E(\theta_f, \theta_y, \theta_d) = \mathcal L_y(\theta_f, \theta_y)
+           - \lambda\, \mathcal L_d(\theta_f, \theta_d)
+
+(:math:`\theta_d` minimises :math:`\mathcal L_d`; :math:`\theta_f` maximises it.)
+
+The paper's schedules (§5.2.2), with training progress :math:`p \in [0, 1]`:
+
+* :func:`dann_lambda` — :math:`\lambda_p = \frac{2}{1 + \exp(-\gamma p)} - 1`, γ = 10: the
+  domain signal is switched on gradually, while the domain classifier is still noise.
+* :func:`dann_lr` — :math:`\mu_p = \frac{\mu_0}{(1 + \alpha p)^\beta}`, α = 10, β = 0.75.
+
+Typical use::
+
+    features = G_f(torch.cat([xs, xt]))
+    domain_logits = domain_clf(grad_reverse(features, dann_lambda(p)))
+    domain_labels = torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
+    loss = ce(G_y(features[: len(xs)]), ys) + bce_with_logits(domain_logits, domain_labels)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["grad_reverse", "GradientReversal", "DomainClassifier", "dann_lambda", "dann_lr"]
+
+
+def _check_lambda(lambda_: float) -> float:
+    if isinstance(lambda_, bool) or not isinstance(lambda_, (int, float)):
+        raise ValueError(f"lambda_ must be a number >= 0, got {lambda_!r}")
+    lambda_ = float(lambda_)
+    if not math.isfinite(lambda_) or lambda_ < 0:
+        raise ValueError(
+            f"lambda_ must be a finite number >= 0, got {lambda_} (a negative λ would undo "
+            "the reversal and help the feature extractor *separate* the domains)"
+        )
+    return lambda_
+
+
+class _GradReverse(torch.autograd.Function):
+    """Identity forward; gradient × (−λ) backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lambda_: float) -> Tensor:
+        ctx.lambda_ = lambda_
+        return x.view_as(x)  # a new tensor node sharing x's memory: no copy
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:
+        return grad_output * (-ctx.lambda_), None
+
+
+def grad_reverse(x: Tensor, lambda_: float = 1.0) -> Tensor:
+    r"""Gradient reversal: :math:`R(x) = x` forward, :math:`dR/dx = -\lambda I` backward.
+
+    Args:
+        x: any tensor.
+        lambda_: λ ≥ 0, the weight of the domain-confusion signal (see :func:`dann_lambda`).
+
+    Example:
+        >>> x = torch.ones(3, requires_grad=True)
+        >>> grad_reverse(x, 0.5).sum().backward()
+        >>> x.grad
+        tensor([-0.5000, -0.5000, -0.5000])
+    """
+    return _GradReverse.apply(x, _check_lambda(lambda_))
+
+
+class GradientReversal(nn.Module):
+    r"""Gradient reversal layer (GRL; Ganin et al., JMLR 2016) as a module.
+
+    Forward: ``y = x`` (any shape). Backward: ``dL/dx = −λ · dL/dy``. Set ``.lambda_``
+    during training to follow a schedule (``grl.lambda_ = dann_lambda(p)``).
+
+    Example:
+        >>> grl = GradientReversal(lambda_=1.0)
+        >>> net = nn.Sequential(grl, DomainClassifier(128))
+        >>> net(torch.randn(4, 128)).shape
+        torch.Size([4])
+    """
+
+    def __init__(self, lambda_: float = 1.0) -> None:
+        super().__init__()
+        self.lambda_ = _check_lambda(lambda_)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return grad_reverse(x, self.lambda_)
+
+    def extra_repr(self) -> str:
+        return f"lambda_={self.lambda_:g}"
+
+
+class DomainClassifier(nn.Module):
+    r"""The domain discriminator :math:`G_d`: an MLP from features to one domain logit.
+
+    ``Linear → ReLU → Dropout`` for every hidden width, then ``Linear(·, 1)``; the output
+    is squeezed to shape ``(N,)`` to pair with
+    ``F.binary_cross_entropy_with_logits(logits, domain_labels)`` (1 = source, 0 = target,
+    or the other way round — be consistent). Ganin et al. use 1024–1024 with dropout 0.5 on
+    Office; for 128-d digit features (256, 256) is plenty.
+
+    Args:
+        in_features: feature dimension d.
+        hidden: hidden widths (an int for one hidden layer; ``()`` for a linear classifier).
+        dropout: dropout probability after each hidden layer.
+
+    Shapes: ``(N, in_features)`` → ``(N,)`` logits.
+
+    Example:
+        >>> clf = DomainClassifier(128, hidden=(64,), dropout=0.0)
+        >>> clf(torch.randn(5, 128)).shape
+        torch.Size([5])
+    """
+
+    def __init__(
+        self, in_features: int, hidden: int | Sequence[int] = (256, 256), dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+            raise ValueError(f"in_features must be a positive int, got {in_features!r}")
+        widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise ValueError(f"hidden must be positive ints, got {hidden!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        layers: list[nn.Module] = []
+        width = in_features
+        for w in widths:
+            layers += [nn.Linear(width, w), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = w
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+        self.in_features = in_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"DomainClassifier expects features of shape (N, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.net(x).squeeze(1)
+
+
+def _check_progress(p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise ValueError(f"training progress p must be a number in [0, 1], got {p!r}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"training progress p must be in [0, 1] (step / total_steps), got {p}")
+    return p
+
+
+def dann_lambda(p: float, gamma: float = 10.0) -> float:
+    r"""DANN's domain-weight schedule: :math:`\lambda_p = \frac{2}{1 + e^{-\gamma p}} - 1`.
+
+    Rises from 0 at ``p = 0`` to ≈ 1 at ``p = 1`` (0.99991 for γ = 10). ``p`` is the
+    training progress, e.g. ``step / total_steps`` (Ganin et al., JMLR 2016, §5.2.2).
+
+    Example:
+        >>> dann_lambda(0.0), round(dann_lambda(1.0), 4)
+        (0.0, 0.9999)
+    """
+    p = _check_progress(p)
+    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+
+def dann_lr(p: float, lr0: float, alpha: float = 10.0, beta: float = 0.75) -> float:
+    r"""DANN's learning-rate annealing: :math:`\mu_p = \frac{\mu_0}{(1 + \alpha p)^\beta}`.
+
+    With α = 10, β = 0.75 the rate falls to ``lr0 / 11**0.75 ≈ 0.166·lr0`` at ``p = 1``
+    (Ganin et al., JMLR 2016, §5.2.2).
+
+    Example:
+        >>> dann_lr(0.0, 0.01), round(dann_lr(1.0, 0.01), 5)
+        (0.01, 0.00166)
+    """
+    p = _check_progress(p)
+    if not (isinstance(lr0, (int, float)) and lr0 > 0):
+        raise ValueError(f"lr0 must be a positive number, got {lr0!r}")
+    return lr0 / (1.0 + alpha * p) ** beta
