@@ -1,0 +1,557 @@
+"""tlearn.features: hooks, pooling, order, caching and probes, checked against independent
+computations (an explicit forward pass, numpy pooling, a numpy k-NN, scikit-learn directly)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from tlearn import data, features
+from tlearn.models import DigitNet
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def net() -> DigitNet:
+    torch.manual_seed(0)
+    model = DigitNet()
+    # non-trivial BatchNorm statistics, so eval vs train mode give different outputs
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(64, 1, 32, 32))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(40, 1, 32, 32, generator=g), torch.arange(40) % 4
+
+
+def manual(net: DigitNet, x: torch.Tensor, upto: str) -> torch.Tensor:
+    """Run DigitNet's blocks by hand up to ``upto`` (inclusive), in eval mode."""
+    out = x
+    with torch.no_grad():
+        for name, block in net.features.named_children():
+            out = block(out)
+            if f"features.{name}" == upto:
+                return out
+    raise AssertionError(upto)
+
+
+# ============================================================================ extraction
+
+
+@pytest.mark.parametrize("layer", ["features.conv1", "features.conv2", "features.conv3"])
+def test_hooked_features_equal_manual_forward(net, images, layer):
+    x, y = images
+    Z, labels = features.extract(net, TensorDataset(x, y), layer=layer, pool=None, progress=False)
+    np.testing.assert_allclose(Z.numpy(), manual(net, x, layer).numpy(), rtol=1e-5, atol=1e-6)
+    assert labels.dtype == torch.int64 and torch.equal(labels, y)
+
+
+def test_default_layer_is_features_and_output_layer_is_logits(net, images):
+    x, y = images
+    Z, _ = features.extract(net, x, progress=False)  # default: .features, a 128-vector
+    with torch.no_grad():
+        np.testing.assert_allclose(Z.numpy(), net.features(x).numpy(), rtol=1e-5, atol=1e-6)
+        logits, _ = features.extract(net, x, layer="", progress=False)
+        np.testing.assert_allclose(logits.numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_nested_module_and_batching_do_not_matter(net, images):
+    x, y = images
+    ds = TensorDataset(x, y)
+    a, _ = features.extract(net, ds, layer="features.fc.1", batch_size=7, progress=False)
+    b, _ = features.extract(net, ds, layer="features.fc.1", batch_size=40, progress=False)
+    with torch.no_grad():
+        ref = net.features.fc[1](net.features.fc[0](manual(net, x, "features.conv3")))
+    np.testing.assert_allclose(a.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_shapes_and_values(net, images):
+    x, y = images
+    raw = manual(net, x, "features.conv2").numpy()  # N×32×8×8
+    ds = TensorDataset(x, y)
+    expected = {
+        "avg": raw.mean(axis=(2, 3)),
+        "max": raw.max(axis=(2, 3)),
+        "flatten": raw.reshape(len(raw), -1),
+        None: raw,
+    }
+    for pool, ref in expected.items():
+        Z, _ = features.extract(net, ds, layer="features.conv2", pool=pool, progress=False)
+        assert tuple(Z.shape) == ref.shape, pool
+        np.testing.assert_allclose(Z.numpy(), ref, rtol=1e-5, atol=1e-6)
+        assert Z.dtype == torch.float32 and Z.device.type == "cpu"
+
+
+def test_global_pool_against_numpy():
+    t = torch.randn(3, 5, 4, 6)
+    np.testing.assert_allclose(
+        features.global_pool(t, "avg").numpy(), t.numpy().mean((2, 3)), atol=1e-6
+    )
+    np.testing.assert_allclose(features.global_pool(t, "max").numpy(), t.numpy().max((2, 3)))
+    v = torch.randn(3, 7)
+    assert torch.equal(features.global_pool(v, "avg"), v)  # vectors pass through
+    with pytest.raises(ValueError, match="pool"):
+        features.global_pool(t, "mean")
+
+
+def test_forward_stops_after_hooked_layer(net, images):
+    calls = []
+    handle = net.head.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        features.extract(net, images[0], layer="features.conv1", progress=False)
+        assert calls == []  # the head never ran
+        features.extract(net, images[0], layer="head", progress=False)
+        assert calls == [1]
+    finally:
+        handle.remove()
+
+
+def test_modes_and_weights_are_restored():
+    torch.manual_seed(0)
+    model = DigitNet().train()
+    model.features.conv1.eval()  # a deliberately mixed state, e.g. frozen BatchNorm
+    modes = [m.training for m in model.modules()]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    Z, _ = features.extract(model, torch.rand(8, 1, 32, 32), progress=False)
+    assert [m.training for m in model.modules()] == modes
+    for k, v in model.state_dict().items():  # BatchNorm statistics untouched: eval mode ran
+        assert torch.equal(v, before[k]), k
+    assert not model._forward_hooks and not model.head._forward_hooks  # hooks removed
+    for m in model.modules():
+        assert not m._forward_hooks
+
+
+def test_results_are_ordinary_tensors(net, images):
+    Z, y = features.extract(net, TensorDataset(*images), progress=False)
+    assert not Z.is_inference()
+    head = nn.Linear(Z.shape[1], 4)
+    nn.functional.cross_entropy(head(Z), y).backward()  # usable for training a head
+    assert head.weight.grad is not None
+
+
+class _ImageIsItsIndex(Dataset):
+    """Image i is constant i/100, label i % 3: any row can be traced back to its source."""
+
+    def __len__(self):
+        return 30
+
+    def __getitem__(self, i):
+        return torch.full((1, 32, 32), i / 100.0), i % 3
+
+
+class _MeanNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Identity()
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def test_order_dataset_and_shuffled_loader():
+    ds = _ImageIsItsIndex()
+    Z, y = features.extract(_MeanNet(), ds, batch_size=4, progress=False)  # generic Dataset
+    idx = np.round(Z[:, 0].numpy() * 100).astype(int)
+    assert idx.tolist() == list(range(30))  # dataset order
+    assert y.tolist() == [i % 3 for i in range(30)]
+    loader = DataLoader(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    Z, y = features.extract(_MeanNet(), loader, progress=False)
+    idx = np.round(Z[:, 0].numpy() * 100).astype(int)
+    assert sorted(idx.tolist()) == list(range(30)) and idx.tolist() != list(range(30))
+    assert y.tolist() == [i % 3 for i in idx]  # rows follow the loader; labels stay paired
+
+
+def test_tensor_input_has_no_labels_and_digit_dataset_fast_path(net, images):
+    x, y = images
+    Z, labels = features.extract(net, x, progress=False)
+    assert labels is None and Z.shape == (40, 128)
+    ds = data.DigitDataset(x, y)
+    Z2, y2 = features.extract(net, ds, progress=False)
+    np.testing.assert_allclose(Z.numpy(), Z2.numpy(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(y2, y)
+
+
+def test_layers_table(net):
+    table = features.layers(net, depth=2)
+    assert table.names() == [
+        "features.conv1",
+        "features.conv2",
+        "features.conv3",
+        "features.fc",
+        "features",
+        "head",
+    ]
+    shapes = dict((r.name, r.shape) for r in table)
+    assert shapes["features.conv2"] == (32, 8, 8) and shapes["head"] == (10,)
+    assert dict((r.name, r.params) for r in table)["head"] == 128 * 10 + 10
+    full = features.layers(net)
+    assert "features.conv1.0" in full.names() and len(full) > len(table)
+    assert "features.conv3" in repr(table) and "64×4×4" in repr(table)
+    for name in full.names():  # every listed name is accepted by extract
+        features._check_layer(net, name)
+
+
+# ============================================================================ bad input
+
+
+def test_unknown_layer_lists_names_and_close_matches(net, images):
+    with pytest.raises(ValueError) as err:
+        features.extract(net, images[0], layer="features.conv4", progress=False)
+    msg = str(err.value)
+    assert "features.conv3" in msg and "did you mean" in msg and "head" in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"pool": "mean"}, "pool"), ({"batch_size": 0}, "batch_size"), ({"layer": 3}, "module name")],
+)
+def test_extract_bad_arguments(net, images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        features.extract(net, images[0], progress=False, **kwargs)
+
+
+def test_extract_bad_data(net):
+    with pytest.raises(ValueError, match="Dataset"):
+        features.extract(net, [1, 2, 3], progress=False)
+    dict_loader = DataLoader([{"image": torch.rand(1, 32, 32)}] * 4, batch_size=2)
+    with pytest.raises(ValueError, match="each batch"):
+        features.extract(net, dict_loader, progress=False)
+
+
+# ============================================================================ cache
+
+
+def test_cache_hit_miss_and_equality(net, images, tmp_path, capsys):
+    ds = TensorDataset(*images)
+    cache = features.FeatureCache(tmp_path, verbose=True)
+    Z1, y1 = features.extract(net, ds, layer="features.conv2", cache=cache, progress=False)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 1, 1)
+    Z2, y2 = features.extract(net, ds, layer="features.conv2", cache=cache, progress=False)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert torch.equal(Z1, Z2) and torch.equal(y1, y2)
+    ref, _ = features.extract(net, ds, layer="features.conv2", progress=False)
+    assert torch.equal(Z1, ref)
+    out = capsys.readouterr().out
+    assert "miss" in out and "hit" in out
+    # another layer or pooling is another entry
+    features.extract(net, ds, layer="features.conv3", cache=cache, progress=False)
+    features.extract(net, ds, layer="features.conv2", pool="max", cache=cache, progress=False)
+    assert (cache.hits, cache.misses, len(cache)) == (1, 3, 3)
+    assert cache.clear() == 3 and len(cache) == 0
+
+
+def test_cache_invalidated_by_one_weight_and_one_pixel(images, tmp_path):
+    torch.manual_seed(0)
+    model = DigitNet().eval()
+    x, y = images
+    cache = features.FeatureCache(tmp_path)
+    Z1, _ = features.extract(model, TensorDataset(x, y), cache=cache, progress=False)
+    with torch.no_grad():
+        model.features.conv1[0].weight[0, 0, 0, 0] += 1.0
+    Z2, _ = features.extract(model, TensorDataset(x, y), cache=cache, progress=False)
+    assert (cache.hits, cache.misses) == (0, 2)
+    assert not torch.equal(Z1, Z2)
+    ref, _ = features.extract(model, x, progress=False)
+    np.testing.assert_allclose(Z2.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    x2 = x.clone()
+    x2[5, 0, 10, 10] += 0.5
+    features.extract(model, TensorDataset(x2, y), cache=cache, progress=False)
+    y2 = y.clone()
+    y2[0] = 3
+    features.extract(model, TensorDataset(x2, y2), cache=cache, progress=False)  # labels count
+    assert (cache.hits, cache.misses) == (0, 4)
+    features.extract(model, TensorDataset(x2, y2), cache=cache, progress=False)
+    assert cache.hits == 1
+
+
+def test_cache_model_fingerprint_sees_buffers_and_architecture():
+    torch.manual_seed(0)
+    a = DigitNet()
+    fp = features.model_fingerprint(a)
+    assert features.model_fingerprint(a) == fp
+    a.features.conv1[1].running_mean += 0.1  # a buffer, not a parameter
+    assert features.model_fingerprint(a) != fp
+    b = nn.Sequential(nn.Upsample(size=64), nn.Conv2d(1, 2, 3))
+    c = nn.Sequential(nn.Upsample(size=96), nn.Conv2d(1, 2, 3))
+    c.load_state_dict(b.state_dict())  # same weights, different resize: different features
+    assert features.model_fingerprint(b) != features.model_fingerprint(c)
+
+
+def test_cache_corrupt_or_foreign_file_is_recomputed(net, images, tmp_path):
+    ds = TensorDataset(*images)
+    cache = features.FeatureCache(tmp_path)
+    Z, _ = features.extract(net, ds, cache=cache, progress=False)
+    (path,) = list(tmp_path.glob("*.pt"))
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    Z2, _ = features.extract(net, ds, cache=cache, progress=False)
+    assert cache.misses == 2 and cache.hits == 0 and torch.equal(Z, Z2)
+    # a valid file for *another* key copied under this key's name must not be used
+    Z3, _ = features.extract(net, ds, layer="features.conv1", cache=cache, progress=False)
+    other = next(p for p in tmp_path.glob("*.pt") if p != path)
+    path.write_bytes(other.read_bytes())
+    Z4, _ = features.extract(net, ds, cache=cache, progress=False)
+    assert Z4.shape == Z.shape and torch.equal(Z4, Z)
+    assert cache.hits == 0 and cache.misses == 4
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temporaries
+
+
+def test_cache_shuffled_loader_is_fingerprinted_on_what_it_yields(tmp_path):
+    ds = _ImageIsItsIndex()
+    cache = features.FeatureCache(tmp_path)
+    loader = DataLoader(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    Z1, y1 = features.extract(_MeanNet(), loader, cache=cache, progress=False)
+    Z2, y2 = features.extract(_MeanNet(), loader, cache=cache, progress=False)  # new order
+    assert cache.misses == 2  # a different order is different content
+    for Z, y in ((Z1, y1), (Z2, y2)):  # and the labels stay paired with their rows
+        idx = np.round(Z[:, 0].numpy() * 100).astype(int)
+        assert y.tolist() == [i % 3 for i in idx]
+
+
+# ============================================================================ probes
+
+
+def _blobs(n_per_class=30, k=3, d=10, sep=10.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, sep, (k, d))
+    y = np.repeat(np.arange(k), n_per_class)
+    return centres[y] + rng.normal(0, 1, (len(y), d)), y
+
+
+def test_probes_separable_and_shuffled_labels():
+    Z, y = _blobs(seed=0)
+    Zt, yt = _blobs(seed=0)  # same centres, new noise below
+    Zt = Zt + np.random.default_rng(9).normal(0, 1, Zt.shape) * 0.5
+    assert features.linear_probe(Z, y, Zt, yt)["accuracy"] == 1.0
+    assert features.knn_probe(torch.tensor(Z), torch.tensor(y), Zt, yt, k=5)["accuracy"] == 1.0
+    # no information: random features and labels → chance (1/4), within a generous band
+    rng = np.random.default_rng(1)
+    Zr, yr = rng.normal(size=(400, 20)), rng.integers(0, 4, 400)
+    Zs, ys = rng.normal(size=(2000, 20)), rng.integers(0, 4, 2000)
+    acc = features.linear_probe(Zr, yr, Zs, ys)["accuracy"]
+    assert abs(acc - 0.25) < 0.05, acc
+    acc = features.knn_probe(Zr, yr, Zs, ys)["accuracy"]
+    assert abs(acc - 0.25) < 0.05, acc
+
+
+def test_linear_probe_standardises_and_is_deterministic():
+    Z, y = _blobs(sep=1.0, seed=3)
+    Zt, yt = _blobs(sep=1.0, seed=3)
+    Zt = Zt + np.random.default_rng(4).normal(0, 1, Zt.shape)
+    a = features.linear_probe(Z, y, Zt, yt)
+    b = features.linear_probe(Z, y, Zt, yt)
+    assert a["accuracy"] == b["accuracy"]
+    np.testing.assert_array_equal(a["classifier"].predict(Zt), b["classifier"].predict(Zt))
+    scale = np.ones(Z.shape[1])
+    scale[0] = 1000.0  # one feature in other units: standardising removes the difference
+    c = features.linear_probe(Z * scale, y, Zt * scale, yt)
+    np.testing.assert_array_equal(a["classifier"].predict(Zt), c["classifier"].predict(Zt * scale))
+    assert 0.0 <= a["train_accuracy"] <= 1.0
+
+
+def test_knn_probe_matches_numpy_knn():
+    rng = np.random.default_rng(5)
+    Z, y = rng.normal(size=(60, 6)), rng.integers(0, 3, 60)
+    Zt, yt = rng.normal(size=(50, 6)), rng.integers(0, 3, 50)
+    for k in (1, 5):
+        n = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+        nt = Zt / np.linalg.norm(Zt, axis=1, keepdims=True)
+        dist = 1 - nt @ n.T
+        pred = []
+        for row in dist:
+            votes = np.bincount(y[np.argsort(row, kind="stable")[:k]], minlength=3)
+            pred.append(int(np.argmax(votes)))  # ties → smallest label, like scikit-learn
+        expected = float(np.mean(np.array(pred) == yt))
+        assert features.knn_probe(Z, y, Zt, yt, k=k)["accuracy"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda Z, y: (Z[:-1], y), "rows"),
+        (lambda Z, y: (np.where(np.arange(Z.size).reshape(Z.shape) == 3, np.nan, Z), y), "NaN"),
+        (lambda Z, y: (np.where(np.arange(Z.size).reshape(Z.shape) == 3, np.inf, Z), y), "Inf"),
+        (lambda Z, y: (Z, np.zeros_like(y)), "single class"),
+        (lambda Z, y: (Z[:, :, None], y), "N×D"),
+        (lambda Z, y: (Z, y + 0.5), "integer"),
+    ],
+)
+def test_probe_bad_input(mutate, match):
+    Z, y = _blobs()
+    Zb, yb = mutate(Z, y)
+    for probe in (features.linear_probe, features.knn_probe):
+        with pytest.raises(ValueError, match=match):
+            probe(Zb, yb, Z, y)
+    with pytest.raises(ValueError, match="features per row"):
+        features.linear_probe(Z, y, Z[:, :3], y)
+    with pytest.raises(ValueError, match="k="):
+        features.knn_probe(Z[:4], y[[0, 1, 30, 31]], Z, y, k=5)
+
+
+def test_few_shot_probe_uses_data_few_shot_rows():
+    g = torch.Generator().manual_seed(0)
+    ds = data.DigitDataset(torch.rand(60, 1, 4, 4, generator=g), torch.arange(60) % 10)
+    for k, seed in ((1, 0), (3, 7)):
+        idx = features._few_shot_indices(ds.labels.numpy(), k, seed)
+        assert torch.equal(ds.images[idx], data.few_shot(ds, k, seed=seed).images)
+    Z, y = _blobs(n_per_class=12, k=4)
+    r = features.few_shot_probe(Z, y, Z, y, per_class=(1, 3, 10), seeds=(0, 1))
+    assert r["per_class"] == [1, 3, 10] and r["seeds"] == [0, 1]
+    acc = np.array(r["accuracy"])
+    assert acc.shape == (2, 3) and acc[:, -1].min() == 1.0
+    with pytest.raises(ValueError, match="fewer than per_class"):
+        features.few_shot_probe(Z, y, Z, y, per_class=(13,))
+    with pytest.raises(ValueError, match="probe"):
+        features.few_shot_probe(Z, y, Z, y, probe="svm")
+
+
+def test_layer_sweep_equals_per_layer_probes(net):
+    x, y = _blobs_images()
+    train, test = TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
+    rows = features.layer_sweep(net, train, test, progress=False)
+    assert [r["layer"] for r in rows] == [
+        "features.conv1",
+        "features.conv2",
+        "features.conv3",
+        "features.fc",
+        "head",
+    ]
+    assert [r["dim"] for r in rows] == [16, 32, 64, 128, 10]
+    for r in rows:
+        a, ya = features.extract(net, train, layer=r["layer"], progress=False)
+        b, yb = features.extract(net, test, layer=r["layer"], progress=False)
+        assert r["accuracy"] == pytest.approx(features.linear_probe(a, ya, b, yb)["accuracy"])
+    rows = features.layer_sweep(
+        net, train, test, layers=["features.conv2"], probe="knn", k=3, progress=False
+    )
+    assert len(rows) == 1 and 0 <= rows[0]["accuracy"] <= 1
+
+
+def _blobs_images():
+    """Images whose class is a bright quadrant: learnable from random conv features."""
+    g = torch.Generator().manual_seed(2)
+    y = torch.arange(100) % 4
+    x = torch.rand(100, 1, 32, 32, generator=g) * 0.3
+    for i, c in enumerate(y.tolist()):
+        r, q = divmod(c, 2)
+        x[i, 0, r * 16 : r * 16 + 16, q * 16 : q * 16 + 16] += 0.7
+    return x, y
+
+
+def test_check_global_avg_pool_exercise(capsys):
+    from tlearn.exercises import check_global_avg_pool
+
+    assert check_global_avg_pool(lambda t: features.global_pool(t, "avg"))
+    assert check_global_avg_pool(lambda t: t.mean(dim=(2, 3)))
+    assert "passed" in capsys.readouterr().out
+    for wrong, says in [
+        (lambda t: t.mean(dim=(2, 3), keepdim=True), "1×1"),
+        (lambda t: t.amax(dim=(2, 3)), "max"),
+        (lambda t: t.mean(dim=1), "spatial"),
+        (lambda t: t.mean(dim=(2, 3)).squeeze(), "squeeze"),
+        (lambda t: t.sum(dim=(2, 3)), "divide"),
+        (lambda t: t.mean_(), "raised"),
+    ]:
+        assert not check_global_avg_pool(wrong)
+        assert says in capsys.readouterr().out
+
+
+def test_linear_probe_unlabeled_statistics_match_manual_standardisation():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(6)
+    pool = rng.normal(3.0, 2.0, size=(200, 8))
+    y_pool = (pool[:, 0] > 3).astype(int) + (pool[:, 1] > 3)
+    idx = np.r_[
+        np.flatnonzero(y_pool == 0)[:3],
+        np.flatnonzero(y_pool == 1)[:3],
+        np.flatnonzero(y_pool == 2)[:3],
+    ]
+    r = features.linear_probe(pool[idx], y_pool[idx], pool, y_pool, unlabeled=pool)
+    mu, sd = pool.mean(0), pool.std(0)  # independent standardisation by numpy
+    ref = LogisticRegression(C=1.0, max_iter=1000).fit((pool[idx] - mu) / sd, y_pool[idx])
+    np.testing.assert_array_equal(r["classifier"].predict(pool), ref.predict((pool - mu) / sd))
+    assert r["accuracy"] == pytest.approx(float((ref.predict((pool - mu) / sd) == y_pool).mean()))
+    with pytest.raises(ValueError, match="unlabeled"):
+        features.linear_probe(pool[idx], y_pool[idx], pool, y_pool, unlabeled=pool[:, :3])
+    # few_shot_probe standardises with the whole pool by default, and can be told not to
+    a = features.few_shot_probe(pool, y_pool, pool, y_pool, per_class=(3,), seeds=(0,))
+    b = features.few_shot_probe(
+        pool, y_pool, pool, y_pool, per_class=(3,), seeds=(0,), pool_statistics=False
+    )
+    sel = features._few_shot_indices(y_pool, 3, 0)
+    assert (
+        a["accuracy"][0][0]
+        == features.linear_probe(pool[sel], y_pool[sel], pool, y_pool, unlabeled=pool)["accuracy"]
+    )
+    assert (
+        b["accuracy"][0][0]
+        == features.linear_probe(pool[sel], y_pool[sel], pool, y_pool)["accuracy"]
+    )
+
+
+def test_layer_sweep_cross_validation_uses_train_only(net):
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y = _blobs_images()
+    train, test = TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
+    rows = features.layer_sweep(
+        net,
+        train,
+        test,
+        layers=["features.conv1", "features.conv3"],
+        cv=3,
+        unlabeled=TensorDataset(x),
+        progress=False,
+    )
+    Z, yt = features.extract(net, train, layer="features.conv1", progress=False)
+    U, _ = features.extract(net, x, layer="features.conv1", progress=False)
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0).split(Z.numpy(), yt.numpy())
+    expected = np.mean(
+        [features.linear_probe(Z[a], yt[a], Z[b], yt[b], unlabeled=U)["accuracy"] for a, b in folds]
+    )
+    assert rows[0]["cv_accuracy"] == pytest.approx(expected)
+    # the test set does not influence cv_accuracy
+    other = TensorDataset(torch.rand(10, 1, 32, 32), torch.arange(10) % 4)
+    rows2 = features.layer_sweep(
+        net,
+        train,
+        other,
+        layers=["features.conv1", "features.conv3"],
+        cv=3,
+        unlabeled=TensorDataset(x),
+        progress=False,
+    )
+    assert [r["cv_accuracy"] for r in rows2] == [r["cv_accuracy"] for r in rows]
+    best = features.best_layer(rows)
+    assert best["cv_accuracy"] == max(r["cv_accuracy"] for r in rows)
+    with pytest.raises(ValueError, match="cv_accuracy"):
+        features.best_layer([{"layer": "a", "accuracy": 0.5}])
+    with pytest.raises(ValueError, match="per class"):
+        features.layer_sweep(
+            net, TensorDataset(x[:8], y[:8]), test, layers=["head"], cv=3, progress=False
+        )
+
+
+def test_cache_get_or_compute_and_save_roundtrip(tmp_path):
+    cache = features.FeatureCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.arange(6, dtype=torch.float32).reshape(3, 2), torch.tensor([0, 1, 0])
+
+    a = cache.get_or_compute("k" * 64, compute, what="demo")
+    b = cache.get_or_compute("k" * 64, compute, what="demo")
+    assert calls == [1] and (cache.hits, cache.misses) == (1, 1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert cache.load("other") is None
+    assert "entries=1" in repr(cache)
