@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tlearn import data, features
+from tlearn.data.base import few_shot_indices
 from tlearn.models import DigitNet
 
 torch.set_num_threads(2)
@@ -400,7 +401,7 @@ def test_few_shot_probe_uses_data_few_shot_rows():
     g = torch.Generator().manual_seed(0)
     ds = data.DigitDataset(torch.rand(60, 1, 4, 4, generator=g), torch.arange(60) % 10)
     for k, seed in ((1, 0), (3, 7)):
-        idx = features._few_shot_indices(ds.labels.numpy(), k, seed)
+        idx = few_shot_indices(ds.labels.numpy(), k, seed)
         assert torch.equal(ds.images[idx], data.few_shot(ds, k, seed=seed).images)
     Z, y = _blobs(n_per_class=12, k=4)
     r = features.few_shot_probe(Z, y, Z, y, per_class=(1, 3, 10), seeds=(0, 1))
@@ -487,7 +488,7 @@ def test_linear_probe_unlabeled_statistics_match_manual_standardisation():
     b = features.few_shot_probe(
         pool, y_pool, pool, y_pool, per_class=(3,), seeds=(0,), pool_statistics=False
     )
-    sel = features._few_shot_indices(y_pool, 3, 0)
+    sel = few_shot_indices(y_pool, 3, 0)
     assert (
         a["accuracy"][0][0]
         == features.linear_probe(pool[sel], y_pool[sel], pool, y_pool, unlabeled=pool)["accuracy"]

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from tlearn import runtime
-from tlearn.data.base import DigitDataset
+from tlearn.data.base import DigitDataset, few_shot_indices
 
 __all__ = [
     "extract",
@@ -897,22 +897,6 @@ def _probe_fn(probe: str) -> Callable[..., dict[str, Any]]:
     return _PROBES[probe]
 
 
-def _few_shot_indices(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """The rows :func:`tlearn.data.few_shot` picks (same seed, same rows)."""
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in range(int(y.max()) + 1):
-        idx = np.flatnonzero(y == c)
-        if len(idx) == 0:
-            continue
-        if len(idx) < per_class:
-            raise ValueError(
-                f"class {c} has only {len(idx)} training examples, fewer than per_class={per_class}"
-            )
-        chosen.append(rng.choice(idx, size=per_class, replace=False))
-    return rng.permutation(np.concatenate(chosen))
-
-
 def few_shot_probe(
     Z_train: ArrayLike,
     y_train: ArrayLike,
@@ -955,7 +939,7 @@ def few_shot_probe(
         for s in seeds:
             row = []
             for k in per_class:
-                idx = _few_shot_indices(ytr, int(k), int(s))
+                idx = few_shot_indices(ytr, int(k), int(s))
                 row.append(fn(Ztr[idx], ytr[idx], Zte, yte, **probe_kwargs)["accuracy"])
                 bar.update()
             acc.append(row)

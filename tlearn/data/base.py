@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DigitDataset", "to_canonical", "few_shot", "make_loader", "as_dataset"]
+__all__ = [
+    "DigitDataset",
+    "to_canonical",
+    "few_shot",
+    "few_shot_indices",
+    "make_loader",
+    "as_dataset",
+]
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
@@ -97,31 +104,43 @@ def as_dataset(data) -> Dataset:
     return data.dataset if isinstance(data, DataLoader) else data
 
 
+def few_shot_indices(
+    labels, per_class: int, seed: int = 0, classes=None, *, name: str = "the dataset"
+) -> np.ndarray:
+    """Row indices of ``per_class`` random examples of every class in ``classes``, shuffled.
+
+    ``classes`` defaults to the labels present. The one sampling rule behind
+    :func:`few_shot` (datasets) and ``features.few_shot_probe`` (feature matrices), so both
+    pick the same rows for the same seed.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got {per_class!r}")
+    labels = np.asarray(labels)
+    classes = np.unique(labels) if classes is None else classes
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < per_class:
+            smallest = min(int((labels == k).sum()) for k in classes)
+            raise ValueError(
+                f"few_shot: class {c} of {name} has only {len(idx)} examples, fewer than "
+                f"per_class={per_class}; choose per_class <= {smallest}."
+            )
+        chosen.append(rng.choice(idx, size=per_class, replace=False))
+    return rng.permutation(np.concatenate(chosen))
+
+
 def few_shot(dataset: DigitDataset, per_class: int, seed: int = 0) -> DigitDataset:
     """``per_class`` labelled examples of every class, drawn at random (reproducible by ``seed``).
 
     This is the "few labels in the target domain" setting of fine-tuning. Raises ValueError
     when a class has fewer than ``per_class`` examples.
     """
-    if not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class must be a positive int, got {per_class!r}")
-    labels = dataset.labels.numpy()
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in range(dataset.num_classes):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < per_class:
-            raise ValueError(
-                f"few_shot: class {c} of {dataset.name!r} has only {len(idx)} examples, "
-                f"fewer than per_class={per_class}; choose per_class <= {_min_count(labels, dataset)}."
-            )
-        chosen.append(rng.choice(idx, size=per_class, replace=False))
-    order = rng.permutation(np.concatenate(chosen))
+    order = few_shot_indices(
+        dataset.labels.numpy(), per_class, seed, range(dataset.num_classes), name=repr(dataset.name)
+    )
     return dataset.subset(order, name=f"{dataset.name}[{per_class}/class]")
-
-
-def _min_count(labels: np.ndarray, dataset: DigitDataset) -> int:
-    return int(np.bincount(labels, minlength=dataset.num_classes).min())
 
 
 def make_loader(
