@@ -14,7 +14,7 @@ def test_info_reports_offline_resources(capsys):
 
 
 def test_demo_quick_prints_source_and_target_accuracy(capsys):
-    rows = cli.demo(progress=False, quick=True)
+    rows = cli.demo(progress=False, quick=True, all_methods=True)
     out = capsys.readouterr().out
     assert rows[0]["strategy"].startswith("source only")
     for key in ("synth test", "uci test"):

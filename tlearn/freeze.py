@@ -1,0 +1,781 @@
+"""Freezing: which parameters learn, which BatchNorm statistics move, and at what learning rate.
+
+Fine-tuning a pretrained network is mostly a decision about *what may change*:
+
+* **freeze** a block → its parameters get ``requires_grad=False`` (autograd skips their
+  backward pass, optimizers skip them because their ``.grad`` stays ``None``) and its
+  BatchNorm layers stop updating their running statistics, even in ``model.train()``;
+* **unfreeze** it again → ordinary trainable parameters and ordinary BatchNorm, with the
+  same tensors (an optimizer built earlier still holds them);
+* **discriminative learning rates** (Howard & Ruder 2018, ULMFiT) → layers near the input
+  hold general features and move slowly, the head moves fast (:func:`param_groups`);
+* **gradual unfreezing** (ULMFiT; fastai's ``fine_tune``) → train the head first, then
+  unfreeze one block more every few epochs (:class:`GradualUnfreezing`).
+
+Names select modules the way you read them in ``print(model)``::
+
+    freeze(net)                          # everything
+    unfreeze(net, "head")                # a module and everything below it
+    freeze(net, "features.*")            # a glob (fnmatch) on dotted module names
+    freeze(net, lambda name, m: isinstance(m, nn.BatchNorm2d))   # a predicate
+    freeze_to(net, 2)                    # only the last two blocks (models.blocks) learn
+
+Why BatchNorm needs care: a BatchNorm layer normalises with the *batch's* mean and variance
+in train mode and folds them into its running statistics (μ ← (1−m)μ + m·μ_batch). Setting
+``requires_grad=False`` freezes γ and β but not μ and σ², so a "frozen" backbone still
+drifts every time a training loop calls ``model.train()`` — badly so with the tiny batches
+of few-shot fine-tuning. :func:`freeze` therefore swaps every BatchNorm it freezes for a
+:class:`FrozenBatchNorm`, which computes the fixed per-channel affine map
+
+    y = (x − μ_run) / √(σ²_run + ε) · γ + β
+
+whatever mode the model is in. ``bn="adapt"`` keeps γ, β fixed but lets μ, σ² follow the
+new data in train mode: AdaBN (Li et al., "Revisiting Batch Normalization for Practical
+Domain Adaptation", 2016).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from html import escape
+from typing import Any, Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = [
+    "FrozenBatchNorm",
+    "freeze",
+    "unfreeze",
+    "freeze_to",
+    "trainable_parameters",
+    "count_parameters",
+    "trainable_summary",
+    "TrainableSummary",
+    "param_groups",
+    "GradualUnfreezing",
+    "estimate_bn_statistics",
+]
+
+Selector = Union[str, Callable[[str, nn.Module], bool]]  # noqa: UP007 (runtime alias, py3.10)
+BNMode = Literal["frozen", "adapt"]
+_BN_MODES = ("frozen", "adapt")
+
+
+# --------------------------------------------------------------------------------------
+# FrozenBatchNorm: BatchNorm that train() cannot wake up
+# --------------------------------------------------------------------------------------
+
+
+class FrozenBatchNorm(nn.Module):
+    """A BatchNorm layer (1d, 2d or 3d) whose affine weights and, by default, statistics are fixed.
+
+    Built from an existing BatchNorm; it *shares* that layer's tensors (the same ``weight``
+    and ``bias`` Parameter objects, the same running-statistics buffers) and its state-dict
+    keys, so checkpoints load into either form and :func:`unfreeze` restores the original.
+
+    ``mode="frozen"`` — always ``y = (x − μ_run)/√(σ²_run + ε)·γ + β``, in train and eval mode
+    alike (torchvision's ``FrozenBatchNorm2d`` does the same for 4-d input only).
+
+    ``mode="adapt"`` — AdaBN (Li et al. 2016): γ and β stay fixed; in train mode the layer
+    normalises with batch statistics and updates μ_run, σ²_run with the usual momentum, so
+    the statistics adapt to the new domain; in eval mode it uses the running statistics.
+
+    Args:
+        bn: the BatchNorm module to freeze (any ``torch.nn.modules.batchnorm._BatchNorm``).
+        mode: ``"frozen"`` or ``"adapt"``.
+    """
+
+    def __init__(self, bn: _BatchNorm, mode: BNMode = "frozen"):
+        super().__init__()
+        if not isinstance(bn, _BatchNorm):
+            raise ValueError(f"FrozenBatchNorm wraps a BatchNorm layer, got {type(bn).__name__}")
+        _check_bn_mode(mode)
+        self.mode = mode
+        self.bn_class = type(bn)  # restored by unfreeze
+        self.num_features = bn.num_features
+        self.eps = bn.eps
+        self.momentum = bn.momentum
+        self.affine = bn.affine
+        self.track_running_stats = bn.track_running_stats
+        # The very same Parameter / buffer objects: no copies, so identity survives a round trip.
+        self.weight = bn.weight
+        self.bias = bn.bias
+        self.register_buffer("running_mean", bn.running_mean)
+        self.register_buffer("running_var", bn.running_var)
+        self.register_buffer("num_batches_tracked", bn.num_batches_tracked)
+        for p in (self.weight, self.bias):
+            if p is not None:
+                p.requires_grad_(False)
+                p.grad = None
+        self.train(bn.training)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        # Reuse the original class's rule (BatchNorm1d: 2-d or 3-d, BatchNorm2d: 4-d, …).
+        check = getattr(self.bn_class, "_check_input_dim", None)
+        if check is not None:
+            check(self, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        has_stats = self.running_mean is not None
+        adapting = self.mode == "adapt" and self.training
+        factor = 0.0
+        if adapting and has_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            # momentum=None means a cumulative average, as in nn.BatchNorm.
+            factor = (
+                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            )
+        elif adapting and has_stats:
+            factor = 0.1 if self.momentum is None else self.momentum
+        # training=True → batch statistics (and, with running buffers, an in-place update).
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=adapting or not has_stats,
+            momentum=factor,
+            eps=self.eps,
+        )
+
+    def to_batchnorm(self) -> _BatchNorm:
+        """An ordinary BatchNorm of the original class that shares this layer's tensors."""
+        ref = self.running_mean if self.running_mean is not None else self.weight
+        factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
+        bn = self.bn_class(
+            self.num_features,
+            eps=self.eps,
+            momentum=self.momentum,
+            affine=self.affine,
+            track_running_stats=self.track_running_stats,
+            **factory,
+        )
+        bn.weight = self.weight
+        bn.bias = self.bias
+        bn.running_mean = self.running_mean
+        bn.running_var = self.running_var
+        bn.num_batches_tracked = self.num_batches_tracked
+        bn.train(self.training)
+        return bn
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, mode={self.mode!r}"
+
+
+def _check_bn_mode(bn: str) -> None:
+    if bn not in _BN_MODES:
+        raise ValueError(f"bn must be one of {_BN_MODES}, got {bn!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Selecting modules and parameters by name
+# --------------------------------------------------------------------------------------
+
+
+def _prefixes(name: str) -> list[str]:
+    """'a.b.c' → ['a', 'a.b', 'a.b.c']: the modules a dotted name lives in."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """Does ``pattern`` select ``name``? True when the pattern equals, or globs (fnmatch), the
+    name or one of its parents: "features" and "feat*" both select "features.conv1.0.weight"."""
+    if pattern == "*":
+        return True
+    return any(p == pattern or fnmatchcase(p, pattern) for p in _prefixes(name))
+
+
+def _block_names(model: nn.Module) -> list[str]:
+    try:
+        return [name for name, _ in _blocks(model)]
+    except Exception:  # noqa: BLE001 - a best-effort list for an error message
+        return [name for name, _ in model.named_children()]
+
+
+def _unknown_name_error(model: nn.Module, pattern: str) -> ValueError:
+    names = [n for n, _ in model.named_modules() if n] + [n for n, _ in model.named_parameters()]
+    close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
+    msg = (
+        f"no module or parameter of {type(model).__name__} is named {pattern!r}. "
+        f"Its blocks are: {', '.join(_block_names(model))}."
+    )
+    if close:
+        msg += f" Did you mean: {', '.join(close)}?"
+    msg += " (Names are dotted module paths as in print(model); globs like 'features.*' work.)"
+    return ValueError(msg)
+
+
+def _select(
+    model: nn.Module, selectors: tuple[Selector, ...]
+) -> tuple[list[tuple[str, nn.Parameter]], list[str]]:
+    """The (name, parameter) pairs and the BatchNorm module names that ``selectors`` choose.
+
+    No selector chooses the whole model. A string selects a module (and everything below it)
+    or a single parameter by dotted name, prefix or glob; a callable ``f(name, module)``
+    selects every module for which it returns True (and everything below it).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    chosen: set[str] = set()  # module names; a parameter is chosen if a parent is chosen
+    chosen_params: set[str] = set()
+    if not selectors:
+        chosen.add("")
+    for sel in selectors:
+        if callable(sel):
+            chosen.update(n for n, m in modules.items() if sel(n, m))
+        elif isinstance(sel, str) and sel:
+            hit_modules = {n for n in modules if n and _matches(n, sel)}
+            hit_params = {n for n, _ in model.named_parameters() if _matches(n, sel)}
+            if not hit_modules and not hit_params:
+                raise _unknown_name_error(model, sel)
+            chosen.update(hit_modules)
+            chosen_params.update(hit_params)
+        else:
+            raise ValueError(
+                "select modules with non-empty name strings (prefix or glob) or a "
+                f"callable predicate(name, module) -> bool, got {sel!r}"
+            )
+
+    def under_chosen(name: str) -> bool:
+        return "" in chosen or any(p in chosen for p in _prefixes(name))
+
+    params = [(n, p) for n, p in model.named_parameters() if n in chosen_params or under_chosen(n)]
+    bns = [
+        n
+        for n, m in modules.items()
+        if n and isinstance(m, (_BatchNorm, FrozenBatchNorm)) and under_chosen(n)
+    ]
+    return params, bns
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)  # same key → same position in parent._modules
+
+
+# --------------------------------------------------------------------------------------
+# freeze / unfreeze / freeze_to
+# --------------------------------------------------------------------------------------
+
+
+def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen") -> nn.Module:
+    """Stop the selected parameters — and BatchNorm statistics — from changing.
+
+    For every selected parameter: ``requires_grad=False`` (autograd computes no gradient for
+    it, and skips the backward pass of layers whose inputs need none) and ``.grad = None``
+    (a stale gradient would otherwise still be applied, with momentum and weight decay, by an
+    optimizer that holds the parameter — PyTorch optimizers skip parameters whose grad is None).
+    Every selected BatchNorm is swapped for a :class:`FrozenBatchNorm` in mode ``bn``.
+
+    Args:
+        model: the network; changed in place and returned.
+        *names_or_predicate: dotted module/parameter names, prefixes or globs ("layer4",
+            "features.*", "features.conv1"), or callables ``f(name, module) -> bool``.
+            None given: the whole model.
+        bn: ``"frozen"`` (fixed statistics, the default) or ``"adapt"`` (AdaBN: statistics
+            follow the data in train mode, γ and β fixed).
+
+    Raises:
+        ValueError: a name matches nothing (the message lists the blocks and close matches).
+    """
+    _check_bn_mode(bn)
+    params, bns = _select(model, names_or_predicate)
+    for _, p in params:
+        p.requires_grad_(False)
+        p.grad = None
+    for name in bns:
+        m = model.get_submodule(name)
+        if isinstance(m, FrozenBatchNorm):
+            m.mode = bn
+        else:
+            _set_module(model, name, FrozenBatchNorm(m, mode=bn))
+    return model
+
+
+def unfreeze(model: nn.Module, *names_or_predicate: Selector) -> nn.Module:
+    """Make the selected parameters trainable and restore ordinary BatchNorm (same tensors).
+
+    Selection works as in :func:`freeze`; none given unfreezes the whole model. Returns ``model``.
+    """
+    params, bns = _select(model, names_or_predicate)
+    for _, p in params:
+        p.requires_grad_(True)
+    for name in bns:
+        m = model.get_submodule(name)
+        if isinstance(m, FrozenBatchNorm):
+            _set_module(model, name, m.to_batchnorm())
+    return model
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's blocks, input → output, head last (:func:`tlearn.models.blocks`).
+
+    A model that ``models.blocks`` does not know gets its top-level children that hold
+    parameters, in order (so ``freeze_to`` and ``trainable_summary`` work on any nn.Module).
+    """
+    from tlearn import models
+
+    try:
+        return list(models.blocks(model))
+    except ValueError:
+        return [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+
+def freeze_to(model: nn.Module, n: int, *, bn: BNMode = "frozen") -> nn.Module:
+    """Freeze everything except the last ``n`` blocks (``tlearn.models.blocks``), which learn.
+
+    ``freeze_to(net, 1)`` trains the head only; ``freeze_to(net, 0)`` freezes all;
+    ``freeze_to(net, len(blocks(net)))`` unfreezes all. (fastai's ``freeze_to(k)`` counts the
+    *frozen* groups from the input instead; here ``n`` counts trainable blocks from the head.)
+    """
+    blocks = _blocks(model)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(blocks):
+        raise ValueError(
+            f"n must be an int in 0..{len(blocks)} (the number of trainable blocks counted "
+            f"from the head; blocks: {', '.join(b for b, _ in blocks)}), got {n!r}"
+        )
+    freeze(model, bn=bn)
+    if n:
+        unfreeze(model, *[name for name, _ in blocks[len(blocks) - n :]])
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters with ``requires_grad=True`` — what an optimizer should be given."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def estimate_bn_statistics(
+    model: nn.Module, data: Any, *, batch_size: int = 256, include_frozen: bool = True
+) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on ``data``; weights stay untouched.
+
+    AdaBN (Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation",
+    2016): a BatchNorm layer's μ and σ² describe the *domain* it was trained on; replacing
+    them by the target domain's statistics adapts the network without a single gradient
+    step. Here μ and σ² become cumulative averages over the batches of ``data`` (exact
+    population statistics when one batch holds all of it), computed in train mode so each
+    layer sees inputs normalised with the new statistics of the layers before it — as
+    ``torch.optim.swa_utils.update_bn`` does. Frozen layers (:class:`FrozenBatchNorm`) are
+    updated too unless ``include_frozen=False``, and stay frozen afterwards.
+
+    Args:
+        model: the network (changed in place and returned, in its original train/eval mode).
+        data: a Dataset of ``(x, y)``, a DataLoader, or a tensor of inputs.
+        batch_size: images per forward pass (for a Dataset or tensor).
+        include_frozen: also re-estimate the statistics of frozen BatchNorm layers.
+    """
+    from torch.utils.data import DataLoader
+
+    layers = [
+        m
+        for m in model.modules()
+        if (isinstance(m, _BatchNorm) or (include_frozen and isinstance(m, FrozenBatchNorm)))
+        and m.running_mean is not None
+    ]
+    if not layers:
+        return model
+    if isinstance(data, torch.Tensor):
+        batches: Any = data.split(batch_size)
+    elif isinstance(data, DataLoader):
+        batches = data
+    else:
+        batches = DataLoader(data, batch_size=batch_size)
+    saved = [(m, m.momentum, getattr(m, "mode", None)) for m in layers]
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    for m in layers:
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+        m.num_batches_tracked.zero_()
+        m.momentum = None  # cumulative average over the batches
+        if isinstance(m, FrozenBatchNorm):
+            m.mode = "adapt"
+    try:
+        model.train()
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            model(x.to(device))
+    finally:
+        for m, momentum, mode in saved:
+            m.momentum = momentum
+            if mode is not None:
+                m.mode = mode
+        model.train(was_training)
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# trainable_summary
+# --------------------------------------------------------------------------------------
+
+
+def _bn_status(module: nn.Module) -> str:
+    """'frozen', 'adapt', 'live' (ordinary BatchNorm) or '—'; mixed blocks list each kind."""
+    kinds: dict[str, int] = {}
+    for m in module.modules():
+        if isinstance(m, FrozenBatchNorm):
+            kinds[m.mode] = kinds.get(m.mode, 0) + 1
+        elif isinstance(m, _BatchNorm):
+            kinds["live"] = kinds.get("live", 0) + 1
+    if not kinds:
+        return "—"
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    return ", ".join(f"{k}×{v}" for k, v in kinds.items())
+
+
+@dataclass
+class TrainableSummary:
+    """What :func:`trainable_summary` returns: rows per block plus totals.
+
+    ``rows``: dicts with ``block``, ``parameters``, ``trainable``, ``bn``. Prints as a text
+    table and renders as an HTML table in Jupyter.
+    """
+
+    model_name: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(r["parameters"] for r in self.rows)
+
+    @property
+    def trainable(self) -> int:
+        return sum(r["trainable"] for r in self.rows)
+
+    def _footer(self) -> str:
+        pct = 100.0 * self.trainable / self.total if self.total else 0.0
+        return f"{self.trainable:,} of {self.total:,} parameters trainable ({pct:.1f}%)"
+
+    def __str__(self) -> str:
+        head = ("block", "parameters", "trainable", "BN")
+        body = [
+            (r["block"], f"{r['parameters']:,}", f"{r['trainable']:,}", r["bn"]) for r in self.rows
+        ]
+        body.append(("total", f"{self.total:,}", f"{self.trainable:,}", ""))
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(4)]
+
+        def fmt(row: tuple[str, ...]) -> str:
+            return "  ".join(
+                c.ljust(w) if i in (0, 3) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+
+        rule = "-" * len(fmt(tuple("x" * w for w in widths)))
+        lines = [f"{self.model_name}", fmt(head), rule, *map(fmt, body[:-1]), rule, fmt(body[-1])]
+        return "\n".join(lines + [self._footer()])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            "<tr><td style='text-align:left'><code>{}</code></td><td>{:,}</td><td>{:,}</td>"
+            "<td style='text-align:left'>{}</td></tr>".format(
+                escape(r["block"]), r["parameters"], r["trainable"], escape(r["bn"])
+            )
+            for r in self.rows
+        )
+        return (
+            f"<table><caption>{escape(self.model_name)}</caption>"
+            "<thead><tr><th style='text-align:left'>block</th><th>parameters</th>"
+            "<th>trainable</th><th style='text-align:left'>BN</th></tr></thead>"
+            f"<tbody>{cells}</tbody><tfoot><tr><th style='text-align:left'>total</th>"
+            f"<th>{self.total:,}</th><th>{self.trainable:,}</th><th></th></tr>"
+            f"<tr><td colspan='4' style='text-align:left'>{escape(self._footer())}</td></tr>"
+            "</tfoot></table>"
+        )
+
+
+def trainable_summary(model: nn.Module) -> TrainableSummary:
+    """A table of the model's blocks: parameter count, trainable count and BatchNorm mode.
+
+    BN column: ``live`` (ordinary BatchNorm: batch statistics in train mode, running ones in
+    eval mode), ``frozen``, ``adapt`` (see :class:`FrozenBatchNorm`) or ``—`` (no BatchNorm).
+    Parameters outside every block (rare) get a row ``(other)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    summary = TrainableSummary(type(model).__name__)
+    seen: set[int] = set()
+    for name, block in _blocks(model):
+        params = [p for p in block.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        summary.rows.append(
+            {
+                "block": name,
+                "parameters": sum(p.numel() for p in params),
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+                "bn": _bn_status(block),
+            }
+        )
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    if rest:
+        summary.rows.append(
+            {
+                "block": "(other)",
+                "parameters": sum(p.numel() for p in rest),
+                "trainable": sum(p.numel() for p in rest if p.requires_grad),
+                "bn": "—",
+            }
+        )
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# Discriminative learning rates
+# --------------------------------------------------------------------------------------
+
+
+def _group_options(pattern: str, value: float | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        opts = dict(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        opts = {"lr": float(value)}
+    else:
+        raise ValueError(
+            f"param_groups: the value for {pattern!r} must be a learning rate (float) or a dict "
+            f"of optimizer options such as {{'lr': 1e-3, 'weight_decay': 0.0}}, got {value!r}"
+        )
+    lr = opts.get("lr")
+    if lr is not None and not lr > 0:
+        raise ValueError(f"param_groups: learning rate for {pattern!r} must be > 0, got {lr!r}")
+    return opts
+
+
+def _spread(lo: float, hi: float, k: int) -> list[float]:
+    """k learning rates spaced geometrically from lo to hi: lo·(hi/lo)^(i/(k−1))."""
+    if k == 1:
+        return [hi]
+    return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
+
+
+def param_groups(
+    model: nn.Module,
+    spec: Mapping[str, float | Mapping[str, Any]] | None = None,
+    *,
+    lr: float | slice | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with discriminative learning rates (trainable params only).
+
+    Two ways to say which layer learns how fast:
+
+    * ``param_groups(model, {"head": 1e-3, "features.fc": 3e-4, "*": 1e-4})`` — patterns
+      (dotted names, prefixes or globs, as in :func:`freeze`) in order; each parameter joins
+      the group of the **first** pattern that matches it; ``"*"`` catches the rest. A value
+      is a learning rate or a dict of optimizer options (``{"lr": 1e-3, "weight_decay": 0}``).
+    * ``param_groups(model, lr=slice(lo, hi))`` — one group per block (``models.blocks``),
+      learning rates spread geometrically from ``lo`` (first block) to ``hi`` (head):
+      ``lr_i = lo·(hi/lo)^{i/(k−1)}``, as fastai does with ``slice``. ``slice(hi)`` (no
+      ``lo``) gives the head ``hi`` and every other block ``hi/10`` (fastai's rule).
+      A plain float gives one group.
+
+    Each group is a dict ``{"params": [...], "lr": …, "name": …}`` that any ``torch.optim``
+    optimizer accepts: ``torch.optim.AdamW(param_groups(net, lr=slice(1e-5, 1e-3)))``.
+    Frozen parameters are left out; groups left empty are dropped. Every trainable parameter
+    appears in exactly one group.
+    """
+    if (spec is None) == (lr is None):
+        raise ValueError(
+            "param_groups needs exactly one of `spec` (a dict) or `lr=` (float or slice)"
+        )
+    named = []
+    seen: set[int] = set()
+    for n, p in model.named_parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            named.append((n, p))
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+
+    groups: list[dict[str, Any]] = []
+    if spec is not None:
+        if not isinstance(spec, Mapping) or not spec:
+            raise ValueError(f"spec must be a non-empty dict {{pattern: lr}}, got {spec!r}")
+        module_names = [n for n, _ in model.named_modules() if n]
+        for pattern in spec:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(
+                    f"param_groups patterns must be non-empty strings, got {pattern!r}"
+                )
+            if (
+                pattern != "*"
+                and not any(_matches(n, pattern) for n, _ in named)
+                and not any(_matches(n, pattern) for n in module_names)
+            ):
+                raise _unknown_name_error(model, pattern)
+        buckets: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in spec}
+        unmatched = []
+        for n, p in trainable:
+            pattern = next((pat for pat in spec if _matches(n, pat)), None)
+            if pattern is None:
+                unmatched.append(n)
+            else:
+                buckets[pattern].append(p)
+        if unmatched:
+            raise ValueError(
+                f"{len(unmatched)} trainable parameters match no pattern (e.g. "
+                f"{', '.join(unmatched[:3])}); add a catch-all '*' entry or freeze them first"
+            )
+        for pattern, params in buckets.items():
+            if params:
+                groups.append(
+                    {"params": params, **_group_options(pattern, spec[pattern]), "name": pattern}
+                )
+        return groups
+
+    if isinstance(lr, slice):
+        if lr.step is not None or lr.stop is None:
+            raise ValueError(f"lr slice must be slice(lo, hi) or slice(hi), got {lr!r}")
+        hi = float(lr.stop)
+        lo = None if lr.start is None else float(lr.start)
+        if hi <= 0 or (lo is not None and lo <= 0):
+            raise ValueError(f"learning rates must be > 0, got {lr!r}")
+        blocks = _blocks(model)
+        rates = (
+            _spread(lo, hi, len(blocks)) if lo is not None else [hi / 10] * (len(blocks) - 1) + [hi]
+        )
+        taken: set[int] = set()
+        for (name, block), rate in zip(blocks, rates, strict=True):
+            params = [p for p in block.parameters() if p.requires_grad and id(p) not in taken]
+            taken.update(id(p) for p in params)
+            if params:
+                groups.append({"params": params, "lr": rate, "name": name})
+        rest = [p for _, p in trainable if id(p) not in taken]
+        if rest:  # parameters outside every block learn at the slowest rate
+            groups.insert(0, {"params": rest, "lr": rates[0], "name": "(other)"})
+        return groups
+
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"lr must be a positive float or a slice(lo, hi), got {lr!r}")
+    params = [p for _, p in trainable]
+    return [{"params": params, "lr": float(lr), "name": "*"}] if params else []
+
+
+# --------------------------------------------------------------------------------------
+# Gradual unfreezing
+# --------------------------------------------------------------------------------------
+
+
+class GradualUnfreezing:
+    """ULMFiT's gradual unfreezing (Howard & Ruder 2018) as a ``tlearn.train.fit`` callback.
+
+    At the start of fit only the last ``start`` blocks (``models.blocks``; the head is last)
+    are trainable. At the start of epoch ``e`` (0-based) the last
+
+        n(e) = min(#blocks, start + ⌊e / every⌋)
+
+    blocks are trainable: one more block, from the head down, every ``every`` epochs.
+
+    Newly trainable parameters are added to the running optimizer with
+    ``optimizer.add_param_group``. Learning rate of the j-th block below the head
+    (j = 1, 2, …): ``lr / decay**(j − 1)``, with ``lr`` the given one or, by default, the
+    learning rate of the optimizer's first group when fit starts (what the head trains at)
+    divided by ``decay``. ``decay=2.6`` is ULMFiT's discriminative factor
+    (η^{l−1} = η^l / 2.6); ``decay=1`` trains every block at the same rate. Other group
+    options (betas, weight decay) are copied from the optimizer's defaults.
+
+    Frozen parameters that the optimizer already holds (fit built it before this callback
+    ran) are taken out of its groups at fit start, so that each block joins at its own rate.
+
+    ``schedule`` records ``(epoch, block)`` for every block unfrozen, in order.
+
+    Args:
+        every: epochs between two unfreezing steps (k ≥ 1).
+        start: blocks trainable at epoch 0 (1 = the head only).
+        lr: learning rate of the first block below the head (default: the head's / decay).
+        decay: divide the rate by this for each block further from the head.
+        bn: BatchNorm mode for blocks while they are frozen ("frozen" or "adapt").
+    """
+
+    def __init__(
+        self,
+        every: int = 1,
+        *,
+        start: int = 1,
+        lr: float | None = None,
+        decay: float = 2.6,
+        bn: BNMode = "frozen",
+    ):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(
+                f"every must be an int >= 1 (epochs between unfreezing steps), got {every!r}"
+            )
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(
+                f"start must be an int >= 0 (blocks trainable at first), got {start!r}"
+            )
+        if lr is not None and not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if not decay > 0:
+            raise ValueError(f"decay must be > 0, got {decay!r}")
+        _check_bn_mode(bn)
+        self.every, self.start, self.lr, self.decay, self.bn = every, start, lr, decay, bn
+        self.schedule: list[tuple[int, str]] = []
+        self._unfrozen = 0
+        self._base_lr: float | None = None
+
+    def trainable_at(self, epoch: int, num_blocks: int) -> int:
+        """How many blocks (counted from the head) train during ``epoch``."""
+        return min(num_blocks, self.start + epoch // self.every)
+
+    def on_fit_start(self, state: Any) -> None:
+        model, optimizer = state.model, state.optimizer
+        blocks = _blocks(model)
+        if self.start > len(blocks):
+            raise ValueError(f"start={self.start} but the model has only {len(blocks)} blocks")
+        freeze_to(model, self.start, bn=self.bn)
+        self._unfrozen = self.start
+        self.schedule = [(0, name) for name, _ in blocks[len(blocks) - self.start :]][::-1]
+        if optimizer is not None:
+            head_lr = optimizer.param_groups[0]["lr"]
+            self._base_lr = self.lr if self.lr is not None else head_lr / self.decay
+            for group in optimizer.param_groups:  # drop frozen params (see class docstring)
+                keep = [p for p in group["params"] if p.requires_grad]
+                for p in group["params"]:
+                    if not p.requires_grad:
+                        optimizer.state.pop(p, None)
+                group["params"] = keep
+
+    def on_epoch_start(self, state: Any) -> None:
+        model, optimizer = state.model, state.optimizer
+        blocks = _blocks(model)
+        target = self.trainable_at(state.epoch, len(blocks))
+        while self._unfrozen < target:
+            name, block = blocks[len(blocks) - 1 - self._unfrozen]
+            self._unfrozen += 1
+            unfreeze(model, name)
+            self.schedule.append((state.epoch, name))
+            if optimizer is None:
+                continue
+            held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+            new = [p for p in block.parameters() if p.requires_grad and id(p) not in held]
+            if new:
+                base = self._base_lr
+                if base is None:
+                    base = self.lr if self.lr is not None else optimizer.defaults["lr"] / self.decay
+                depth = self._unfrozen - 1  # this block is the depth-th below the head
+                optimizer.add_param_group(
+                    {"params": new, "lr": base / self.decay ** (depth - 1), "name": name}
+                )
+
+    def on_epoch_end(self, state: Any) -> None:
+        records = getattr(getattr(state, "history", None), "records", None)
+        if records and records[-1].get("epoch") == state.epoch + 1:  # fit's records are 1-based
+            records[-1]["trainable_blocks"] = self._unfrozen
