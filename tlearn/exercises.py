@@ -175,7 +175,11 @@ def check_coral_loss(fn: Callable) -> bool:
 
     for ns, nt, d in [(16, 16, 4), (20, 11, 6), (9, 30, 1), (50, 40, 8)]:
         zs = torch.randn(ns, d, generator=gen, dtype=torch.float64) * 2 + 1
-        zt = torch.randn(nt, d, generator=gen, dtype=torch.float64) @ torch.randn(d, d, generator=gen, dtype=torch.float64) - 0.5
+        zt = (
+            torch.randn(nt, d, generator=gen, dtype=torch.float64)
+            @ torch.randn(d, d, generator=gen, dtype=torch.float64)
+            - 0.5
+        )
         xs, xt = zs.numpy(), zt.numpy()
         cs = np.atleast_2d(np.cov(xs, rowvar=False))
         ct = np.atleast_2d(np.cov(xt, rowvar=False))
@@ -186,17 +190,25 @@ def check_coral_loss(fn: Callable) -> bool:
         if err:
             problems.append(f"{shape}: {err}")
             continue
+        if out is None:
+            problems.append(f"{shape}: your function returned None")
+            hints.append("compute the loss and `return` it (a scalar tensor)")
+            continue
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
-            problems.append(f"{shape}: expected a scalar tensor, got {type(out).__name__} "
-                            f"{tuple(getattr(out, 'shape', ()))}")
-            hints.append("sum the squared differences into one number: (diff ** 2).sum() / (4 * d * d)")
+            problems.append(
+                f"{shape}: expected a scalar tensor, got {type(out).__name__} "
+                f"{tuple(getattr(out, 'shape', ()))}"
+            )
+            hints.append(
+                "sum the squared differences into one number: (diff ** 2).sum() / (4 * d * d)"
+            )
             continue
         got = float(out.detach().reshape(()))
         if not np.isclose(got, want, rtol=1e-6, atol=1e-9):
             problems.append(f"{shape}: expected {want:.6g}, got {got:.6g}")
             frob = float(torch.linalg.matrix_norm(torch.from_numpy(cs - ct)))
 
-            def alt(ddof=1, centre=True, power=2, denom=4 * d * d):
+            def alt(ddof=1, centre=True, power=2, denom=4 * d * d, zs=zs, zt=zt):
                 c1, c2 = cov(zs.detach(), ddof, centre), cov(zt.detach(), ddof, centre)
                 return float(torch.linalg.matrix_norm(c1 - c2) ** power / denom)
 
@@ -211,8 +223,10 @@ def check_coral_loss(fn: Callable) -> bool:
             elif np.isclose(got, frob**2 / (4 * d), rtol=1e-6) and d > 1:
                 hints.append("the normaliser is 4·d², not 4·d")
             else:
-                hints.append("C = (X − X̄)ᵀ(X − X̄) / (n − 1) for each domain separately; "
-                             "then ((C_S − C_T) ** 2).sum() / (4 * d * d)")
+                hints.append(
+                    "C = (X − X̄)ᵀ(X − X̄) / (n − 1) for each domain separately; "
+                    "then ((C_S − C_T) ** 2).sum() / (4 * d * d)"
+                )
             continue
         if not out.requires_grad:
             problems.append(f"{shape}: the loss is not differentiable (no gradient can flow)")
@@ -253,8 +267,10 @@ def check_gradient_reversal(fn: Callable) -> bool:
             problems.append(f"{label}: {err}")
             continue
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            problems.append(f"{label}: expected a tensor of shape {tuple(shape)}, got "
-                            f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}")
+            problems.append(
+                f"{label}: expected a tensor of shape {tuple(shape)}, got "
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+            )
             continue
         if not torch.equal(out.detach(), x0):
             problems.append(f"{label}: the forward pass changed the values")
@@ -270,8 +286,9 @@ def check_gradient_reversal(fn: Callable) -> bool:
         grads, err = _call(torch.autograd.grad, loss, (x,))
         if err:
             problems.append(f"{label}: backward failed — {err}")
-            hints.append("backward must return one value per forward input: (grad, None) "
-                         "for (x, lambda_)")
+            hints.append(
+                "backward must return one value per forward input: (grad, None) for (x, lambda_)"
+            )
             continue
         grad = grads[0]
         plain = w + 2 * x0
@@ -286,8 +303,125 @@ def check_gradient_reversal(fn: Callable) -> bool:
         elif torch.allclose(grad, -plain, atol=1e-10):
             hints.append("scale by λ as well as flipping the sign: -lambda_ * grad_output")
         else:
-            hints.append("backward(ctx, grad_output) should return (-ctx.lambda_ * grad_output, None)")
+            hints.append(
+                "backward(ctx, grad_output) should return (-ctx.lambda_ * grad_output, None)"
+            )
     return _feedback(name, problems, list(dict.fromkeys(hints)))
 
 
 __all__ += ["check_coral_loss", "check_gradient_reversal"]
+
+
+# --- lesson 01: fine-tuning (tlearn.freeze) ---------------------------------------------
+
+
+def check_freeze(student_fn: Callable) -> bool:
+    """Grade ``student_fn(model, name)``: freeze the module called ``name`` and all below it.
+
+    What "frozen" must mean (what :func:`tlearn.freeze.freeze` does):
+
+    1. every parameter under ``name`` — and only those — has ``requires_grad=False``
+       (``"conv1"`` selects ``conv1`` and ``conv1.*``, not ``conv10``);
+    2. their stale ``.grad`` is cleared (``None``), so ``optimizer.step()`` skips them;
+    3. after a training loop that calls ``model.train()`` and uses SGD with momentum and
+       weight decay over *all* parameters, the block's weights **and BatchNorm running
+       statistics** are bit-identical;
+    4. the frozen block computes the same function in train and eval mode;
+    5. an unknown name raises ``ValueError``.
+
+    The function may change the model in place (return None) or return the frozen model.
+    """
+    import copy
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+    from tlearn.models import DigitNet
+
+    name = "check_freeze"
+    problems: list[str] = []
+    hints: list[str] = []
+
+    def run(model: nn.Module, target: str):
+        out, err = _call(student_fn, model, target)
+        if err:
+            return None, err
+        return (out if isinstance(out, nn.Module) else model), None
+
+    torch.manual_seed(0)
+    net = DigitNet()
+    x, y = torch.rand(16, 1, 32, 32), torch.randint(0, 10, (16,))
+    nn.functional.cross_entropy(net(x), y).backward()  # every parameter now has a .grad
+    net, err = run(net, "features.conv2")
+    if err:
+        return _feedback(name, [err], ["freeze(model, name) gets a DigitNet and 'features.conv2'"])
+
+    block = "features.conv2."
+    for pname, p in net.named_parameters():
+        inside = pname.startswith(block)
+        if inside and p.requires_grad:
+            problems.append(f"{pname} is still trainable (requires_grad=True)")
+            hints.append("loop over model.named_parameters() and call p.requires_grad_(False)")
+        elif not inside and not p.requires_grad:
+            problems.append(f"{pname} was frozen, but it is not under 'features.conv2'")
+        if inside and p.grad is not None:
+            problems.append(f"{pname}.grad still holds an old gradient")
+            hints.append(
+                "set p.grad = None: an optimizer applies a stale gradient (and momentum and "
+                "weight decay) to any parameter whose .grad is not None"
+            )
+
+    conv2 = net.get_submodule("features.conv2")
+    before = {k: v.clone() for k, v in conv2.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    for step in range(3):
+        net.train()
+        xb = torch.rand(8, 1, 32, 32) * (1 + step)
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(xb), torch.randint(0, 10, (8,))).backward()
+        opt.step()
+    after = conv2.state_dict()
+    moved = [k for k, v in before.items() if k not in after or not torch.equal(v, after[k])]
+    stats = [k for k in moved if "running" in k or "num_batches" in k]
+    weights = [k for k in moved if k not in stats]
+    if weights:
+        problems.append(f"training changed frozen weights: {', '.join(block + k for k in weights)}")
+    if stats:
+        problems.append(f"training changed BatchNorm statistics: {', '.join(block + k for k in stats)}")
+        hints.append(
+            "requires_grad=False does not stop BatchNorm: in train mode it normalises with the "
+            "batch's statistics and updates running_mean/var. Swap each BatchNorm under the "
+            "block for tlearn.freeze.FrozenBatchNorm(bn) (setattr on its parent module)"
+        )
+    with torch.no_grad():
+        z = torch.rand(8, 16, 16, 16)
+        conv2.train()
+        out_train = conv2(z)
+        conv2.eval()
+        out_eval = conv2(z)
+    if not torch.allclose(out_train, out_eval, atol=1e-6):
+        problems.append("the frozen block computes something else in train mode than in eval mode")
+        hints.append(
+            "momentum=0 keeps the statistics fixed, but train-mode BatchNorm still normalises "
+            "with the batch's statistics; use the running ones always (FrozenBatchNorm)"
+        )
+
+    toy = nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 2, 3), conv10=nn.Conv2d(2, 2, 3)))
+    toy, err = run(copy.deepcopy(toy), "conv1")
+    if err:
+        problems.append(f"on a model with layers conv1 and conv10: {err}")
+    elif not all(p.requires_grad for p in toy.conv10.parameters()):
+        problems.append("freezing 'conv1' also froze 'conv10'")
+        hints.append("match whole names: n == name or n.startswith(name + '.')")
+
+    _, err = run(DigitNet(), "features.conv9")
+    if err is None:
+        problems.append("an unknown name ('features.conv9') was silently accepted")
+        hints.append("raise ValueError when no module has that name — typos should not pass")
+    elif "ValueError" not in err:
+        problems.append(f"an unknown name should raise ValueError; {err}")
+    return _feedback(name, problems, list(dict.fromkeys(hints)))
+
+
+__all__ += ["check_freeze"]

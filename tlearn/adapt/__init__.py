@@ -6,12 +6,17 @@
 * ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``dann_lambda`` / ``dann_lr``
   — DANN (Ganin et al., JMLR 2016)
 * ``proxy_a_distance`` — Ben-David et al. 2007
+* ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
+* ``fit_adapt`` — train with source labels + an alignment loss: "none" | "coral" | "mmd" | "dann"
+* ``experiments`` — the cached runs behind lessons 03 and 04 (imported on demand)
 """
 
+from tlearn.adapt.adabn import adabn, batchnorm_layers
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
 from tlearn.adapt.dann import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
+from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt
 
 __all__ = [
     "coral",
@@ -27,4 +32,9 @@ __all__ = [
     "dann_lambda",
     "dann_lr",
     "proxy_a_distance",
+    "adabn",
+    "batchnorm_layers",
+    "fit_adapt",
+    "METHODS",
+    "DEFAULTS",
 ]

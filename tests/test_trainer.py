@@ -1,0 +1,303 @@
+"""fit_adapt: the loss terms, the data flow (no target labels!), DANN's reversal, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from tlearn.adapt import trainer
+from tlearn.adapt.coral import coral_loss
+from tlearn.adapt.dann import DomainClassifier
+from tlearn.adapt.mmd import mmd
+from tlearn.adapt.trainer import METHODS, fit_adapt, make_alignment
+from tlearn.data import DigitDataset
+
+CLASSES = ("a", "b", "c")
+
+
+class Tiny(nn.Module):
+    """A DigitNet in miniature: conv → BN → pool → fc → BN → ReLU = features; head."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16, 6, bias=False),
+            nn.BatchNorm1d(6),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _domain(n: int, seed: int, shift: float = 0.0) -> DigitDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g) + shift
+    y = torch.randint(0, 3, (n,), generator=g)
+    return DigitDataset(x, y, name=f"d{seed}", classes=CLASSES)
+
+
+def _fit(method, source=None, target=None, seed=0, **kw):
+    torch.manual_seed(123)
+    net = Tiny()
+    kw = {"epochs": 2, "batch_size": 8, "device": "cpu", "progress": False, **kw}
+    source = _domain(40, 1) if source is None else source
+    target = _domain(20, 2, 0.5) if target is None else target
+    hist = fit_adapt(net, source, target, method, seed=seed, **kw)
+    return net, hist
+
+
+class Poisoned(Dataset):
+    """A target whose labels blow up when touched: as attribute, as int, in a comparison."""
+
+    class _Bomb:
+        def __getattr__(self, name):
+            raise AssertionError("fit_adapt read a target label")
+
+        def __int__(self):
+            raise AssertionError("fit_adapt read a target label")
+
+        __index__ = __int__
+
+        def __eq__(self, other):
+            raise AssertionError("fit_adapt read a target label")
+
+    def __init__(self, images):
+        self._images = images
+
+    @property
+    def labels(self):
+        raise AssertionError("fit_adapt read target.labels")
+
+    def __len__(self):
+        return len(self._images)
+
+    def __getitem__(self, i):
+        return self._images[i], self._Bomb()
+
+
+@pytest.mark.parametrize("method", ["coral", "mmd", "dann"])
+def test_target_labels_cannot_change_the_result(method):
+    target = _domain(20, 2, 0.5)
+    garbage = DigitDataset(target.images, torch.full((20,), 2), classes=CLASSES)
+    a, _ = _fit(method, target=target)
+    b, _ = _fit(method, target=garbage)
+    c, _ = _fit(method, target=Poisoned(target.images))  # generic Dataset path
+    d, _ = _fit(method, target=target.images)  # a bare image tensor
+    for other in (b, c, d):
+        for (k, va), vb in zip(a.state_dict().items(), other.state_dict().values(), strict=True):
+            assert torch.equal(va, vb), f"{method}: {k} differs"
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a, _ = _fit("coral", seed=3)
+    b, _ = _fit("coral", seed=3)
+    c, _ = _fit("coral", seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_records_both_loss_terms(method):
+    before = Tiny()
+    net, hist = _fit(method, val=_domain(12, 5))
+    assert len(hist) == 2 and hist["epoch"] == [1, 2]
+    rec = hist.last
+    term = "domain_loss" if method == "dann" else "align_loss"
+    for key in ("class_loss", term, "train_loss", "train_accuracy", "val_accuracy", "weight", "lr"):
+        assert key in rec, key
+    w = trainer.DEFAULTS[method]["weight"]
+    assert rec["weight"] == w
+    # per-epoch means of per-step totals: total = class + w·align holds for the means too
+    assert rec["train_loss"] == pytest.approx(rec["class_loss"] + w * rec[term], rel=1e-5)
+    if method == "none":
+        assert rec["align_loss"] == 0.0
+    else:
+        assert rec[term] > 0
+    if method == "dann":
+        assert 0 < rec["lambda"] <= 1 and 0 <= rec["domain_accuracy"] <= 1
+    moved = [
+        not torch.equal(p, q) for p, q in zip(net.parameters(), before.parameters(), strict=True)
+    ]
+    assert any(moved)
+
+
+def test_the_alignment_terms_are_the_library_losses():
+    zs, zt = torch.randn(10, 6), torch.randn(12, 6) + 1
+    assert torch.equal(make_alignment("coral", 6)(zs, zt)[0], coral_loss(zs, zt))
+    assert torch.equal(make_alignment("mmd", 6)(zs, zt)[0], mmd(zs, zt, kernel="multi"))
+    assert make_alignment("none", 6)(zs, zt)[0].item() == 0.0
+
+
+def test_source_is_looped_and_target_cycled():
+    sizes = []
+    torch.manual_seed(0)
+    net = Tiny()
+    net.register_forward_pre_hook(lambda m, inp: sizes.append(len(inp[0])))
+    # 44 source images, batch 8 → 5 steps per epoch; the 10-image target runs out after 1 batch
+    fit_adapt(net, _domain(44, 1), _domain(10, 2), "coral", epochs=3, batch_size=8,
+              device="cpu", progress=False, seed=0, bn_mode="separate")  # fmt: skip
+    assert sizes[0] == 2  # the probe that measures the feature dimension
+    assert sizes[1:] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
+
+
+def test_bn_modes_route_batches_differently():
+    for mode, expected in (("joint", [16, 16]), ("separate", [8, 8, 8, 8])):
+        sizes = []
+        torch.manual_seed(0)
+        net = Tiny()
+        net.register_forward_pre_hook(lambda m, inp, s=sizes: s.append(len(inp[0])))
+        fit_adapt(net, _domain(16, 1), _domain(16, 2), "mmd", epochs=1, batch_size=8,
+                  device="cpu", progress=False, seed=0, bn_mode=mode)  # fmt: skip
+        assert sizes[1:] == expected, mode
+
+
+def test_dann_gradient_reversal_reaches_the_features():
+    torch.manual_seed(0)
+    clf = DomainClassifier(6, hidden=(5,), dropout=0.0)
+    align = make_alignment("dann", 6, domain_classifier=clf)
+    zs = torch.randn(7, 6, requires_grad=True)
+    zt = torch.randn(5, 6, requires_grad=True)
+    progress = 0.3
+    loss, logs = align(zs, zt, progress)
+    loss.backward()
+    # the same loss without the reversal layer, by hand
+    zs2, zt2 = zs.detach().clone().requires_grad_(), zt.detach().clone().requires_grad_()
+    d = torch.cat([torch.ones(7), torch.zeros(5)])
+    plain = nn.functional.binary_cross_entropy_with_logits(clf(torch.cat([zs2, zt2])), d)
+    gs, gt, w_grad = torch.autograd.grad(plain, (zs2, zt2, clf.net[0].weight))
+    lam = 2 / (1 + torch.exp(torch.tensor(-10 * progress))) - 1
+    assert logs["lambda"] == pytest.approx(float(lam))
+    assert torch.allclose(zs.grad, -lam * gs, atol=1e-6)
+    assert torch.allclose(zt.grad, -lam * gt, atol=1e-6)
+    # ... while the domain classifier itself gets the plain (un-reversed) gradient
+    assert torch.allclose(clf.net[0].weight.grad, w_grad, atol=1e-6)
+
+
+def test_dann_trains_the_domain_classifier_with_the_paper_schedules():
+    torch.manual_seed(0)
+    clf = DomainClassifier(6, hidden=(5,), dropout=0.0)
+    before = copy.deepcopy(clf.state_dict())
+    _, hist = _fit("dann", domain_classifier=clf, lr=0.01)
+    assert any(not torch.equal(v, before[k]) for k, v in clf.state_dict().items())
+    # 5 steps per epoch, 10 in all: the last step has p = 1
+    assert hist.last["lr"] == pytest.approx(0.01 / 11**0.75)
+
+
+def test_layer_option_hooks_named_modules_and_pools_conv_maps():
+    _, hist = _fit("coral", layer="head")  # align the logits, as the Deep CORAL paper
+    assert hist.last["align_loss"] > 0
+    _, hist = _fit("mmd", layer="features.1")  # a BatchNorm2d output, average-pooled
+    assert hist.last["align_loss"] > 0
+    with pytest.raises(ValueError, match="not a module"):
+        _fit("coral", layer="nope")
+
+
+def test_dataloader_inputs_and_callbacks():
+    src, tgt = _domain(32, 1), _domain(16, 2)
+    events = []
+
+    class Stopper:
+        def on_fit_start(self, state):
+            events.append("start")
+
+        def on_epoch_end(self, state):
+            events.append(state.epoch)
+            state.stop = True
+
+    loader = DataLoader(TensorDataset(src.images, src.labels), batch_size=8, shuffle=True)
+    tgt_loader = DataLoader(TensorDataset(tgt.images), batch_size=8)
+    torch.manual_seed(0)
+    hist = fit_adapt(Tiny(), loader, tgt_loader, "coral", epochs=5, device="cpu",
+                     progress=False, callbacks=[Stopper()])  # fmt: skip
+    assert events == ["start", 0] and len(hist) == 1
+
+
+def test_bad_inputs():
+    src, tgt = _domain(16, 1), _domain(16, 2)
+    with pytest.raises(ValueError, match="none.*coral.*mmd.*dann"):
+        fit_adapt(Tiny(), src, tgt, "adda", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        fit_adapt(Tiny(), src, torch.empty(0, 1, 8, 8), "coral", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_adapt(Tiny(), src, tgt.images[:1], "coral", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="bn_mode"):
+        fit_adapt(Tiny(), src, tgt, "coral", bn_mode="mixed", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="weight"):
+        fit_adapt(Tiny(), src, tgt, "coral", weight=-1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        fit_adapt(Tiny(), src, tgt, "coral", epochs=0, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="Dataset, DataLoader or tensor"):
+        fit_adapt(Tiny(), src, [1, 2, 3], "coral", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs a target"):
+        fit_adapt(Tiny(), src, None, "mmd", device="cpu", progress=False)
+    # source only needs no target at all
+    fit_adapt(Tiny(), src, None, "none", epochs=1, batch_size=8, device="cpu", progress=False)
+
+
+# --- the graders of lessons 03/04 (tlearn.exercises) ---------------------------------------
+
+
+def test_check_coral_loss_accepts_the_loss_and_rejects_common_slips(capsys):
+    from tlearn import exercises
+
+    assert exercises.check_coral_loss(coral_loss)
+
+    def biased(zs, zt):  # ÷ n instead of ÷ (n − 1)
+        d = zs.shape[1]
+
+        def c(x):
+            return (x - x.mean(0)).T @ (x - x.mean(0)) / len(x)
+
+        return ((c(zs) - c(zt)) ** 2).sum() / (4 * d * d)
+
+    def no_norm(zs, zt):
+        return coral_loss(zs, zt) * 4 * zs.shape[1] ** 2
+
+    def detached(zs, zt):
+        return coral_loss(zs.detach(), zt.detach())
+
+    for wrong, hint in ((biased, "n − 1"), (no_norm, "4·d²"), (detached, "differentiable")):
+        capsys.readouterr()
+        assert not exercises.check_coral_loss(wrong)
+        assert hint in capsys.readouterr().out
+    assert not exercises.check_coral_loss(lambda zs, zt: None)
+
+
+def test_check_gradient_reversal_accepts_the_grl_and_rejects_slips(capsys):
+    from tlearn import exercises
+    from tlearn.adapt.dann import _GradReverse, grad_reverse
+
+    assert exercises.check_gradient_reversal(grad_reverse)
+    assert exercises.check_gradient_reversal(_GradReverse)
+
+    class NoSign(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, lam):
+            ctx.lam = lam
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            return ctx.lam * g, None
+
+    class OneOutput(NoSign):
+        @staticmethod
+        def backward(ctx, g):
+            return -ctx.lam * g
+
+    for wrong, hint in ((NoSign, "reverse the sign"), (OneOutput, "(grad, None)")):
+        capsys.readouterr()
+        assert not exercises.check_gradient_reversal(wrong)
+        assert hint in capsys.readouterr().out
+    assert not exercises.check_gradient_reversal(lambda x, lam: x * 2)  # forward changes values

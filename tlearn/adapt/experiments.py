@@ -1,0 +1,552 @@
+"""The runs behind lessons 03 and 04, computed once and cached on disk.
+
+A domain-adaptation comparison is many trainings: seven methods × three seeds is more than
+two minutes of CPU. So every run here is described by a :class:`RunConfig`, and its result
+(accuracies, proxy A-distance, the training history — and the trained weights) is stored
+under ``runtime.cache_dir() / "results"`` with a key that hashes the *whole* config and
+the tlearn version. A notebook asks for a result; it is read from disk when it is there
+and complete, and computed honestly (then stored) when it is missing or corrupt::
+
+    from tlearn.adapt import experiments as ex
+    res = ex.run(ex.config("coral", seed=0))          # trains, or loads in milliseconds
+    res["target_accuracy"], res["history"][-1]["align_loss"]
+    table = ex.comparison(seeds=(0, 1, 2))            # every method of lesson 04
+    print(ex.format_table(table))
+
+Methods a config can name:
+
+* ``"none"``, ``"coral"``, ``"mmd"``, ``"dann"`` — :func:`tlearn.adapt.fit_adapt`;
+* ``"target"`` — the upper bound: supervised training on the *labelled* target train split
+  (an oracle no real adaptation problem has);
+* ``"adabn"`` — the source-only network of the same seed, BatchNorm statistics re-estimated
+  on the target (:func:`tlearn.adapt.adabn`);
+* ``"coral_closed_form"`` — the source-only network's features, closed-form CORAL, and a
+  logistic regression (Sun, Feng & Saenko 2016).
+
+Every accuracy is on the target *test* split, measured once at the end of training: no
+epoch or weight is ever chosen on it.
+
+``target=DEV_TARGET`` ("synth_degraded") gives the development pair on which ``fit_adapt``'s
+defaults were chosen: ``run(config("mmd", target=DEV_TARGET, weight=3, seed=1))``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlearn import runtime
+
+__all__ = [
+    "RunConfig",
+    "config",
+    "run",
+    "trained_model",
+    "comparison",
+    "lambda_sweep",
+    "format_table",
+    "closed_form_coral",
+    "domain_features",
+    "datasets",
+    "degrade_like_uci",
+    "DEV_TARGET",
+    "results_dir",
+    "standardise",
+    "estimator_spread",
+    "bandwidth_curve",
+    "weight_sweep_figure",
+    "null_distribution_figure",
+    "COMPARISON_ROWS",
+]
+
+RESULTS_FORMAT = "tlearn-adapt-result-v1"
+TRAINED = ("none", "coral", "mmd", "dann", "target")
+DERIVED = ("adabn", "coral_closed_form")
+
+#: Lesson 04's table: row name → method.
+COMPARISON_ROWS: dict[str, str] = {
+    "source only": "none",
+    "AdaBN": "adabn",
+    "CORAL (closed form)": "coral_closed_form",
+    "Deep CORAL": "coral",
+    "MMD (DAN)": "mmd",
+    "DANN": "dann",
+    "target supervised": "target",
+}
+
+BANDWIDTH_MULTIPLIERS = tuple(2.0**k for k in range(-8, 9, 2))  # α in γ = α·γ₀ for the plot
+TARGET_EPOCHS = 20  # the upper bound trains on 1257 uci digits: more epochs, same step count
+PAD_SAMPLES = 540  # images per domain for the proxy A-distance (uci's test split has 540)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result (and so its cache key)."""
+
+    method: str
+    weight: float = 0.0
+    bn_mode: str = "joint"
+    seed: int = 0
+    epochs: int = 8
+    lr: float = 1e-3
+    batch_size: int = 128
+    source: str = "synth"
+    source_size: int = 6000
+    source_seed: int = 0
+    target: str = "uci"
+
+    def key(self) -> str:
+        """sha256 of the config and the tlearn version: a new version recomputes."""
+        import tlearn
+
+        blob = json.dumps(
+            {
+                "config": dataclasses.asdict(self),
+                "tlearn": tlearn.__version__,
+                "format": RESULTS_FORMAT,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
+    """A :class:`RunConfig` with ``fit_adapt``'s defaults for ``method`` filled in.
+
+    ``overrides`` sets any other field (``weight=10``, ``epochs=4``, ``source_size=3000``…).
+    """
+    from tlearn.adapt.trainer import DEFAULTS
+
+    known = TRAINED + DERIVED
+    if method not in known:
+        raise ValueError(f"unknown method {method!r}; expected one of {known}")
+    fields = {}
+    if method in DEFAULTS or method in DERIVED:
+        d = DEFAULTS.get(method, DEFAULTS["none"])
+        fields = {
+            "weight": float(d["weight"]),
+            "bn_mode": d["bn_mode"],
+            "epochs": d["epochs"],
+            "lr": d["lr"],
+        }
+    if method == "target":
+        fields["epochs"] = TARGET_EPOCHS
+    fields.update(overrides)
+    if "weight" in fields:
+        fields["weight"] = float(fields["weight"])
+    return RunConfig(method=method, seed=seed, **fields)
+
+
+# --------------------------------------------------------------------------- cache
+def results_dir() -> Path:
+    """``runtime.cache_dir() / "results"`` (created on first use)."""
+    path = runtime.cache_dir() / "results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_result(cfg: RunConfig) -> dict | None:
+    """The cached result of ``cfg``, or None when it is missing, corrupt or for another config."""
+    path = results_dir() / f"{cfg.key()}.json"
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(res, dict)
+        and res.get("format") == RESULTS_FORMAT
+        and res.get("config") == dataclasses.asdict(cfg)
+        and isinstance(res.get("target_accuracy"), float)
+    )
+    if ok and cfg.method in TRAINED and not (results_dir() / f"{cfg.key()}.pt").is_file():
+        ok = False  # the weights are part of a trained run's result
+    return res if ok else None
+
+
+# --------------------------------------------------------------------------- data
+#: The development pair's target: its labels chose ``fit_adapt``'s defaults (see there).
+DEV_TARGET = "synth_degraded"
+
+
+def degrade_like_uci(images: torch.Tensor) -> torch.Tensor:
+    """Put rendered digits through uci's acquisition pipeline, roughly: thicker strokes
+    (3×3 max filter), 8×8 block averages, 17 grey levels (0…16, per image), bilinear
+    upsampling back to 32×32. The development target of tlearn's defaults: a shift of the
+    same *kind* as synth → uci, whose labels are free."""
+    import torch.nn.functional as F
+
+    x = F.max_pool2d(images, 3, stride=1, padding=1)
+    x = F.adaptive_avg_pool2d(x, 8)
+    x = torch.round(x / x.amax((1, 2, 3), keepdim=True).clamp_min(1e-6) * 16) / 16
+    return F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(
+        0, 1
+    )
+
+
+@lru_cache(maxsize=8)
+def _domain(name: str, split: str, size: int | None, seed: int):
+    from tlearn import data
+
+    if name == DEV_TARGET:  # other synth digits (seed 11), degraded: 2000 train, 1000 test
+        size = {"train": 2000, "test": 1000}[split]
+        ds = data.load_domain("synth", split, size=size, seed=11)
+        return data.DigitDataset(degrade_like_uci(ds.images), ds.labels, name=DEV_TARGET)
+    return data.load_domain(name, split, size=size, seed=seed)
+
+
+def datasets(cfg: RunConfig):
+    """``(source train, source val, target train, target test)`` of ``cfg`` (loaded once)."""
+    return (
+        _domain(cfg.source, "train", cfg.source_size, cfg.source_seed),
+        _domain(cfg.source, "test", None, cfg.source_seed),
+        _domain(cfg.target, "train", None, 0),
+        _domain(cfg.target, "test", None, 0),
+    )
+
+
+def domain_features(model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES):
+    """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt)."""
+    from tlearn import features
+
+    _, src_val, _, tgt_test = datasets(cfg)
+    n_s, n_t = min(n, len(src_val)), min(n, len(tgt_test))
+    zs, ys = features.extract(
+        model, src_val.subset(range(n_s)), "features", device=_device(), progress=False
+    )
+    zt, yt = features.extract(
+        model, tgt_test.subset(range(n_t)), "features", device=_device(), progress=False
+    )
+    return zs, ys, zt, yt
+
+
+# --------------------------------------------------------------------------- runs
+def _device() -> torch.device:
+    return runtime.get_device()
+
+
+def standardise(a: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """``(a − mean) / std`` with the statistics of ``ref`` (default: ``a`` itself)."""
+    ref = a if ref is None else ref
+    return (a - ref.mean(0)) / (ref.std(0) + 1e-6)
+
+
+def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
+    """The source-only network a derived method (AdaBN, closed-form CORAL) starts from."""
+    base = dataclasses.replace(cfg, method="none", weight=0.0, bn_mode="joint")
+    return trained_model(base, progress=progress)
+
+
+def closed_form_coral(
+    model: torch.nn.Module, source, target, target_test, *, reg: float = 1.0, max_source: int = 2000
+) -> dict[str, float]:
+    """Closed-form CORAL on ``model.features`` with a logistic-regression classifier.
+
+    The recipe of Sun, Feng & Saenko (AAAI 2016) on frozen deep features: standardise each
+    domain with its own mean and standard deviation, re-colour the source with
+    ``adapt.coral(Xs, Xt, reg)``, train on it, test on the (standardised) raw target.
+
+    Returns target-test accuracies of three linear classifiers (no target labels used):
+    ``"no_adaptation"`` (both domains standardised with the *source* statistics),
+    ``"standardised"`` (each domain with its own: aligns means and variances) and
+    ``"coral"`` (per-domain standardisation + covariance re-colouring).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from tlearn import features
+    from tlearn.adapt.coral import coral
+
+    src = source.subset(range(min(max_source, len(source))))
+    dev = _device()
+    xs, ys = features.extract(model, src, "features", device=dev, progress=False)
+    xt, _ = features.extract(model, target, "features", device=dev, progress=False)
+    xtt, ytt = features.extract(model, target_test, "features", device=dev, progress=False)
+    xs, xt, xtt = (a.double().numpy() for a in (xs, xt, xtt))
+    ys, ytt = ys.numpy(), ytt.numpy()
+
+    def z(a, ref):
+        return standardise(a, ref)
+
+    def fit_score(train_x, test_x):
+        clf = LogisticRegression(max_iter=2000, C=1.0)
+        return float(clf.fit(train_x, ys).score(test_x, ytt))
+
+    return {
+        "no_adaptation": fit_score(z(xs, xs), z(xtt, xs)),
+        "standardised": fit_score(z(xs, xs), z(xtt, xt)),
+        "coral": fit_score(coral(z(xs, xs), z(xt, xt), reg=reg), z(xtt, xt)),
+    }
+
+
+def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
+    from tlearn import models, train
+    from tlearn.adapt.adabn import adabn
+    from tlearn.adapt.coral import coral
+    from tlearn.adapt.distance import proxy_a_distance
+    from tlearn.adapt.trainer import fit_adapt
+
+    src, src_val, tgt, tgt_test = datasets(cfg)
+    t0 = time.perf_counter()
+    history: list[dict] = []
+    extra: dict[str, Any] = {}
+    if cfg.method in DERIVED:
+        net = copy.deepcopy(_source_only_model(cfg, progress))
+        if cfg.method == "adabn":
+            adabn(net, tgt, device=_device(), progress=False)
+        else:
+            extra = closed_form_coral(net, src, tgt, tgt_test)
+    else:
+        runtime.seed_everything(cfg.seed)
+        net = models.DigitNet(num_classes=src.num_classes, in_channels=src.images.shape[1])
+        if cfg.method == "target":  # the oracle: target labels, supervised
+            hist = train.fit(
+                net, tgt, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                seed=cfg.seed, device=_device(), progress=progress,
+            )  # fmt: skip
+        else:
+            hist = fit_adapt(
+                net, src, tgt, cfg.method, weight=cfg.weight, epochs=cfg.epochs, lr=cfg.lr,
+                batch_size=cfg.batch_size, bn_mode=cfg.bn_mode, seed=cfg.seed, val=src_val,
+                device=_device(), progress=progress,
+            )  # fmt: skip
+        history = hist.records
+    zs, _, zt, _ = domain_features(net, cfg)
+    if cfg.method == "coral_closed_form":  # the distance the linear classifier works on
+        zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
+        zs = coral(zs, zt, reg=1.0)
+    result = {
+        "format": RESULTS_FORMAT,
+        "config": dataclasses.asdict(cfg),
+        "target_accuracy": train.evaluate(net, tgt_test, device=_device())["accuracy"],
+        "source_accuracy": train.evaluate(net, src_val, device=_device())["accuracy"],
+        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+        "history": history,
+        "seconds": time.perf_counter() - t0,
+        **extra,
+    }
+    if cfg.method == "coral_closed_form":
+        result["target_accuracy"] = extra["coral"]
+    return result, (net if cfg.method in TRAINED else None)
+
+
+def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[str, Any]:
+    """The result of ``cfg``: read from the cache, or computed (and cached).
+
+    Returns a dict with ``target_accuracy`` and ``source_accuracy`` (fractions, on the
+    target test and source validation splits), ``proxy_a_distance`` (features of 540
+    source-val vs 540 target-test images), ``history`` (per-epoch records of the training)
+    and ``seconds`` (compute time when it was computed). ``cache=False`` recomputes.
+    """
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(
+            f"cfg must be a RunConfig (use experiments.config(...)), got {type(cfg).__name__}"
+        )
+    if cache:
+        res = _read_result(cfg)
+        if res is not None:
+            return res
+    res, net = _compute(cfg, progress)
+    key = cfg.key()
+    if net is not None:
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
+        _write_atomic(results_dir() / f"{key}.pt", buf.getvalue())
+    _write_atomic(results_dir() / f"{key}.json", json.dumps(res, indent=1).encode())
+    return res
+
+
+def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
+    """The network trained by ``cfg`` (eval mode, CPU), loaded from the cache or trained."""
+    from tlearn import models
+
+    if cfg.method not in TRAINED:
+        raise ValueError(f"{cfg.method!r} trains no network of its own; use one of {TRAINED}")
+    path = results_dir() / f"{cfg.key()}.pt"
+    net = models.DigitNet()
+    for attempt in range(2):
+        if _read_result(cfg) is None:
+            run(cfg, progress=progress, cache=False)
+        try:
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return net.eval()
+        except Exception:  # noqa: BLE001 - a corrupt weights file: recompute once
+            if attempt:
+                raise
+            path.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- grids
+def comparison(
+    seeds: tuple[int, ...] = (0, 1, 2), *, progress: bool = True, **overrides: Any
+) -> dict[str, list[dict]]:
+    """Lesson 04's table: ``{row name: [result per seed]}`` for :data:`COMPARISON_ROWS`."""
+    return {
+        row: [run(config(method, seed=s, **overrides), progress=progress) for s in seeds]
+        for row, method in COMPARISON_ROWS.items()
+    }
+
+
+def lambda_sweep(
+    weights: tuple[float, ...] = (0, 1, 3, 10, 30, 100), seed: int = 0, *, method: str = "coral",
+    progress: bool = True, **overrides: Any,
+) -> dict[float, dict]:  # fmt: skip
+    """Results of ``method`` for each alignment weight (one seed): ``{weight: result}``."""
+    return {
+        float(w): run(config(method, seed=seed, weight=w, **overrides), progress=progress)
+        for w in weights
+    }
+
+
+def format_table(table: dict[str, list[dict]], *, baseline: str = "source only") -> str:
+    """A text table: target accuracy mean ± std (over seeds), gain over ``baseline``,
+    source accuracy and proxy A-distance, one row per method."""
+
+    def ms(values):
+        a = 100 * np.asarray(values, dtype=float)
+        return a.mean(), (a.std(ddof=1) if len(a) > 1 else 0.0)
+
+    base = ms([r["target_accuracy"] for r in table[baseline]])[0] if baseline in table else None
+    lines = [
+        f"{'method':<22} {'target acc %':>14} {'gain':>7} {'source acc %':>13} {'proxy A-dist':>13}",
+        "-" * 73,
+    ]
+    for name, rows in table.items():
+        m, s = ms([r["target_accuracy"] for r in rows])
+        sm, _ = ms([r["source_accuracy"] for r in rows])
+        pad = np.mean([r["proxy_a_distance"] for r in rows])
+        gain = f"{m - base:+7.1f}" if base is not None else ""
+        lines.append(f"{name:<22} {m:8.1f} ± {s:4.1f} {gain:>7} {sm:13.1f} {pad:13.2f}")
+    lines.append(
+        f"(n = {len(next(iter(table.values())))} seeds; accuracies on the target test split)"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- lesson 04 helpers
+def estimator_spread(
+    Z: Any, *, repeats: int = 200, seed: int = 0, kernel: str = "multi"
+) -> dict[str, np.ndarray]:
+    """MMD² between two random halves of *one* sample, ``repeats`` times, both estimators.
+
+    Both halves come from the same distribution, so the true MMD² is 0: the unbiased
+    estimate scatters around 0 (negative about half the time), the biased one stays above
+    it. Returns ``{"biased": array, "unbiased": array}``.
+    """
+    from tlearn.adapt.mmd import mmd
+
+    Z = torch.as_tensor(np.asarray(Z), dtype=torch.float32)
+    if len(Z) < 4:
+        raise ValueError(f"need at least 4 rows to split into two halves, got {len(Z)}")
+    g = torch.Generator().manual_seed(seed)
+    half = len(Z) // 2
+    out: dict[str, list[float]] = {"biased": [], "unbiased": []}
+    for _ in range(repeats):
+        perm = torch.randperm(len(Z), generator=g)
+        a, b = Z[perm[:half]], Z[perm[half : 2 * half]]
+        for est in out:
+            out[est].append(float(mmd(a, b, kernel=kernel, estimator=est)))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def bandwidth_curve(
+    Zs: Any, Zt: Any, multipliers: Any = BANDWIDTH_MULTIPLIERS, *, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Gaussian-kernel MMD² (unbiased) against the bandwidth γ = α·γ₀, α in ``multipliers``.
+
+    γ₀ is the mean squared distance of the pooled sample (the library's default). Also
+    computes MMD² between two halves of the target (the null: same distribution), so a
+    plot shows where the kernel *can* tell the domains apart: too narrow a kernel sees
+    every point as unique, too wide a kernel sees all points as one.
+    Returns ``{"multipliers", "source_vs_target", "target_vs_target"}``.
+    """
+    from tlearn.adapt.mmd import mmd
+
+    zs = torch.as_tensor(np.asarray(Zs), dtype=torch.float64)
+    zt = torch.as_tensor(np.asarray(Zt), dtype=torch.float64)
+    z = torch.cat([zs, zt])
+    gamma0 = float(torch.cdist(z, z).pow(2).mean())
+    perm = torch.randperm(len(zt), generator=torch.Generator().manual_seed(seed))
+    t1, t2 = zt[perm[: len(zt) // 2]], zt[perm[len(zt) // 2 :]]
+    alphas = np.asarray(multipliers, dtype=float)
+    st = [
+        float(mmd(zs, zt, "gaussian", bandwidth=a * gamma0, estimator="unbiased")) for a in alphas
+    ]
+    tt = [
+        float(mmd(t1, t2, "gaussian", bandwidth=a * gamma0, estimator="unbiased")) for a in alphas
+    ]
+    return {
+        "multipliers": alphas,
+        "source_vs_target": np.array(st),
+        "target_vs_target": np.array(tt),
+    }
+
+
+def weight_sweep_figure(results: dict, highlight: float | None = None, *, title: str = ""):
+    """Target and source accuracy against the alignment weight λ (log axis; λ = 0 at the
+    left edge) for ``lambda_sweep`` results; ``highlight`` circles one λ. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    weights = sorted(results, key=float)
+    x = [
+        float(w) if float(w) > 0 else min([float(v) for v in weights if float(v) > 0] or [1]) / 10
+        for w in weights
+    ]
+    tgt = [100 * results[w]["target_accuracy"] for w in weights]
+    src = [100 * results[w]["source_accuracy"] for w in weights]
+    fig, ax = plt.subplots(figsize=(5.4, 3.6), layout="constrained")
+    ax.plot(x, tgt, "o-", label="target test")
+    ax.plot(x, src, "s--", label="source validation")
+    if highlight is not None:
+        i = [float(w) for w in weights].index(float(highlight))
+        ax.scatter([x[i]], [tgt[i]], s=180, facecolors="none", edgecolors="k", zorder=5)
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{float(w):g}" for w in weights])
+    ax.minorticks_off()
+    ax.set_xlabel("alignment weight λ")
+    ax.set_ylabel("accuracy %")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def null_distribution_figure(test: dict, *, title: str = ""):
+    """Histogram of an ``adapt.mmd_test`` null distribution with the observed statistic."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 3.4), layout="constrained")
+    ax.hist(test["null"], bins=30, color="0.6", label="MMD² of random re-splits (H₀)")
+    ax.axvline(test["statistic"], color="C3", lw=2, label=f"observed (p = {test['p_value']:.3g})")
+    ax.set_xlabel("MMD²")
+    ax.set_ylabel("count")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
