@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import shutil
 import subprocess
@@ -89,8 +90,8 @@ def demo(
 
     * source only — the cached source model (``models.source_model``), trained on synth;
     * fine-tuning and feature extraction — with 5 labelled uci images per class;
-    * domain adaptation — Deep CORAL with the library's defaults and *no* target labels
-      (``adapt.fit_adapt``); ``all_methods=True`` adds MMD and DANN (a few minutes more).
+    * domain adaptation — the source model adapted for 2 epochs with Deep CORAL and *no*
+      target labels (``adapt.fit_adapt``); ``all_methods=True`` adds MMD and DANN.
 
     Prints and returns the rows. ``quick=True`` is a much smaller run for smoke tests.
     """
@@ -150,14 +151,15 @@ def demo(
 
     methods = [("coral", "Deep CORAL"), ("mmd", "MMD (DAN)"), ("dann", "DANN")]
     for method, name in methods if all_methods else methods[:1]:
+        # Adapt the source model itself: 2 epochs keep the demo near a minute. Lessons 03-04
+        # train from scratch with the full defaults (8 epochs) and average over seeds.
         t0 = time.perf_counter()
-        tlearn.seed_everything(seed)
-        net = models.DigitNet()
+        net = copy.deepcopy(source)
         adapt.fit_adapt(
-            net, src, tgt_train, method=method, epochs=1 if quick else None,
+            net, src, tgt_train, method=method, epochs=1 if quick else 2,
             device=device, progress=progress, seed=seed,
         )  # fmt: skip
-        row(f"{name} (adapted, from scratch)", "none", net, t0)
+        row(f"{name} (source model adapted)", "none", net, t0)
 
     print()
     print(_table(rows, ["strategy", "uci labels", "synth test", "uci test", "seconds"]))
