@@ -16,3 +16,12 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """Each test session writes its caches to a temporary folder, never ~/.cache/tlearn."""
     if "TLEARN_TEST_KEEP_CACHE" not in os.environ:
         monkeypatch.setenv("TLEARN_CACHE", str(tmp_path_factory.getbasetemp() / "tlearn-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from tlearn.adapt import CORAL, CORALLoss, coral, coral_loss
 from tlearn.adapt.coral import coral_matrices, covariance
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _domains(seed=0, ns=200, nt=150, d=4):

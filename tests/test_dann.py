@@ -9,14 +9,7 @@ from torch import nn
 
 from tlearn.adapt import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("lambda_", [0.0, 0.5, 1.0, 3.0])

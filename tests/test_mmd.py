@@ -12,14 +12,7 @@ from hypothesis.extra.numpy import arrays
 from tlearn.adapt import MMDLoss, mmd, mmd_test
 from tlearn.adapt.mmd import DEFAULT_MULTIPLIERS, _GaussianKernelSum
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- reference

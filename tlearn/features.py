@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -480,18 +479,7 @@ class FeatureCache:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
         path = self.path(key)
         entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "meta": meta}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(entry, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return path
+        return runtime.atomic_write(path, lambda f: torch.save(entry, f))
 
     def get_or_compute(
         self,

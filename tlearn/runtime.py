@@ -16,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ __all__ = [
     "make_grad_scaler",
     "cache_dir",
     "data_dir",
+    "atomic_write",
 ]
 
 
@@ -110,4 +114,26 @@ def data_dir() -> Path:
     """``TLEARN_DATA`` or ``<cache_dir>/data``: where real datasets are looked for."""
     env = os.environ.get("TLEARN_DATA")
     path = Path(env).expanduser() if env else cache_dir() / "data"
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create or replace ``path`` all at once: ``write(f)`` fills a temporary file beside it,
+    which is flushed to disk and renamed over ``path`` (``os.replace`` is atomic).
+
+    An interruption (error, Ctrl-C) leaves the old file, or none — never half a file — and
+    removes the temporary one. Every cache and checkpoint in tlearn is written this way.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

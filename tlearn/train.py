@@ -16,8 +16,6 @@ to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) nev
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from tlearn.runtime import autocast, get_device, make_grad_scaler, seed_everything
+from tlearn.runtime import atomic_write, autocast, get_device, make_grad_scaler, seed_everything
 
 __all__ = [
     "History",
@@ -362,25 +360,13 @@ def save_checkpoint(
     renamed over ``path`` (``os.replace`` is atomic): an interrupted save leaves the old
     checkpoint (or nothing), never half a file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _check_fits(model: nn.Module, state: dict, path: Path) -> None:

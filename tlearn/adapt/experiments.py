@@ -37,8 +37,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -158,17 +156,8 @@ def results_dir() -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`tlearn.runtime.atomic_write`)."""
+    runtime.atomic_write(path, lambda f: f.write(data))
 
 
 def _read_result(cfg: RunConfig) -> dict | None:
