@@ -388,7 +388,9 @@ def check_freeze(student_fn: Callable) -> bool:
     if weights:
         problems.append(f"training changed frozen weights: {', '.join(block + k for k in weights)}")
     if stats:
-        problems.append(f"training changed BatchNorm statistics: {', '.join(block + k for k in stats)}")
+        problems.append(
+            f"training changed BatchNorm statistics: {', '.join(block + k for k in stats)}"
+        )
         hints.append(
             "requires_grad=False does not stop BatchNorm: in train mode it normalises with the "
             "batch's statistics and updates running_mean/var. Swap each BatchNorm under the "
