@@ -234,26 +234,10 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``load_state_dict(strict=True)``, with a readable error naming what did not fit."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
+    from tlearn.train import state_dict_mismatch
 
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:4]) + (f" … (+{len(items) - 4} more)" if len(items) > 4 else "")
-
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {show(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches: {show(mismatched)}")
+    problems = state_dict_mismatch(model, dict(state))
+    if problems:
         raise ValueError(
             f"the weights in {source} do not fit {type(model).__name__}: "
             + "; ".join(problems)

@@ -39,6 +39,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointError",
+    "state_dict_mismatch",
 ]
 
 CHECKPOINT_FORMAT = "tlearn-checkpoint-v1"
@@ -369,26 +370,36 @@ def save_checkpoint(
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def _check_fits(model: nn.Module, state: dict, path: Path) -> None:
-    """Raise CheckpointError unless ``state`` has exactly the model's keys and shapes."""
+def state_dict_mismatch(model: nn.Module, state: dict) -> list[str]:
+    """What keeps ``state`` from loading into ``model``: missing and unexpected keys, shape
+    mismatches (each list cut to 4 names). Empty when it fits exactly."""
+
+    def show(items: list[str]) -> str:
+        return ", ".join(items[:4]) + (f" … (+{len(items) - 4} more)" if len(items) > 4 else "")
+
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in own
         if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatch " + "; ".join(shapes[:3]))
+    named = (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", shapes),
+    )
+    return [f"{what}: {show(items)}" for what, items in named if items]
+
+
+def _check_fits(model: nn.Module, state: dict, path: Path) -> None:
+    """Raise CheckpointError unless ``state`` has exactly the model's keys and shapes."""
+    problems = state_dict_mismatch(model, state)
+    if problems:
         raise CheckpointError(
-            f"checkpoint {path} does not fit this model ({'; '.join(parts)}); the model is unchanged."
+            f"checkpoint {path} does not fit this model ({'; '.join(problems)}); "
+            "the model is unchanged."
         )
 
 
