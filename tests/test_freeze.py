@@ -516,12 +516,30 @@ def test_estimate_bn_statistics_matches_numpy_population_stats(frozen):
     assert net.bn.momentum == 0.1
     if frozen:
         assert isinstance(net.bn, FrozenBatchNorm) and net.bn.mode == "frozen"
-    # several batches: the average of the per-batch statistics (cumulative moving average)
+    # several batches: the sums are pooled, so the first BN layer still gets the exact
+    # population statistics (not the average of per-batch variances, which is smaller)
+    net.bn.running_mean.zero_()
     estimate_bn_statistics(net, x, batch_size=10)
-    means = [
-        net.conv(x[i : i + 10]).detach().numpy().mean(axis=(0, 2, 3)) for i in range(0, 40, 10)
-    ]
-    np.testing.assert_allclose(net.bn.running_mean.numpy(), np.mean(means, 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.bn.running_mean.numpy(), h.mean(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.bn.running_var.numpy(), h.var(1, ddof=1), rtol=1e-4)
+    assert int(net.bn.num_batches_tracked) == 4
+
+
+def test_estimate_bn_statistics_ignores_labels_and_keeps_dropout_off():
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.9), nn.Linear(3, 4), nn.BatchNorm1d(4))
+    x = torch.randn(30, 3)
+    a = estimate_bn_statistics(copy.deepcopy(net), x, batch_size=8)
+    garbage = torch.full((30,), -7)
+    b = estimate_bn_statistics(copy.deepcopy(net), TensorDataset(x, garbage), batch_size=8)
+    h = net[1](x).detach().numpy()  # dropout off: the BN layer sees the clean activations
+    for m in (a, b):
+        np.testing.assert_allclose(m[2].running_mean.numpy(), h.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(m[2].running_var.numpy(), h.var(0, ddof=1), rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        estimate_bn_statistics(net, x, batch_size=1)
 
 
 def test_estimate_bn_statistics_can_skip_frozen_layers():

@@ -362,63 +362,120 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def estimate_bn_statistics(
-    model: nn.Module, data: Any, *, batch_size: int = 256, include_frozen: bool = True
+    model: nn.Module,
+    data: Any,
+    *,
+    batch_size: int = 256,
+    include_frozen: bool = True,
+    device: torch.device | str | None = None,
+    progress: bool = False,
 ) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics on ``data``; weights stay untouched.
 
     AdaBN (Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation",
     2016): a BatchNorm layer's μ and σ² describe the *domain* it was trained on; replacing
-    them by the target domain's statistics adapts the network without a single gradient
-    step. Here μ and σ² become cumulative averages over the batches of ``data`` (exact
-    population statistics when one batch holds all of it), computed in train mode so each
-    layer sees inputs normalised with the new statistics of the layers before it — as
-    ``torch.optim.swa_utils.update_bn`` does. Frozen layers (:class:`FrozenBatchNorm`) are
-    updated too unless ``include_frozen=False``, and stay frozen afterwards.
+    them by another domain's statistics adapts the network without a single gradient step.
+    Per channel j of every BN layer (Algorithm 1 of the paper):
+
+        μ_j = mean of x_j over every image of ``data`` (and every pixel, for BatchNorm2d)
+        σ²_j = unbiased variance of the same values (PyTorch's convention for running_var)
+
+    The sums are pooled over all batches in float64, so the first BN layer gets the exact
+    population statistics whatever the batch size. The pass runs the BN layers in train
+    mode (as ``torch.optim.swa_utils.update_bn`` does): each layer sees inputs that the
+    layers before it normalised with *batch* statistics — close to the population's for
+    batches of a few hundred images. Every other module (Dropout, stochastic depth …) stays
+    in eval mode. A trailing batch of one image is merged into the batch before it.
 
     Args:
-        model: the network (changed in place and returned, in its original train/eval mode).
-        data: a Dataset of ``(x, y)``, a DataLoader, or a tensor of inputs.
-        batch_size: images per forward pass (for a Dataset or tensor).
-        include_frozen: also re-estimate the statistics of frozen BatchNorm layers.
-    """
-    from torch.utils.data import DataLoader
+        model: the network (changed in place and returned, in its original train/eval modes).
+        data: a Dataset (items ``x`` or ``(x, y)``; labels are never read), a DataLoader, or
+            an N×C×H×W tensor.
+        batch_size: images per forward pass (for a Dataset or tensor); at least 2.
+        include_frozen: also re-estimate frozen layers (:class:`FrozenBatchNorm`); they stay
+            frozen afterwards. With False they are left exactly as they were.
+        device: where to run (default: where the model's parameters are).
+        progress: a tqdm bar over the batches.
 
-    layers = [
-        m
-        for m in model.modules()
+    Returns:
+        ``model``. A model without BatchNorm layers is returned unchanged.
+    """
+    from tqdm.auto import tqdm
+
+    from tlearn.data.base import input_batches
+
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(
+            f"batch_size must be an int >= 2 (BatchNorm needs 2+ samples), got {batch_size!r}"
+        )
+    layers = {
+        name: m
+        for name, m in model.named_modules()
         if (isinstance(m, _BatchNorm) or (include_frozen and isinstance(m, FrozenBatchNorm)))
         and m.running_mean is not None
-    ]
+    }
     if not layers:
         return model
-    if isinstance(data, torch.Tensor):
-        batches: Any = data.split(batch_size)
-    elif isinstance(data, DataLoader):
-        batches = data
-    else:
-        batches = DataLoader(data, batch_size=batch_size)
-    saved = [(m, m.momentum, getattr(m, "mode", None)) for m in layers]
-    was_training = model.training
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    for m in layers:
-        m.running_mean.zero_()
-        m.running_var.fill_(1.0)
-        m.num_batches_tracked.zero_()
-        m.momentum = None  # cumulative average over the batches
-        if isinstance(m, FrozenBatchNorm):
-            m.mode = "adapt"
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.to(device)
+
+    sums: dict[str, list] = {name: [0.0, 0.0, 0] for name in layers}  # Σx, Σx², count
+
+    def make_hook(name: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].detach().double()
+            dims = [0, *range(2, x.dim())]  # every axis except the channels
+            s = sums[name]
+            s[0] = s[0] + x.sum(dims)
+            s[1] = s[1] + (x * x).sum(dims)
+            s[2] += x.numel() // x.shape[1]
+
+        return hook
+
+    was_training = {m: m.training for m in model.modules()}
+    frozen_modes = {m: m.mode for m in layers.values() if isinstance(m, FrozenBatchNorm)}
+    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in layers.items()]
+    batches = 0
     try:
-        model.train()
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            model(x.to(device))
+        model.eval()
+        for m in layers.values():
+            m.train()  # normalise with batch statistics, as during training
+            if isinstance(m, FrozenBatchNorm):
+                m.mode = "adapt"
+        pending = None  # held back one batch, so a trailing single image can join it
+        for x in tqdm(
+            input_batches(data, batch_size), desc="BN statistics", disable=not progress, leave=False
+        ):
+            if pending is not None and len(x) < 2:
+                pending = torch.cat([pending, x])
+                continue
+            if pending is not None:
+                model(pending.to(device, non_blocking=True))
+                batches += 1
+            pending = x
+        if pending is not None and len(pending) >= 2:
+            model(pending.to(device, non_blocking=True))
+            batches += 1
     finally:
-        for m, momentum, mode in saved:
-            m.momentum = momentum
-            if mode is not None:
-                m.mode = mode
-        model.train(was_training)
+        for h in handles:
+            h.remove()
+        for m, mode in frozen_modes.items():
+            m.mode = mode
+        for m, mode in was_training.items():
+            m.train(mode)
+    if batches == 0:
+        raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
+    for name, m in layers.items():
+        s, s2, n = sums[name]
+        mean = s / n
+        var = (s2 / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))  # unbiased
+        m.running_mean.copy_(mean.to(m.running_mean.dtype))
+        m.running_var.copy_(var.to(m.running_var.dtype))
+        if m.num_batches_tracked is not None:
+            m.num_batches_tracked.fill_(batches)
     return model
 
 

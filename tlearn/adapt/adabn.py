@@ -11,25 +11,18 @@ variance of each channel over all target data — and the network sees target ac
 standardised the way it saw source activations during training. No labels, no gradients,
 no parameter changes: one pass over the unlabelled target set.
 
-How we estimate the statistics (Algorithm 1 of the paper, per channel j of every BN layer):
-
-    μ_j  = mean of x_j over every target image (and every pixel, for BatchNorm2d)
-    σ²_j = unbiased variance of the same values (PyTorch's convention for running_var)
-
-The sums are pooled over the whole target set in float64, so the first BN layer gets the
-exact population statistics whatever the batch size. Layers behind it see inputs that the
-earlier layers normalised with *batch* statistics (BN layers run in train mode during the
-pass, as in ``torch.optim.swa_utils.update_bn``); with batches of a few hundred images those
-are close to the population statistics. Other layers (Dropout, …) stay in eval mode.
+The statistics are computed by :func:`tlearn.freeze.estimate_bn_statistics` (one mechanism
+for the whole library): per channel, the mean and unbiased variance over every target image,
+pooled in float64; see there for the details.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from tlearn.adapt.trainer import _input_batches, _resolve_device
+from tlearn import runtime
+from tlearn.freeze import estimate_bn_statistics
 
 __all__ = ["adabn", "batchnorm_layers"]
 
@@ -88,58 +81,6 @@ def adabn(
             f"{type(model).__name__} has no BatchNorm layer with running statistics; "
             "AdaBN has nothing to adapt (use CORAL, MMD or DANN instead)."
         )
-    device = _resolve_device(device)
-    model.to(device)
-
-    # Pool Σx and Σx² per channel in float64 through a pre-forward hook on every BN layer.
-    sums: dict[str, list] = {name: [0.0, 0.0, 0] for name in layers}
-
-    def make_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].detach().double()
-            dims = [0] + list(range(2, x.dim()))  # every axis except channels
-            s = sums[name]
-            s[0] = s[0] + x.sum(dims)
-            s[1] = s[1] + (x * x).sum(dims)
-            s[2] += x.numel() // x.shape[1]
-
-        return hook
-
-    was_training = {m: m.training for m in model.modules()}
-    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in layers.items()]
-    batches = 0
-    try:
-        model.eval()
-        for m in layers.values():
-            m.train()  # normalise with batch statistics, as during training
-        pending = None  # held back one batch: a trailing batch of 1 image is merged into it
-        for x in tqdm(
-            _input_batches(target, batch_size), desc="AdaBN", disable=not progress, leave=False
-        ):
-            if pending is not None and len(x) < 2:
-                pending = torch.cat([pending, x])  # BN cannot normalise 1 sample in train mode
-                continue
-            if pending is not None:
-                model(pending.to(device, non_blocking=True))
-                batches += 1
-            pending = x
-        if pending is not None and len(pending) >= 2:
-            model(pending.to(device, non_blocking=True))
-            batches += 1
-    finally:
-        for h in handles:
-            h.remove()
-        for m, mode in was_training.items():
-            m.train(mode)
-    if batches == 0:
-        raise ValueError("AdaBN: the target has no batch of 2+ images; pass more target data.")
-
-    for name, m in layers.items():
-        s, s2, n = sums[name]
-        mean = s / n
-        var = (s2 / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))  # unbiased
-        m.running_mean.copy_(mean.to(m.running_mean.dtype))
-        m.running_var.copy_(var.to(m.running_var.dtype))
-        if m.num_batches_tracked is not None:
-            m.num_batches_tracked.fill_(batches)
+    device = runtime.get_device() if device is None else torch.device(device)
+    estimate_bn_statistics(model, target, batch_size=batch_size, device=device, progress=progress)
     return model.eval()

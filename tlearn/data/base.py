@@ -10,7 +10,8 @@ when the images look alike to the code, so every domain is converted to one form
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ __all__ = [
     "few_shot_indices",
     "make_loader",
     "as_dataset",
+    "inputs_of",
+    "input_batches",
+    "data_length",
 ]
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
@@ -102,6 +106,90 @@ def to_canonical(images: torch.Tensor, *, channels: int = 1, image_size: int = 3
 def as_dataset(data) -> Dataset:
     """The Dataset behind ``data`` (a Dataset itself, or a DataLoader)."""
     return data.dataset if isinstance(data, DataLoader) else data
+
+
+# --------------------------------------------------------------------------- inputs only
+def inputs_of(batch: Any) -> torch.Tensor:
+    """The inputs of a batch/item: ``x`` itself, or element 0 of ``(x, y, …)``."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise ValueError(
+        "expected batches that are a tensor x or a tuple (x, y, ...) with x a tensor, "
+        f"got {type(batch).__name__}"
+    )
+
+
+class _InputsOnly(Dataset):
+    """A view of a dataset that yields only the inputs ``x`` — the labels are unreachable."""
+
+    def __init__(self, dataset: Dataset):
+        self._dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return inputs_of(self._dataset[i])
+
+
+def _input_tensor(data: Any) -> torch.Tensor | None:
+    """All inputs as one N×… tensor when ``data`` holds them in memory (tensor, DigitDataset)."""
+    if isinstance(data, torch.Tensor):
+        return data
+    images = getattr(data, "images", None)
+    if isinstance(data, Dataset) and isinstance(images, torch.Tensor) and len(images) == len(data):
+        return images
+    return None
+
+
+def data_length(data: Any, name: str = "data") -> int:
+    """Number of items in a Dataset, DataLoader (its dataset) or tensor; ValueError if 0."""
+    if isinstance(data, DataLoader):
+        n = len(data.dataset)  # type: ignore[arg-type]
+    elif isinstance(data, (Dataset, torch.Tensor)):
+        n = len(data)  # type: ignore[arg-type]
+    else:
+        raise ValueError(
+            f"{name} must be a torch Dataset, DataLoader or tensor of images, "
+            f"got {type(data).__name__}"
+        )
+    if n == 0:
+        raise ValueError(f"{name} is empty: pass at least one image")
+    return n
+
+
+#: A DataLoader without a generator seeds its iterator from the global RNG; giving it this
+#: one keeps the global stream (dropout, initialisation) the same whatever the data type.
+QUIET_GENERATOR = torch.Generator().manual_seed(0)
+
+
+def input_batches(
+    data: Any, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
+    """One pass over the *inputs* of ``data`` in batches; labels are never touched.
+
+    ``data`` is a tensor of images, a Dataset (items ``x`` or ``(x, y)``) or a DataLoader
+    (which keeps its own batching and order). In-memory images (a tensor, a
+    :class:`DigitDataset`) are sliced directly, without a DataLoader.
+    """
+    if isinstance(data, DataLoader):
+        for batch in data:
+            yield inputs_of(batch)
+        return
+    n = data_length(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    images = _input_tensor(data)
+    if images is not None:
+        for i in range(0, n, batch_size):
+            yield images[order[i : i + batch_size]]
+        return
+    yield from DataLoader(
+        torch.utils.data.Subset(_InputsOnly(data), order.tolist()),
+        batch_size=batch_size,
+        generator=QUIET_GENERATOR,  # else iterating draws from the global RNG
+    )
 
 
 def few_shot_indices(
