@@ -99,6 +99,26 @@ def test_target_labels_cannot_change_the_result(method):
             assert torch.equal(va, vb), f"{method}: {k} differs"
 
 
+@pytest.mark.parametrize("method", ["coral", "dann"])
+def test_recalibrate_bn_sets_target_statistics_and_touches_nothing_else(method):
+    target = _domain(20, 2, 0.5)
+    on, _ = _fit(method, target=target, recalibrate_bn=True, bn_mode="separate")
+    off, _ = _fit(method, target=target, recalibrate_bn=False, bn_mode="separate")
+    poisoned, _ = _fit(method, target=Poisoned(target.images), recalibrate_bn=True,
+                       bn_mode="separate")  # fmt: skip
+    # the first BN layer now holds the population statistics of the target's conv outputs
+    h = on.features[0](target.images).detach().transpose(0, 1).reshape(4, -1).double()
+    bn = on.features[1]
+    torch.testing.assert_close(bn.running_mean.double(), h.mean(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var.double(), h.var(1), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(off.features[1].running_mean.double(), h.mean(1), atol=1e-3)
+    # the same training: weights equal, only BatchNorm buffers differ; labels never read
+    for p, q in zip(on.parameters(), off.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for (k, va), vb in zip(on.state_dict().items(), poisoned.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+
+
 def test_same_seed_same_weights_other_seed_other_weights():
     a, _ = _fit("coral", seed=3)
     b, _ = _fit("coral", seed=3)
@@ -148,11 +168,12 @@ def test_source_is_looped_and_target_cycled():
     fit_adapt(net, _domain(44, 1), _domain(10, 2), "coral", epochs=3, batch_size=8,
               device="cpu", progress=False, seed=0, bn_mode="separate")  # fmt: skip
     assert sizes[0] == 2  # the probe that measures the feature dimension
-    assert sizes[1:] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
+    assert sizes[1:-1] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
+    assert sizes[-1] == 10  # then one pass over the target re-estimates BatchNorm statistics
 
 
 def test_bn_modes_route_batches_differently():
-    for mode, expected in (("joint", [16, 16]), ("separate", [8, 8, 8, 8])):
+    for mode, expected in (("joint", [16, 16, 16]), ("separate", [8, 8, 8, 8, 16])):
         sizes = []
         torch.manual_seed(0)
         net = Tiny()

@@ -96,6 +96,7 @@ class RunConfig:
     method: str
     weight: float = 0.0
     bn_mode: str = "joint"
+    recalibrate_bn: bool = False
     seed: int = 0
     epochs: int = 8
     lr: float = 1e-3
@@ -136,6 +137,7 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
         fields = {
             "weight": float(d["weight"]),
             "bn_mode": d["bn_mode"],
+            "recalibrate_bn": d["recalibrate_bn"],
             "epochs": d["epochs"],
             "lr": d["lr"],
         }
@@ -247,7 +249,9 @@ def standardise(a: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
 
 def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
     """The source-only network a derived method (AdaBN, closed-form CORAL) starts from."""
-    base = dataclasses.replace(cfg, method="none", weight=0.0, bn_mode="joint")
+    base = dataclasses.replace(
+        cfg, method="none", weight=0.0, bn_mode="joint", recalibrate_bn=False
+    )
     return trained_model(base, progress=progress)
 
 
@@ -321,7 +325,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
             hist = fit_adapt(
                 net, src, tgt, cfg.method, weight=cfg.weight, epochs=cfg.epochs, lr=cfg.lr,
                 batch_size=cfg.batch_size, bn_mode=cfg.bn_mode, seed=cfg.seed, val=src_val,
-                device=_device(), progress=progress,
+                recalibrate_bn=cfg.recalibrate_bn, device=_device(), progress=progress,
             )  # fmt: skip
         history = hist.records
     zs, _, zt, _ = domain_features(net, cfg)
