@@ -119,6 +119,22 @@ def test_recalibrate_bn_sets_target_statistics_and_touches_nothing_else(method):
         assert torch.equal(va, vb), k
 
 
+def test_recalibrate_bn_leaves_frozen_batchnorm_alone():
+    from tlearn.freeze import FrozenBatchNorm, freeze
+
+    torch.manual_seed(0)
+    net = Tiny()
+    freeze(net, "features.1")  # the first BatchNorm keeps its (source) statistics
+    assert isinstance(net.features[1], FrozenBatchNorm)
+    before = net.features[1].running_mean.clone(), net.features[1].running_var.clone()
+    live = net.features[6].running_mean.clone()
+    fit_adapt(net, _domain(16, 1), _domain(16, 2, 0.5), "mmd", epochs=1, batch_size=8,
+              device="cpu", progress=False, seed=0, recalibrate_bn=True)  # fmt: skip
+    assert torch.equal(net.features[1].running_mean, before[0])
+    assert torch.equal(net.features[1].running_var, before[1])
+    assert not torch.equal(net.features[6].running_mean, live)
+
+
 def test_same_seed_same_weights_other_seed_other_weights():
     a, _ = _fit("coral", seed=3)
     b, _ = _fit("coral", seed=3)

@@ -333,8 +333,8 @@ def fit_adapt(
         mmd_kernel: the kernel of ``adapt.mmd`` for ``method="mmd"`` ("multi" = DAN's family).
         domain_classifier: the DANN discriminator (default ``DomainClassifier(d)``); it is
             trained along with the model.
-        recalibrate_bn: after training, re-estimate every BatchNorm layer's running
-            statistics on the target images (``freeze.estimate_bn_statistics``; labels are
+        recalibrate_bn: after training, re-estimate the running statistics of every BatchNorm
+            layer that is not frozen (``freeze.FrozenBatchNorm``) on the target images (``freeze.estimate_bn_statistics``; labels are
             not read), so the returned network normalises target images the way training
             did with ``bn_mode="separate"``; None → the method's default. Per-epoch ``val``
             scores are measured before it.
@@ -498,7 +498,8 @@ def fit_adapt(
     if recalibrate_bn and uses_target:
         from tlearn.freeze import estimate_bn_statistics
 
-        estimate_bn_statistics(model, target, device=device, progress=False)
+        # Frozen BatchNorm layers normalised with their fixed statistics in training: keep them.
+        estimate_bn_statistics(model, target, include_frozen=False, device=device, progress=False)
     model.eval()
     return history
 
