@@ -33,7 +33,14 @@ __all__ = [
     "cache_dir",
     "data_dir",
     "atomic_write",
+    "PROGRESS_INTERVAL",
 ]
+
+#: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
+#: is a message to the front end, and a kernel that sends thousands of them during one long
+#: cell overflows the channel: messages are dropped, and a runner such as nbval then fails
+#: with "Timeout … waiting for output". Per-step statistics go in with ``refresh=False``.
+PROGRESS_INTERVAL = 0.5
 
 
 def get_device(prefer: str | None = None) -> torch.device:

@@ -28,7 +28,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from tlearn.runtime import atomic_write, autocast, get_device, make_grad_scaler, seed_everything
+from tlearn.runtime import (
+    PROGRESS_INTERVAL,
+    atomic_write,
+    autocast,
+    get_device,
+    make_grad_scaler,
+    seed_everything,
+)
 
 __all__ = [
     "History",
@@ -252,6 +259,7 @@ def fit(
         disable=not progress,
         desc="fit",
         unit="batch",
+        mininterval=PROGRESS_INTERVAL,
     )
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch
@@ -272,7 +280,10 @@ def fit(
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
             bar.update()
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.3f}")
+            # refresh=False: shown at the bar's next (throttled) redraw, not one message per batch
+            bar.set_postfix(
+                epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.3f}", refresh=False
+            )
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen,

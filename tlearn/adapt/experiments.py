@@ -395,14 +395,35 @@ def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
 
 
 # --------------------------------------------------------------------------- grids
+def _run_many(cfgs: dict, progress: bool) -> dict:
+    """``{key: run(cfg)}`` with one progress bar over the runs (a step per finished run).
+
+    The runs themselves train silently: a per-batch bar for each of 15 trainings would send
+    thousands of messages from one notebook cell (see ``runtime.PROGRESS_INTERVAL``).
+    """
+    from tqdm.auto import tqdm
+
+    out = {}
+    with tqdm(total=len(cfgs), desc="runs (computed once, then cached)", unit="run",
+              disable=not progress) as bar:  # fmt: skip
+        for key, cfg in cfgs.items():
+            bar.set_postfix_str(f"{cfg.method}, seed {cfg.seed}", refresh=False)
+            out[key] = run(cfg, progress=False)
+            bar.update()
+    return out
+
+
 def comparison(
     seeds: tuple[int, ...] = (0, 1, 2), *, progress: bool = True, **overrides: Any
 ) -> dict[str, list[dict]]:
     """Lesson 04's table: ``{row name: [result per seed]}`` for :data:`COMPARISON_ROWS`."""
-    return {
-        row: [run(config(method, seed=s, **overrides), progress=progress) for s in seeds]
-        for row, method in COMPARISON_ROWS.items()
+    cfgs = {
+        (row, s): config(m, seed=s, **overrides)
+        for row, m in COMPARISON_ROWS.items()
+        for s in seeds
     }
+    results = _run_many(cfgs, progress)
+    return {row: [results[row, s] for s in seeds] for row in COMPARISON_ROWS}
 
 
 def lambda_sweep(
@@ -410,10 +431,8 @@ def lambda_sweep(
     progress: bool = True, **overrides: Any,
 ) -> dict[float, dict]:  # fmt: skip
     """Results of ``method`` for each alignment weight (one seed): ``{weight: result}``."""
-    return {
-        float(w): run(config(method, seed=seed, weight=w, **overrides), progress=progress)
-        for w in weights
-    }
+    cfgs = {float(w): config(method, seed=seed, weight=w, **overrides) for w in weights}
+    return _run_many(cfgs, progress)
 
 
 def format_table(table: dict[str, list[dict]], *, baseline: str = "source only") -> str:

@@ -415,7 +415,12 @@ def fit_adapt(
         _call(callbacks, "on_fit_start", state)
         steps_per_epoch = _source_steps(source, batch_size)
         total_steps = steps_per_epoch * epochs
-        bar = tqdm(total=total_steps, desc=f"fit_adapt[{method}]", disable=not progress)
+        bar = tqdm(
+            total=total_steps,
+            desc=f"fit_adapt[{method}]",
+            disable=not progress,
+            mininterval=runtime.PROGRESS_INTERVAL,
+        )
         step = 0
         for epoch in range(epochs):
             state.epoch = epoch
@@ -470,6 +475,7 @@ def fit_adapt(
                         **(
                             {align.log_name[:-5]: f"{align_loss.item():.3g}"} if uses_target else {}
                         ),
+                        refresh=False,  # drawn with the next throttled update
                     )
             n = max(sums["n"], 1)
             record: dict[str, Any] = {
