@@ -504,15 +504,19 @@ def test_layer_sweep_cross_validation_uses_train_only(net):
 
     x, y = _blobs_images()
     train, test = TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
-    rows = features.layer_sweep(
-        net,
-        train,
-        test,
-        layers=["features.conv1", "features.conv3"],
-        cv=3,
-        unlabeled=TensorDataset(x),
-        progress=False,
-    )
+
+    def sweep(test_set):
+        return features.layer_sweep(
+            net,
+            train,
+            test_set,
+            layers=["features.conv1", "features.conv3"],
+            cv=3,
+            unlabeled=TensorDataset(x),
+            progress=False,
+        )
+
+    rows = sweep(test)
     Z, yt = features.extract(net, train, layer="features.conv1", progress=False)
     U, _ = features.extract(net, x, layer="features.conv1", progress=False)
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0).split(Z.numpy(), yt.numpy())
@@ -522,15 +526,7 @@ def test_layer_sweep_cross_validation_uses_train_only(net):
     assert rows[0]["cv_accuracy"] == pytest.approx(expected)
     # the test set does not influence cv_accuracy
     other = TensorDataset(torch.rand(10, 1, 32, 32), torch.arange(10) % 4)
-    rows2 = features.layer_sweep(
-        net,
-        train,
-        other,
-        layers=["features.conv1", "features.conv3"],
-        cv=3,
-        unlabeled=TensorDataset(x),
-        progress=False,
-    )
+    rows2 = sweep(other)
     assert [r["cv_accuracy"] for r in rows2] == [r["cv_accuracy"] for r in rows]
     best = features.best_layer(rows)
     assert best["cv_accuracy"] == max(r["cv_accuracy"] for r in rows)

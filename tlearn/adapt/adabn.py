@@ -71,12 +71,7 @@ def adabn(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(
-            f"batch_size must be an int >= 2 (BatchNorm needs 2+ samples), got {batch_size!r}"
-        )
-    layers = batchnorm_layers(model)
-    if not layers:
+    if not batchnorm_layers(model):
         raise ValueError(
             f"{type(model).__name__} has no BatchNorm layer with running statistics; "
             "AdaBN has nothing to adapt (use CORAL, MMD or DANN instead)."

@@ -337,10 +337,10 @@ def fit_adapt(
         domain_classifier: the DANN discriminator (default ``DomainClassifier(d)``); it is
             trained along with the model.
         recalibrate_bn: after training, re-estimate the running statistics of every BatchNorm
-            layer that is not frozen (``freeze.FrozenBatchNorm``) on the target images (``freeze.estimate_bn_statistics``; labels are
-            not read), so the returned network normalises target images the way training
-            did with ``bn_mode="separate"``; None → the method's default. Per-epoch ``val``
-            scores are measured before it.
+            layer that is not frozen (``freeze.FrozenBatchNorm``) on the target images
+            (``freeze.estimate_bn_statistics``; labels are not read), so the returned network
+            normalises target images the way training did with ``bn_mode="separate"``;
+            None → the method's default. Per-epoch ``val`` scores are measured before it.
 
     Returns:
         A ``train.History`` with one record per epoch: ``epoch`` (1-based, as ``train.fit``), ``train_loss`` (total),
