@@ -108,6 +108,27 @@ def test_domain_classifier_shapes_and_layers():
             DomainClassifier(**kwargs)
 
 
+def test_leaky_domain_classifier_keeps_a_gradient_where_relu_units_are_dead():
+    leaky = DomainClassifier(4, hidden=(3,), dropout=0.0, negative_slope=0.2)
+    acts = [m for m in leaky.modules() if isinstance(m, nn.LeakyReLU)]
+    assert len(acts) == 1 and acts[0].negative_slope == 0.2
+    assert not any(isinstance(m, nn.ReLU) for m in leaky.modules())
+    relu = DomainClassifier(4, hidden=(3,), dropout=0.0)
+    for clf in (leaky, relu):  # every hidden unit negative for this input: a dead ReLU layer
+        with torch.no_grad():
+            clf.net[0].weight.fill_(-1.0)
+            clf.net[0].bias.zero_()
+    x = torch.ones(2, 4, requires_grad=True)
+    leaky(x).sum().backward()
+    assert x.grad.abs().sum() > 0
+    x.grad = None
+    relu(x).sum().backward()
+    assert x.grad.abs().sum() == 0
+    for bad in (-0.1, 1.0, "0.2"):
+        with pytest.raises(ValueError, match="negative_slope"):
+            DomainClassifier(4, negative_slope=bad)
+
+
 def test_domain_classifier_learns_to_separate_two_domains():
     torch.manual_seed(0)
     x = torch.cat([torch.randn(100, 16) + 1.0, torch.randn(100, 16) - 1.0])

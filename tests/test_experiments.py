@@ -110,3 +110,25 @@ def test_estimator_spread_unbiased_goes_negative_biased_does_not():
     assert (spread["biased"] > 0).all()
     assert 0.1 < (spread["unbiased"] < 0).mean() < 0.9
     assert spread["unbiased"].mean() == pytest.approx(0, abs=3 * spread["unbiased"].std())
+
+
+def test_size_normalisation_fills_the_height_keeps_the_aspect_ratio_and_centres():
+    x = torch.zeros(3, 1, 32, 32)
+    x[0, 0, 4:12, 20:24] = 1.0  # an 8 × 4 box, off centre
+    x[1, 0, 10:14, 2:30] = 0.8  # 4 × 28: wider than the frame once scaled, so capped
+    out = ex.normalise_size_like_uci(x)
+    ink = out[0, 0] > 0.5
+    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
+    assert (rows.min(), rows.max()) == (0, 31)  # the whole height
+    assert len(cols) == 16 and cols.min() == 8  # 32 · 4/8 wide, centred
+    assert (out[1, 0] > 0.4).all(1).sum() >= 3  # capped at the frame's width
+    assert torch.equal(out[2], x[2])  # a blank image stays blank
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_development_targets_are_declared_and_thickening_can_be_switched_off():
+    assert ex.DEV_TARGETS == ("synth_degraded", "synth_framed")
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 8:24, 15] = 1.0  # a one-pixel stroke
+    thick, thin = ex.degrade_like_uci(x), ex.degrade_like_uci(x, thicken=False)
+    assert thick.sum() > thin.sum() > 0

@@ -274,12 +274,30 @@ def test_bad_inputs():
         fit_adapt(Tiny(), src, tgt, "coral", weight=-1, device="cpu", progress=False)
     with pytest.raises(ValueError, match="epochs"):
         fit_adapt(Tiny(), src, tgt, "coral", epochs=0, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="optimizer.*adam.*sgd"):
+        fit_adapt(Tiny(), src, tgt, "coral", optimizer="rmsprop", device="cpu", progress=False)
     with pytest.raises(ValueError, match="Dataset, DataLoader or tensor"):
         fit_adapt(Tiny(), src, [1, 2, 3], "coral", device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs a target"):
         fit_adapt(Tiny(), src, None, "mmd", device="cpu", progress=False)
     # source only needs no target at all
     fit_adapt(Tiny(), src, None, "none", epochs=1, batch_size=8, device="cpu", progress=False)
+
+
+def test_optimizer_choice_builds_adam_or_momentum_sgd_and_both_train():
+    class Grab:
+        def on_fit_start(self, state):
+            self.optimizer = state.optimizer
+
+    src, tgt = _domain(64, 1), _domain(64, 2, shift=0.5)
+    for name, kind in (("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)):
+        grab = Grab()
+        _, hist = _fit("dann", src, tgt, optimizer=name, lr=0.05, epochs=3, callbacks=[grab])
+        assert type(grab.optimizer) is kind
+        if name == "sgd":  # Ganin et al.'s momentum
+            assert grab.optimizer.param_groups[0]["momentum"] == 0.9
+        assert hist.records[-1]["class_loss"] < hist.records[0]["class_loss"]
+    assert all(d["optimizer"] in trainer.OPTIMIZERS for d in trainer.DEFAULTS.values())
 
 
 # --- the graders of lessons 03/04 (tlearn.exercises) ---------------------------------------

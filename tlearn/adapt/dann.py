@@ -115,6 +115,10 @@ class DomainClassifier(nn.Module):
         in_features: feature dimension d.
         hidden: hidden widths (an int for one hidden layer; ``()`` for a linear classifier).
         dropout: dropout probability after each hidden layer.
+        negative_slope: 0 → ``ReLU``; > 0 → ``LeakyReLU(negative_slope)``, whose units cannot
+            die: an adversarial feature extractor can push a ReLU discriminator's units into
+            the region where they output zero for every input, which silences the game (the
+            GAN practice of Radford et al. 2016).
 
     Shapes: ``(N, in_features)`` → ``(N,)`` logits.
 
@@ -125,7 +129,11 @@ class DomainClassifier(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, hidden: int | Sequence[int] = (256, 256), dropout: float = 0.5
+        self,
+        in_features: int,
+        hidden: int | Sequence[int] = (256, 256),
+        dropout: float = 0.5,
+        negative_slope: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
@@ -135,10 +143,13 @@ class DomainClassifier(nn.Module):
             raise ValueError(f"hidden must be positive ints, got {hidden!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not (isinstance(negative_slope, (int, float)) and 0.0 <= negative_slope < 1.0):
+            raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
         layers: list[nn.Module] = []
         width = in_features
         for w in widths:
-            layers += [nn.Linear(width, w), nn.ReLU(inplace=True)]
+            act = nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()
+            layers += [nn.Linear(width, w), act]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = w
