@@ -43,7 +43,8 @@ Usage::
     python benchmarks/adapt_selection.py --device cuda --workers 10 --seeds 0 1 2 3 4
     python benchmarks/adapt_selection.py --methods dann --pairs synth_framed
 
-Each run is cached (``tlearn.cache_dir()/results/selection-*.json``), so a rerun prints the
+Round 3's printout is kept in ``benchmarks/results/adapt_selection_round3.txt``. Each run is
+cached (``tlearn.cache_dir()/results/selection-*.json``), so a rerun prints the
 table at once; ``--json FILE`` also writes every run's numbers.
 """
 
