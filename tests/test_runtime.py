@@ -57,3 +57,66 @@ def test_cache_and_data_dirs_follow_env(tmp_path, monkeypatch):
     assert runtime.data_dir() == tmp_path / "c" / "data"
     monkeypatch.setenv("TLEARN_DATA", str(tmp_path / "d"))
     assert runtime.data_dir() == tmp_path / "d"
+
+
+# --- CPU threads: never more than the CPUs the process may use ---------------------------
+
+
+@pytest.fixture
+def threads():
+    """Restore torch's thread count after a test changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cgroup_quota_v2_v1_and_no_limit(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert runtime.cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert runtime.cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    (v1 / "cpu.cfs_quota_us").write_text("50000\n")
+    assert runtime.cgroup_cpu_quota(tmp_path / "v1") == 0.5
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert runtime.cgroup_cpu_quota(tmp_path / "v1") is None
+    assert runtime.cgroup_cpu_quota(tmp_path / "nothing") is None
+    (v2 / "cpu.max").write_text("garbage\n")
+    assert runtime.cgroup_cpu_quota(v2) is None
+
+
+def test_cpu_budget_is_capped_by_the_quota_rounded_up(monkeypatch):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(runtime, "cgroup_cpu_quota", lambda: 1.5)
+    assert runtime.cpu_budget() == 2
+    monkeypatch.setattr(runtime, "cgroup_cpu_quota", lambda: 0.25)
+    assert runtime.cpu_budget() == 1
+    monkeypatch.setattr(runtime, "cgroup_cpu_quota", lambda: None)
+    assert runtime.cpu_budget() == 16
+
+
+def test_limit_threads_lowers_to_the_budget_never_raises_and_obeys_the_user(monkeypatch, threads):
+    monkeypatch.delenv("TLEARN_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "cpu_budget", lambda: 1)
+    torch.set_num_threads(2)
+    assert runtime.limit_threads() == 1  # an oversubscribed container: lowered
+    monkeypatch.setattr(runtime, "cpu_budget", lambda: 8)
+    assert runtime.limit_threads() == 1  # never raised
+    monkeypatch.setattr(runtime, "cpu_budget", lambda: 1)
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert runtime.limit_threads() == 2  # the user chose: left alone
+    monkeypatch.setenv("TLEARN_THREADS", "1")
+    assert runtime.limit_threads() == 1  # tlearn's own variable wins
+    assert runtime.limit_threads(2) == 2  # and an explicit argument over it
+    for bad in ("0", "two", "-3"):
+        monkeypatch.setenv("TLEARN_THREADS", bad)
+        with pytest.raises(ValueError, match="TLEARN_THREADS"):
+            runtime.limit_threads()
+    with pytest.raises(ValueError, match="positive int"):
+        runtime.limit_threads(0)

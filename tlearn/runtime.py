@@ -9,11 +9,17 @@ changes one environment variable, not twenty call sites:
   (default ``~/.cache/tlearn``).
 * ``TLEARN_DATA``   — where real datasets (MNIST, USPS, …) are looked for
   (default ``<cache>/data``).
+* ``TLEARN_THREADS`` — torch's CPU threads. Unset: ``import tlearn`` lowers them to the CPUs
+  this process may really use (:func:`cpu_budget`) when torch would start more — a
+  container such as Binder's shows all of the host's cores but allows one or two, and a
+  thread for every host core then runs many times slower. It never raises the count, and
+  leaves it alone when ``OMP_NUM_THREADS`` is set.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import tempfile
@@ -33,6 +39,8 @@ __all__ = [
     "cache_dir",
     "data_dir",
     "atomic_write",
+    "cpu_budget",
+    "limit_threads",
     "PROGRESS_INTERVAL",
 ]
 
@@ -41,6 +49,68 @@ __all__ = [
 #: cell overflows the channel: messages are dropped, and a runner such as nbval then fails
 #: with "Timeout … waiting for output". Per-step statistics go in with ``refresh=False``.
 PROGRESS_INTERVAL = 0.5
+
+
+def cgroup_cpu_quota(root: str | Path = "/sys/fs/cgroup") -> float | None:
+    """The CPU time this process's control group may use, in CPUs (1.5 = one and a half), or
+    None when there is no limit or no control group to read.
+
+    cgroup v2 writes ``"<quota> <period>"`` (or ``"max <period>"``) to ``cpu.max``; v1 writes
+    ``cpu.cfs_quota_us`` (−1: no limit) and ``cpu.cfs_period_us``.
+    """
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for folder in (root / "cpu", root / "cpu,cpuacct", root):
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            period = int((folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota <= 0 or period <= 0 else quota / period
+    return None
+
+
+def cpu_budget() -> int:
+    """How many CPUs this process may really use: the CPUs it may be scheduled on, capped by
+    its control group's CPU quota (rounded up). At least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
+
+
+def limit_threads(n: int | None = None) -> int:
+    """Cap torch's CPU threads at ``n`` — default ``TLEARN_THREADS``, else :func:`cpu_budget`.
+
+    With ``n`` or ``TLEARN_THREADS`` given the count is set to it; otherwise it is only ever
+    lowered, and left alone when ``OMP_NUM_THREADS`` is set (the user chose). Returns the
+    thread count now in force. ``import tlearn`` calls it once.
+    """
+    env = os.environ.get("TLEARN_THREADS")
+    if n is None and env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"TLEARN_THREADS must be a positive integer, got {env!r}")
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads must be a positive int, got {n!r}")
+        torch.set_num_threads(n)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        budget = cpu_budget()
+        if torch.get_num_threads() > budget:
+            torch.set_num_threads(budget)
+    return torch.get_num_threads()
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -144,3 +214,6 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+limit_threads()
