@@ -11,9 +11,10 @@ changes one environment variable, not twenty call sites:
   (default ``<cache>/data``).
 * ``TLEARN_THREADS`` — torch's CPU threads. Unset: ``import tlearn`` lowers them to the CPUs
   this process may really use (:func:`cpu_budget`) when torch would start more — a
-  container such as Binder's shows all of the host's cores but allows one or two, and a
-  thread for every host core then runs many times slower. It never raises the count, and
-  leaves it alone when ``OMP_NUM_THREADS`` is set.
+  container can show all of the host's cores while its CPU quota allows one or two, and a
+  thread for every host core then trains 2–3× slower (``benchmarks/threads.py``: 2.1× with
+  8 threads on 2 CPUs, 3.4× with 16). It never raises the count, and leaves it alone when
+  ``OMP_NUM_THREADS`` is set.
 """
 
 from __future__ import annotations
