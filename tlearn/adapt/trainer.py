@@ -24,7 +24,7 @@ Design choices a reader should know (each one measured):
   reshuffled at every pass. Zipping the two loaders would stop each epoch at the shorter
   one and starve training.
 * How the two batches pass through BatchNorm (``bn_mode``) matters as much as the loss.
-  ``"separate"`` (the default of every method): one forward pass per domain, so every BN
+  ``"separate"`` (the default of every adapting method): one pass per domain, so every BN
   layer normalises each domain with its *own* batch statistics — per-layer means and
   variances are aligned for free (AdaBN's idea, applied while training), and the loss aligns
   what is left: the correlations (CORAL), the whole distribution (MMD), whatever a domain
