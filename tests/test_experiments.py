@@ -132,3 +132,13 @@ def test_development_targets_are_declared_and_thickening_can_be_switched_off():
     x[0, 0, 8:24, 15] = 1.0  # a one-pixel stroke
     thick, thin = ex.degrade_like_uci(x), ex.degrade_like_uci(x, thicken=False)
     assert thick.sum() > thin.sum() > 0
+
+
+def test_every_fit_adapt_default_is_part_of_the_cache_key(monkeypatch):
+    from tlearn.adapt import trainer
+
+    before = ex.config("dann").key()
+    for name, value in (("optimizer", "sgd"), ("bn_mode", "joint"), ("recalibrate_bn", False)):
+        monkeypatch.setitem(trainer.DEFAULTS, "dann", {**trainer.DEFAULTS["dann"], name: value})
+        assert getattr(ex.config("dann"), name) == value
+        assert ex.config("dann").key() != before  # a changed default recomputes, never reuses

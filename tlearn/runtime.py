@@ -40,6 +40,7 @@ __all__ = [
     "cache_dir",
     "data_dir",
     "atomic_write",
+    "cgroup_cpu_quota",
     "cpu_budget",
     "limit_threads",
     "PROGRESS_INTERVAL",

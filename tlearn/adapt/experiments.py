@@ -104,6 +104,7 @@ class RunConfig:
     seed: int = 0
     epochs: int = 8
     lr: float = 1e-3
+    optimizer: str = "adam"
     batch_size: int = 128
     source: str = "synth"
     source_size: int = 6000
@@ -137,14 +138,8 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
         raise ValueError(f"unknown method {method!r}; expected one of {known}")
     fields = {}
     if method in DEFAULTS or method in DERIVED:
-        d = DEFAULTS.get(method, DEFAULTS["none"])
-        fields = {
-            "weight": float(d["weight"]),
-            "bn_mode": d["bn_mode"],
-            "recalibrate_bn": d["recalibrate_bn"],
-            "epochs": d["epochs"],
-            "lr": d["lr"],
-        }
+        # every default is a config field, so a changed default changes the cache key
+        fields = dict(DEFAULTS.get(method, DEFAULTS["none"]))
     if method == "target":
         fields["epochs"] = TARGET_EPOCHS
     fields.update(overrides)
@@ -195,9 +190,9 @@ DEV_TARGETS = (DEV_TARGET, DEV_TARGET_FRAMED)
 
 def degrade_like_uci(images: torch.Tensor, thicken: bool = True) -> torch.Tensor:
     """Put rendered digits through uci's acquisition pipeline, roughly: thicker strokes
-    (3×3 max filter), 8×8 block averages, 17 grey levels (0…16, per image), bilinear
-    upsampling back to 32×32. The development target of tlearn's defaults: a shift of the
-    same *kind* as synth → uci, whose labels are free."""
+    (3×3 max filter; ``thicken=False`` skips it), 8×8 block averages, 17 grey levels (0…16,
+    per image), bilinear upsampling back to 32×32. The development targets of tlearn's
+    defaults: a shift of the same *kind* as synth → uci, whose labels are free."""
     import torch.nn.functional as F
 
     x = F.max_pool2d(images, 3, stride=1, padding=1) if thicken else images
@@ -237,14 +232,13 @@ def _domain(name: str, split: str, size: int | None, seed: int):
 
     if name in DEV_TARGETS:  # other synth digits, degraded: 2000 train, 1000 test
         size = {"train": 2000, "test": 1000}[split]
-        if name == DEV_TARGET:  # seed 11
-            ds = data.load_domain("synth", split, size=size, seed=11)
-            images = ds.images
-        else:  # seed 12, size-normalised first
-            ds = data.load_domain("synth", split, size=size, seed=12)
-            images = normalise_size_like_uci(ds.images)  # strokes grew with the digit
-        thicken = name == DEV_TARGET
-        return data.DigitDataset(degrade_like_uci(images, thicken), ds.labels, name=name)
+        framed = name == DEV_TARGET_FRAMED
+        ds = data.load_domain("synth", split, size=size, seed=12 if framed else 11)
+        if framed:  # size-normalised first; its strokes grew with the digit: no thickening
+            images = degrade_like_uci(normalise_size_like_uci(ds.images), thicken=False)
+        else:
+            images = degrade_like_uci(ds.images)
+        return data.DigitDataset(images, ds.labels, name=name)
     return data.load_domain(name, split, size=size, seed=seed)
 
 
@@ -362,7 +356,8 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
             hist = fit_adapt(
                 net, src, tgt, cfg.method, weight=cfg.weight, epochs=cfg.epochs, lr=cfg.lr,
                 batch_size=cfg.batch_size, bn_mode=cfg.bn_mode, seed=cfg.seed, val=src_val,
-                recalibrate_bn=cfg.recalibrate_bn, device=_device(), progress=progress,
+                recalibrate_bn=cfg.recalibrate_bn, optimizer=cfg.optimizer, device=_device(),
+                progress=progress,
             )  # fmt: skip
         history = hist.records
     zs, _, zt, _ = domain_features(net, cfg)

@@ -97,7 +97,10 @@ from tqdm.auto import tqdm
 from tlearn import runtime
 from tlearn.data.base import QUIET_GENERATOR, data_length, input_batches
 
-__all__ = ["fit_adapt", "METHODS", "BN_MODES", "DEFAULTS", "AlignmentLoss", "make_alignment"]
+__all__ = [
+    "fit_adapt", "METHODS", "BN_MODES", "OPTIMIZERS", "DEFAULTS", "AlignmentLoss",
+    "make_alignment",
+]  # fmt: skip
 
 METHODS = ("none", "coral", "mmd", "dann")
 BN_MODES = ("separate", "joint")
