@@ -9,7 +9,7 @@ from tlearn import runtime
 def test_device_env_override(monkeypatch):
     monkeypatch.setenv("TLEARN_DEVICE", "cpu")
     assert tlearn.get_device() == torch.device("cpu")
-    assert runtime.get_device(prefer="cpu").type == "cpu"
+    assert runtime.get_device("cpu").type == "cpu"
 
 
 def test_device_default_is_cpu_without_cuda(monkeypatch):

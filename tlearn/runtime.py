@@ -115,20 +115,25 @@ def limit_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
-def get_device(prefer: str | None = None) -> torch.device:
-    """The device to compute on: ``TLEARN_DEVICE`` if set, else cuda > mps > cpu.
+def get_device(device: torch.device | str | None = None) -> torch.device:
+    """The one place a device is chosen: ``device`` if given, else ``TLEARN_DEVICE``, else
+    cuda > mps > cpu.
 
-    ``prefer`` (e.g. ``"cpu"``) overrides both, which tests and benchmarks use.
+    Every function of tlearn that takes ``device=None`` calls this, so one environment
+    variable moves the whole library (``TLEARN_DEVICE=cpu`` forces the CPU).
+
+    >>> get_device("cpu")
+    device(type='cpu')
     """
-    name = prefer or os.environ.get("TLEARN_DEVICE")
+    name = device if device is not None else os.environ.get("TLEARN_DEVICE")
     if name:
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
+        chosen = torch.device(name)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
-                f"TLEARN_DEVICE/prefer asks for {name!r} but CUDA is not available here; "
-                "unset TLEARN_DEVICE or use 'cpu'."
+                f"the device {str(name)!r} (argument or TLEARN_DEVICE) is CUDA, but CUDA is not "
+                "available here; unset TLEARN_DEVICE or use 'cpu'."
             )
-        return device
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
