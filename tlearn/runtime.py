@@ -5,10 +5,16 @@ Every other module asks this one for the device (``get_device``), the autocast c
 changes one environment variable, not twenty call sites:
 
 * ``TLEARN_DEVICE`` — force a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
-* ``TLEARN_CACHE``  — where pretrained source models and feature caches go
-  (default ``~/.cache/tlearn``).
-* ``TLEARN_DATA``   — where real datasets (MNIST, USPS, …) are looked for
-  (default ``<cache>/data``).
+* ``TLEARN_CACHE``  — where pretrained source models, feature caches and results go
+  (default ``~/.cache/tlearn``). Like ``PATH`` it may list several folders, joined by
+  ``os.pathsep`` (``:`` on Linux and macOS): *layers*, searched in order when reading;
+  writes go to the first layer this process may write to. A class shares one cache this
+  way — the teacher runs the lessons once with ``TLEARN_CACHE=/srv/tlearn-cache``, the
+  students set ``TLEARN_CACHE=/srv/tlearn-cache:~/.cache/tlearn`` and read the teacher's
+  entries, while whatever they compute themselves lands in their own folder. A layer that
+  is read-only is only ever read: never written, never cleaned, never an error.
+* ``TLEARN_DATA``   — where real datasets (MNIST, USPS, …) are looked for (default: the
+  ``data`` folder of the first layer that has one, else ``<cache_dir()>/data``).
 * ``TLEARN_THREADS`` — torch's CPU threads. Unset: ``import tlearn`` lowers them to the CPUs
   this process may really use (:func:`cpu_budget`) when torch would start more — a
   container can show all of the host's cores while its CPU quota allows one or two, and a
@@ -23,10 +29,12 @@ import contextlib
 import math
 import os
 import random
-import tempfile
+import secrets
+import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -37,7 +45,11 @@ __all__ = [
     "autocast",
     "amp_dtype",
     "make_grad_scaler",
+    "cache_dirs",
     "cache_dir",
+    "find_cached",
+    "load_cached",
+    "save_cached",
     "data_dir",
     "atomic_write",
     "cgroup_cpu_quota",
@@ -187,18 +199,165 @@ def make_grad_scaler(device: torch.device | str, enabled: bool | None = None):
     return torch.amp.GradScaler("cuda", enabled=use)
 
 
+# --- Caches: layers read in order, written to the first writable one ------------------------
+#
+# A cache entry is named by a relative path ("models/digitnet-synth-3f2a.pt"). Reading looks
+# for it in every layer of TLEARN_CACHE in turn; writing puts it in the first layer this
+# process may write to. Every file is written atomically and with the usual permissions
+# (0644 under umask 022), so the other users of a shared cache can read it.
+
+T = TypeVar("T")
+
+
+def cache_dirs() -> list[Path]:
+    """The cache layers, in search order: the folders of ``TLEARN_CACHE`` (joined by
+    ``os.pathsep``, like ``PATH``; empty entries are skipped), default ``~/.cache/tlearn``.
+
+    Nothing is created or checked here; :func:`cache_dir` picks the layer writes go to.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, TLEARN_CACHE=os.pathsep.join(["/srv/class", "/tmp/me"])):
+    ...     [str(p) for p in cache_dirs()]
+    ['/srv/class', '/tmp/me']
+    """
+    env = os.environ.get("TLEARN_CACHE") or ""
+    layers = [Path(entry).expanduser() for entry in env.split(os.pathsep) if entry.strip()]
+    return layers or [Path.home() / ".cache" / "tlearn"]
+
+
+def _may_write(folder: Path) -> bool:
+    """May this process add files to ``folder``? Two checks, both needed:
+
+    * ``os.access`` asks the kernel, which knows owners, groups, ACLs and read-only mounts;
+    * the mode must grant *someone* write (``chmod a-w`` clears every bit). The kernel lets
+      root write into any folder, so for root the bits are the only sign that the owner
+      meant the folder to be read-only; we respect it.
+    """
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    effective = os.access in os.supports_effective_ids  # setuid programs: ask as who we act
+    return (
+        stat.S_ISDIR(mode)
+        and bool(mode & 0o222)
+        and os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
+    )
+
+
+def _first_writable_layer() -> Path | None:
+    """The first layer that exists or can be created, and that this process may write to."""
+    for folder in cache_dirs():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)  # 0777 & ~umask, like every folder
+        except OSError:  # no permission, a read-only disk, a file in the way: not this one
+            continue
+        if _may_write(folder):
+            return folder
+    return None
+
+
 def cache_dir() -> Path:
-    """``TLEARN_CACHE`` or ``~/.cache/tlearn``; created on first use."""
-    path = Path(os.environ.get("TLEARN_CACHE") or Path.home() / ".cache" / "tlearn").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    """The folder cache entries are written to: the first layer of :func:`cache_dirs` that
+    this process may write to (created if missing). A layer that exists read-only, or cannot
+    be created, is skipped — that is how a class shares a teacher's read-only cache.
+
+    Raises PermissionError, naming ``TLEARN_CACHE``, when no layer is writable.
+    """
+    folder = _first_writable_layer()
+    if folder is None:
+        layers = os.pathsep.join(str(p) for p in cache_dirs())
+        raise PermissionError(
+            f"no writable cache folder: every layer of TLEARN_CACHE ({layers}) is read-only "
+            "or cannot be created. Add a folder you may write to after them, e.g. "
+            f"TLEARN_CACHE={layers}{os.pathsep}~/.cache/tlearn"
+        )
+    return folder
+
+
+def _entry_name(relpath: str | Path) -> Path:
+    """``relpath`` checked to name a place inside a cache layer (relative, no ``..``)."""
+    if not isinstance(relpath, str | Path) or not str(relpath):
+        raise TypeError(f"a cache entry is named by a non-empty str or Path, got {relpath!r}")
+    path = Path(relpath)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"a cache entry is named by a relative path inside the cache, like "
+            f"'models/net.pt'; got {relpath!r}"
+        )
     return path
+
+
+def find_cached(relpath: str | Path) -> Path | None:
+    """The first layer's copy of the entry ``relpath`` (a file or folder), or None."""
+    name = _entry_name(relpath)
+    for folder in cache_dirs():
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
+    """``read(file)`` of the first copy of entry ``relpath`` that reads, searching the layers
+    in order; None when no layer has one that reads.
+
+    A copy that ``read`` rejects (it raises: truncated, corrupt, from another version) is
+    skipped with a warning naming the file, and the next layer is tried. Nothing is ever
+    deleted or rewritten here — a shared layer belongs to someone else; a broken entry in
+    your own layer is replaced by the next :func:`save_cached`.
+
+    A teacher fills a cache; a student lists it before their own and reads the entry:
+
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> teacher, student = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> with mock.patch.dict(os.environ, TLEARN_CACHE=teacher):
+    ...     saved = save_cached("notes/hello.txt", lambda f: f.write(b"hello"))
+    >>> with mock.patch.dict(os.environ, TLEARN_CACHE=os.pathsep.join([teacher, student])):
+    ...     print(load_cached("notes/hello.txt", Path.read_bytes))
+    ...     print(load_cached("notes/other.txt", Path.read_bytes))  # in no layer
+    b'hello'
+    None
+    """
+    name = _entry_name(relpath)
+    for folder in cache_dirs():
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            return read(path)
+        except Exception as err:  # noqa: BLE001 - any failure to read means: try the next layer
+            warnings.warn(
+                f"skipping the unreadable cache entry {path} ({type(err).__name__}: {err}); "
+                "trying the next layer of TLEARN_CACHE",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return None
+
+
+def save_cached(relpath: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write entry ``relpath`` into :func:`cache_dir` with :func:`atomic_write`; its path.
+
+    ``write(f)`` writes the bytes to the open binary file ``f``, e.g.
+    ``save_cached("models/net.pt", lambda f: torch.save(state, f))``.
+    """
+    return atomic_write(cache_dir() / _entry_name(relpath), write)
 
 
 def data_dir() -> Path:
-    """``TLEARN_DATA`` or ``<cache_dir>/data``: where real datasets are looked for."""
+    """Where real datasets are looked for (and downloaded to): ``TLEARN_DATA``, else the
+    ``data`` folder of the first cache layer that has one (a teacher's shared downloads),
+    else ``<cache_dir()>/data`` — or ``<first layer>/data`` when no layer is writable.
+    Not created here: the dataset loaders do that when they download."""
     env = os.environ.get("TLEARN_DATA")
-    path = Path(env).expanduser() if env else cache_dir() / "data"
-    return path
+    if env:
+        return Path(env).expanduser()
+    for folder in cache_dirs():
+        if (folder / "data").is_dir():
+            return folder / "data"
+    return (_first_writable_layer() or cache_dirs()[0]) / "data"
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -207,20 +366,44 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
     An interruption (error, Ctrl-C) leaves the old file, or none — never half a file — and
     removes the temporary one. Every cache and checkpoint in tlearn is written this way.
+    Permissions follow the umask, as for any file a program creates: 0644 files and 0755
+    folders under the usual umask 022, so others sharing the cache can read them.
+
+    >>> import tempfile
+    >>> path = atomic_write(Path(tempfile.mkdtemp()) / "a" / "b.txt", lambda f: f.write(b"hi"))
+    >>> path.read_bytes()
+    b'hi'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # 0777 & ~umask
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # the file keeps the temporary file's mode
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty hidden file next to ``path``, open for writing: ``(descriptor, path)``.
+
+    ``os.open(…, 0o666)`` lets the kernel apply the umask (and a folder's default ACL), as
+    for any file a program creates. ``tempfile.mkstemp`` would make it 0600 — private to
+    its owner, so nobody else could read a shared cache.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 limit_threads()
