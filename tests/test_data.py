@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import TensorDataset
 
 from tlearn import data
+from tlearn.data.base import batches
 from tlearn.data.synthetic import font_paths
 
 
@@ -64,6 +66,28 @@ def test_unknown_domain_lists_valid_names():
     with pytest.raises(ValueError, match="valid names: .*synth.*uci") as e:
         data.load_domain("mnsit")
     assert "Did you mean 'mnist'" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["synth", "uci"])
+@pytest.mark.parametrize("size", [0, -5, 2.5, True])
+def test_bad_size_is_refused_not_replaced_by_the_default(name, size):
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        data.load_domain(name, size=size)
+
+
+def test_batches_shuffle_reproducibly_and_drop_ragged_batches():
+    ds = data.load_domain("uci", split="test")
+
+    def labels(seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.cat([y for _, y in batches(ds, 64, shuffle=True, generator=g)])
+
+    assert torch.equal(labels(3), labels(3)) and not torch.equal(labels(3), labels(4))
+    assert torch.equal(labels(3).sort().values, ds.labels.sort().values)  # a permutation
+    sizes = [len(y) for _, y in batches(ds, 64, drop_last=True)]
+    assert sizes == [64] * (len(ds) // 64)
+    with pytest.raises(ValueError, match="labelled"):
+        next(batches(TensorDataset(ds.images), 4))
 
 
 def test_few_shot_counts_and_errors():

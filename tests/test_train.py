@@ -15,6 +15,10 @@ def synth():
     return data.load_domain("synth", size=256, seed=0)
 
 
+class _Arbitrary:
+    """Any class: unpickling it would import and run code, so weights_only refuses it."""
+
+
 def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -153,13 +157,17 @@ def test_load_checkpoint_errors_leave_model_unchanged(tmp_path):
     garbage.write_bytes(os.urandom(1000))
     plain = tmp_path / "plain.pt"
     torch.save(net.state_dict(), plain)
+    code = tmp_path / "code.pt"  # a pickle of an arbitrary object: refused by weights_only
+    torch.save({"format": train.CHECKPOINT_FORMAT, "model": _Arbitrary()}, code)
     for bad, msg in (
-        (truncated, "corrupt or truncated"),
+        (truncated, "corrupt, truncated"),
         (garbage, "corrupt"),
+        (code, "corrupt"),
         (plain, "not a tlearn"),
     ):
-        with pytest.raises(train.CheckpointError, match=msg):
+        with pytest.raises(train.CheckpointError, match=msg) as err:
             train.load_checkpoint(bad, net)
+        assert "weights_only=False" not in str(err.value)  # never advice that lets a file run code
         assert _same(before, _weights(net))
 
     other = train.save_checkpoint(tmp_path / "other.pt", DigitNet(num_classes=3))
@@ -184,3 +192,59 @@ def test_interrupted_save_keeps_old_checkpoint(tmp_path, monkeypatch):
         train.save_checkpoint(path, net, version=2)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left behind
+
+
+def test_bad_training_inputs_get_clear_errors(synth):
+    net = DigitNet()
+    small = synth.subset(range(16))
+    for kwargs, msg in (
+        ({"lr": 0}, "lr must be a finite number > 0"),
+        ({"lr": -1e-3}, "lr must be a finite number > 0"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"epochs": 0}, "epochs must be a positive int"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            train.fit(net, small, **{"epochs": 1, **kwargs}, progress=False, device="cpu")
+    # uint8 images: say what dtype is expected and how to convert
+    as_bytes = TensorDataset((small.images * 255).to(torch.uint8), small.labels)
+    with pytest.raises(TypeError, match=r"float.*x.float\(\) / 255"):
+        train.fit(net, as_bytes, epochs=1, progress=False, device="cpu")
+    # a NaN image: stop at the batch, blame the data (not the learning rate)
+    poisoned = small.images.clone()
+    poisoned[3, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        train.fit(
+            net, TensorDataset(poisoned, small.labels), epochs=1, progress=False, device="cpu"
+        )
+    # a negative label is not "too few outputs"
+    negative = TensorDataset(small.images, torch.full((16,), -1))
+    with pytest.raises(ValueError, match=r"class indices 0…K−1, found -1") as err:
+        train.fit(net, negative, epochs=1, progress=False, device="cpu")
+    assert "num_classes" not in str(err.value)
+    # unlabelled images cannot be trained on
+    with pytest.raises(ValueError, match="labelled"):
+        train.fit(net, small.images, epochs=1, progress=False, device="cpu")
+
+
+def test_evaluate_rejects_labels_the_model_cannot_output(synth):
+    net = DigitNet()
+    labels = synth.labels[:8].clone()
+    labels[2] = 12
+    with pytest.raises(ValueError, match=r"12\].*10 outputs.*num_classes=13"):
+        train.evaluate(net, TensorDataset(synth.images[:8], labels), device="cpu")
+
+
+def test_a_custom_objective_and_lr_schedule_drive_the_same_loop(synth):
+    seen = []
+
+    def objective(model, x, y, progress):
+        seen.append(progress)
+        loss, logits, _ = train.classification_loss(model, x, y)
+        return loss, logits, {"half": 0.5}
+
+    hist = train.fit(DigitNet(), synth.subset(range(64)), epochs=2, batch_size=16, lr=0.1,
+                     objective=objective, lr_schedule=lambda p: 1 - p / 2,
+                     progress=False, device="cpu", seed=0)  # fmt: skip
+    assert seen == pytest.approx([i / 7 for i in range(8)])  # 4 steps × 2 epochs, p ∈ [0, 1]
+    assert hist["half"] == [0.5, 0.5]
+    assert hist.last["lr"] == pytest.approx(0.05)  # the last step ran at p = 1

@@ -3,11 +3,14 @@
 The heart of this module is :func:`fit`, in the spirit of torchvision's reference scripts::
 
     for epoch in range(epochs):
-        for x, y in loader:
+        for x, y in batches(train, batch_size, shuffle=True):
             with autocast(device):             # bf16/fp16 on a GPU, a no-op on the CPU
-                loss = cross_entropy(model(x), y)
+                loss, logits, logs = objective(model, x, y, progress)   # cross-entropy
             optimizer.zero_grad(); scaler.scale(loss).backward()
             scaler.step(optimizer); scaler.update()
+
+It is the library's only training loop: ``adapt.fit_adapt`` is ``fit`` with an objective
+that adds an alignment term (and a target batch) to the cross-entropy.
 
 Everything else — input checks, progress bars, validation, callbacks, checkpoints — sits
 around that loop without hiding it. Only parameters with ``requires_grad=True`` are handed
@@ -16,8 +19,10 @@ to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) nev
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from tlearn.data.base import batches
 from tlearn.runtime import (
     PROGRESS_INTERVAL,
     atomic_write,
@@ -41,6 +47,8 @@ __all__ = [
     "History",
     "FitState",
     "fit",
+    "classification_loss",
+    "check_labels",
     "evaluate",
     "predict",
     "save_checkpoint",
@@ -111,23 +119,11 @@ def _as_dataset(data) -> Dataset:
         return data.dataset
     if isinstance(data, torch.Tensor):
         return TensorDataset(data)
-    return data
-
-
-def _loader(data, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
-    """``data`` as a DataLoader: a given DataLoader is used as is; a Dataset gets one."""
-    if isinstance(data, DataLoader):
-        return data
-    if isinstance(data, torch.Tensor):
-        data = TensorDataset(data)
     if not isinstance(data, Dataset):
         raise TypeError(
             f"expected a torch Dataset, DataLoader or tensor, got {type(data).__name__}"
         )
-    if len(data) == 0:
-        raise ValueError("the dataset is empty: there is nothing to train on or evaluate")
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return data
 
 
 def _labels(dataset: Dataset) -> torch.Tensor:
@@ -137,38 +133,50 @@ def _labels(dataset: Dataset) -> torch.Tensor:
             return torch.as_tensor(getattr(dataset, attr))
     if isinstance(dataset, torch.utils.data.Subset):
         return _labels(dataset.dataset)[torch.as_tensor(dataset.indices)]
-    return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
+    items = [dataset[i] for i in range(len(dataset))]
+    if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items):
+        raise ValueError("training needs labelled data: a Dataset of (x, y) pairs")
+    return torch.as_tensor([int(it[1]) for it in items])
 
 
-def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
-    """How many logits the model produces (one eval-mode forward on two images, no grad)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(x[:2])
-    model.train(was_training)
-    return out.shape[-1]
-
-
-def _check_labels(model: nn.Module, data, device: torch.device) -> None:
-    dataset = _as_dataset(data)
-    if len(dataset) == 0:
-        raise ValueError("the dataset is empty: there is nothing to train on")
-    labels = _labels(dataset)
-    x = dataset[0][0].unsqueeze(0).to(device)
-    n_out = _num_outputs(model, x.expand(2, *x.shape[1:]))
+def check_labels(labels: torch.Tensor, num_outputs: int, what: str = "labels") -> None:
+    """Raise a clear ValueError unless every label is a class index in ``0 … num_outputs−1``."""
     lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= n_out:
+    if lo < 0:
         raise ValueError(
-            f"labels range over [{lo}, {hi}] but the model has {n_out} outputs (classes 0…{n_out - 1}); "
-            f"replace its head with models.replace_head(model, num_classes={hi + 1})."
+            f"{what} must be class indices 0…K−1, found {lo}; map your classes to 0…K−1 "
+            "(e.g. with torch.unique(labels, return_inverse=True))."
+        )
+    if hi >= num_outputs:
+        raise ValueError(
+            f"{what} range over [{lo}, {hi}] but the model has {num_outputs} outputs (classes "
+            f"0…{num_outputs - 1}); replace its head: models.replace_head(model, num_classes={hi + 1})."
         )
 
 
-def _make_optimizer(model: nn.Module, optimizer, lr: float, weight_decay: float):
+def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
+    """Fail before training on what would fail (or silently mislead) later: empty data,
+    labels the model cannot output, images that are not float."""
+    dataset = _as_dataset(data)
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: there is nothing to train on")
+    x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise TypeError(
+            f"images must be float tensors (values in [0, 1]), got {getattr(x, 'dtype', type(x))}; "
+            "convert them, e.g. x.float() / 255 for uint8 images."
+        )
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
+    model.train(was_training)
+    check_labels(_labels(dataset), n_out)
+
+
+def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_decay: float):
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters: unfreeze something first")
     if optimizer in (None, "adam"):
@@ -182,6 +190,31 @@ def _make_optimizer(model: nn.Module, optimizer, lr: float, weight_decay: float)
     )
 
 
+def _check_hyperparameters(epochs, lr, batch_size, weight_decay) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0 (e.g. 1e-3), got {lr!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+
+
+def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: int, step: int) -> None:
+    if torch.isfinite(loss):
+        return
+    if not torch.isfinite(x).all():
+        raise ValueError(
+            f"the images of batch {step} (epoch {epoch + 1}) contain NaN or Inf values; "
+            "clean the data (e.g. torch.nan_to_num) before training."
+        )
+    raise FloatingPointError(
+        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}: training diverged; "
+        "lower lr (or the alignment weight)."
+    )
+
+
 def _call(callbacks: Sequence, hook: str, state: FitState) -> None:
     for cb in callbacks:
         fn = getattr(cb, hook, None)
@@ -190,6 +223,18 @@ def _call(callbacks: Sequence, hook: str, state: FitState) -> None:
 
 
 # --- the loop --------------------------------------------------------------------------
+
+
+def classification_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The supervised objective: cross-entropy of the model's logits (in float32).
+
+    An *objective* maps ``(model, x, y, progress)`` to ``(loss, logits of x, logs)``; ``fit``
+    minimises it. ``adapt.fit_adapt`` passes one that adds an alignment term.
+    """
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), logits, {}
 
 
 def fit(
@@ -209,8 +254,11 @@ def fit(
     seed: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    objective: Callable = classification_loss,
+    lr_schedule: Callable[[float], float] | None = None,
+    drop_last: bool = False,
 ) -> History:
-    """Train ``model`` with cross-entropy on ``train`` for ``epochs`` epochs.
+    """Train ``model`` on ``train`` for ``epochs`` epochs (cross-entropy unless ``objective`` says).
 
     Args:
         model: any classifier ``x → logits``; it is moved to ``device``.
@@ -226,21 +274,39 @@ def fit(
         seed: seeds everything first, so the same seed gives the same weights.
         checkpoint: save model, optimizer and history here after every epoch (atomically).
         resume: with ``checkpoint``, continue from the epoch saved there, exactly.
+        objective: ``objective(model, x, y, progress) -> (loss, logits, logs)`` with
+            ``progress`` the fraction of training done, in [0, 1]; the numbers in ``logs``
+            are averaged per epoch into the history. An ``nn.Module`` objective's trainable
+            parameters are optimised too (a domain discriminator, say).
+        lr_schedule: ``progress → factor``; each step every group's lr is its initial lr
+            times the factor (DANN's annealing, for instance).
+        drop_last: drop a ragged last batch of each epoch.
 
     Returns:
         a :class:`History` with one record per epoch.
+
+    >>> from tlearn.data import DigitDataset
+    >>> ds = DigitDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 2)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> hist = fit(net, ds, epochs=2, batch_size=8, progress=False, seed=0, device="cpu")
+    >>> len(hist), sorted(hist.last)
+    (2, ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss'])
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    _check_hyperparameters(epochs, lr, batch_size, weight_decay)
     if seed is not None:
         seed_everything(seed)
-    device = torch.device(device) if device is not None else get_device()
+    device = get_device(device)
     model.to(device)
-    _check_labels(model, train, device)
+    _check_inputs(model, train, device)
     # Each epoch shuffles with its own generator, seeded from base_seed and the epoch number,
     # so a run resumed from a checkpoint sees exactly the batches it would have seen.
     base_seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    opt = _make_optimizer(model, optimizer, lr, weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(objective, nn.Module):
+        objective.to(device)
+        params += [p for p in objective.parameters() if p.requires_grad]
+    opt = _make_optimizer(params, optimizer, lr, weight_decay)
+    initial_lrs = [group["lr"] for group in opt.param_groups]
     scaler = make_grad_scaler(device, amp)
     state = FitState(model=model, optimizer=opt, device=device, epochs=epochs)
     callbacks = list(callbacks or [])
@@ -253,48 +319,58 @@ def fit(
         torch.set_rng_state(extra["torch_rng"])
 
     _call(callbacks, "on_fit_start", state)
-    steps_per_epoch = len(_loader(train, batch_size, shuffle=True, seed=0))
+    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last)
+    total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
     bar = tqdm(
         total=steps_per_epoch * (epochs - start_epoch),
         disable=not progress,
-        desc="fit",
+        desc=getattr(objective, "name", "fit"),
         unit="batch",
         mininterval=PROGRESS_INTERVAL,
     )
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch
         _call(callbacks, "on_epoch_start", state)
-        loader = _loader(train, batch_size, shuffle=True, seed=base_seed + epoch)
         model.train()
-        t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for x, y in loader:
+        if isinstance(objective, nn.Module):
+            objective.train()
+        generator = torch.Generator().manual_seed(base_seed + epoch)
+        t0, sums, seen = time.perf_counter(), defaultdict(float), 0
+        for x, y in batches(
+            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last
+        ):
+            p = step / max(total_steps - 1, 1)
+            if lr_schedule is not None:
+                for group, lr0 in zip(opt.param_groups, initial_lrs, strict=True):
+                    group["lr"] = lr0 * lr_schedule(p)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device, amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss, logits, logs = objective(model, x, y, p)
+            _check_finite(loss, x, epoch, step)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+            n = len(y)
+            sums["train_loss"] += loss.item() * n
+            sums["train_accuracy"] += (logits.argmax(1) == y).sum().item()
+            for key, value in logs.items():
+                sums[key] += value * n
+            seen, step = seen + n, step + 1
             bar.update()
             # refresh=False: shown at the bar's next (throttled) redraw, not one message per batch
             bar.set_postfix(
-                epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.3f}", refresh=False
+                epoch=f"{epoch + 1}/{epochs}",
+                loss=f"{sums['train_loss'] / seen:.3f}",
+                refresh=False,
             )
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-        }
+        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}}
+        record["lr"] = opt.param_groups[0]["lr"]
         if val is not None:
             scores = evaluate(model, val, batch_size=max(batch_size, 256), device=device, amp=amp)
             record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         record["seconds"] = time.perf_counter() - t0
         state.history.append(record)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
         _call(callbacks, "on_epoch_end", state)
         if checkpoint is not None:
             save_checkpoint(
@@ -308,14 +384,22 @@ def fit(
     return state.history
 
 
-def _batches(model: nn.Module, data, batch_size: int, device, amp):
+def _steps_per_epoch(data, batch_size: int, drop_last: bool) -> int:
+    if isinstance(data, DataLoader):
+        return len(data)
+    full, ragged = divmod(len(_as_dataset(data)), batch_size)
+    return full + (1 if ragged and not (drop_last and full) else 0)
+
+
+def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
-    device = torch.device(device) if device is not None else get_device()
+    device = get_device(device)
     was_training = model.training
     model.to(device).eval()
     try:
         with torch.inference_mode():
-            for batch in _loader(data, batch_size, shuffle=False):
+            loader = data if isinstance(data, DataLoader) else None
+            for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
                 with autocast(device, amp):
@@ -330,9 +414,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy (fraction in [0, 1]) and mean cross-entropy of ``model`` on labelled ``data``."""
     loss_sum, correct, seen = 0.0, 0, 0
-    for logits, y in _batches(model, data, batch_size, device, amp):
+    for logits, y in _outputs(model, data, batch_size, device, amp):
         if y is None:
             raise ValueError("evaluate needs labelled data: items of the form (x, y)")
+        check_labels(y, logits.shape[1])
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -353,7 +438,7 @@ def predict(
     """Predicted classes (or logits, on the CPU) for every item of ``data``, in order."""
     outs = [
         logits.cpu() if return_logits else logits.argmax(1).cpu()
-        for logits, _ in _batches(model, data, batch_size, device, amp)
+        for logits, _ in _outputs(model, data, batch_size, device, amp)
     ]
     if not outs:
         raise ValueError("the dataset is empty: there is nothing to predict")
@@ -433,9 +518,11 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and EOF errors all mean: not a readable checkpoint
+        # torch's own message suggests weights_only=False, which would let a file run code:
+        # name the failure, never that advice.
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
-            "the model is unchanged. Delete it and train again."
+            f"checkpoint {path} is corrupt, truncated or not a checkpoint (torch.load raised "
+            f"{type(e).__name__}); the model is unchanged. Delete the file and train again."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(

@@ -54,15 +54,15 @@ def _subsample(images, labels, size: int | None, seed: int):
     """A reproducible random subset of ``size`` rows (all rows when size is None)."""
     if size is None or size >= len(labels):
         return images, labels
-    if size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
     idx = np.sort(np.random.default_rng(seed).choice(len(labels), size=size, replace=False))
     return images[idx], labels[idx]
 
 
 def _synth(split, *, size=None, seed=0, **_):
     _check_split(split)
-    images, labels = synthetic_digits(size or SYNTH_DEFAULT_SIZE[split], seed=seed, split=split)
+    images, labels = synthetic_digits(
+        SYNTH_DEFAULT_SIZE[split] if size is None else size, seed=seed, split=split
+    )
     return images, labels, DIGIT_CLASSES
 
 
@@ -141,6 +141,8 @@ def load_domain(
         close = get_close_matches(str(name), _REGISTRY, n=2)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown domain {name!r}; valid names: {', '.join(domains())}.{hint}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive int (number of images) or None, got {size!r}")
     if name == "office31":
         kwargs.setdefault("image_size", image_size or 224)
     images, labels, classes = _REGISTRY[name](split, size=size, seed=seed, **kwargs)

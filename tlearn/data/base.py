@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 __all__ = [
     "DigitDataset",
@@ -26,6 +26,7 @@ __all__ = [
     "make_loader",
     "as_dataset",
     "inputs_of",
+    "batches",
     "input_batches",
     "data_length",
 ]
@@ -165,30 +166,87 @@ def data_length(data: Any, name: str = "data") -> int:
 QUIET_GENERATOR = torch.Generator().manual_seed(0)
 
 
-def input_batches(
-    data: Any, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
-) -> Iterator[torch.Tensor]:
-    """One pass over the *inputs* of ``data`` in batches; labels are never touched.
+def _index_batches(
+    n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool
+) -> list[torch.Tensor]:
+    """Row indices of each batch of one pass (shuffled with ``torch.randperm(n, generator)``)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    return list(order[:stop].split(batch_size))
 
-    ``data`` is a tensor of images, a Dataset (items ``x`` or ``(x, y)``) or a DataLoader
-    (which keeps its own batching and order). In-memory images (a tensor, a
-    :class:`DigitDataset`) are sliced directly, without a DataLoader.
+
+def batches(
+    data: Any,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over labelled ``data`` in ``(x, y)`` batches: the one batching helper.
+
+    ``data`` is a Dataset of ``(x, y)`` items, or a DataLoader (used as it is: its own
+    batching and order). In-memory images (a :class:`DigitDataset`) are sliced directly,
+    without a DataLoader. ``drop_last`` drops a ragged last batch (when there is a full one).
+
+    >>> ds = DigitDataset(torch.zeros(5, 1, 8, 8), torch.arange(5))
+    >>> [y.tolist() for _, y in batches(ds, 2)]
+    [[0, 1], [2, 3], [4]]
     """
     if isinstance(data, DataLoader):
-        for batch in data:
-            yield inputs_of(batch)
+        yield from map(_labelled, data)
         return
-    n = data_length(data)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if isinstance(data, torch.Tensor):
+        raise ValueError(
+            "expected labelled data (a Dataset of (x, y) pairs), got a bare tensor of images; "
+            "wrap it with DigitDataset(images, labels), or pass it as an unlabelled target."
+        )
+    chunks = _index_batches(data_length(data), batch_size, shuffle, generator, drop_last)
+    images, labels = getattr(data, "images", None), getattr(data, "labels", None)
+    if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
+        for idx in chunks:
+            yield images[idx], labels[idx]
+        return
+    rows = torch.cat(chunks).tolist() if chunks else []
+    loader = DataLoader(Subset(data, rows), batch_size=batch_size, generator=QUIET_GENERATOR)
+    yield from map(_labelled, loader)
+
+
+def _labelled(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+        raise ValueError(
+            "expected labelled data: a Dataset or DataLoader of (x, y) pairs, got items of type "
+            f"{type(batch).__name__}. Unlabelled images can only be the target of fit_adapt."
+        )
+    return batch[0], torch.as_tensor(batch[1])
+
+
+def input_batches(
+    data: Any,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Like :func:`batches`, but only the *inputs* ``x``: labels are never touched.
+
+    ``data`` may also be a tensor of images or a Dataset of bare images.
+    """
+    if isinstance(data, DataLoader):
+        yield from map(inputs_of, data)
+        return
+    chunks = _index_batches(data_length(data), batch_size, shuffle, generator, drop_last)
     images = _input_tensor(data)
     if images is not None:
-        for i in range(0, n, batch_size):
-            yield images[order[i : i + batch_size]]
+        for idx in chunks:
+            yield images[idx]
         return
+    rows = torch.cat(chunks).tolist() if chunks else []
     yield from DataLoader(
-        torch.utils.data.Subset(_InputsOnly(data), order.tolist()),
-        batch_size=batch_size,
-        generator=QUIET_GENERATOR,  # else iterating draws from the global RNG
+        Subset(_InputsOnly(data), rows), batch_size=batch_size, generator=QUIET_GENERATOR
     )
 
 
