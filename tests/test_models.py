@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_sample_image
 from torch import nn
 
-from tlearn.models import efficientnet_lite as lite
 from tlearn import models, train
+from tlearn.models import efficientnet_lite as lite
 
 PALACE_LIKE = {442, 538, 698, 497, 483, 663, 832}  # bell cote, dome, palace, church, castle, …
 DAISY = 985
@@ -200,7 +200,9 @@ def test_offline_without_cache_fails_fast_and_clearly(tmp_path, monkeypatch):
     assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     # without TLEARN_OFFLINE the server is probed; a failed probe gives the same clear error
     monkeypatch.delenv("TLEARN_OFFLINE")
-    monkeypatch.setattr(models.weights, "probe_url", lambda url, timeout=3.0: "simulated: no network")
+    monkeypatch.setattr(
+        models.weights, "probe_url", lambda url, timeout=3.0: "simulated: no network"
+    )
     with pytest.raises(models.WeightsUnavailableError, match="simulated: no network"):
         models.load_backbone("resnet18")
 
