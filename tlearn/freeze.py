@@ -123,15 +123,15 @@ class FrozenBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         has_stats = self.running_mean is not None
-        adapting = self.mode == "batch" and self.training
+        batch_mode = self.mode == "batch" and self.training
         factor = 0.0
-        if adapting and has_stats and self.num_batches_tracked is not None:
+        if batch_mode and has_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             # momentum=None means a cumulative average, as in nn.BatchNorm.
             factor = (
                 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
             )
-        elif adapting and has_stats:
+        elif batch_mode and has_stats:
             factor = 0.1 if self.momentum is None else self.momentum
         # training=True → batch statistics (and, with running buffers, an in-place update).
         return F.batch_norm(
@@ -140,7 +140,7 @@ class FrozenBatchNorm(nn.Module):
             self.running_var,
             self.weight,
             self.bias,
-            training=adapting or not has_stats,
+            training=batch_mode or not has_stats,
             momentum=factor,
             eps=self.eps,
         )
