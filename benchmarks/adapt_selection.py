@@ -15,7 +15,7 @@ For every candidate and seed it prints the development-target accuracy in two wa
 
 * **as trained** — the network's running BatchNorm statistics after training;
 * **target BN** — the same network after its BatchNorm statistics were re-estimated on the
-  unlabelled development-target *train* images (``freeze.estimate_bn_statistics``), which is
+  unlabelled development-target *train* images (``bn.estimate_bn_statistics``), which is
   what ``fit_adapt(recalibrate_bn=True)`` does.
 
 Selection rule, per method (fixed before running): the score of a candidate is its target
@@ -96,7 +96,7 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
 
     torch.set_num_threads(1)
     import tlearn
-    from tlearn import freeze, models, runtime, train
+    from tlearn import bn, models, runtime, train
     from tlearn.adapt import experiments as ex
     from tlearn.adapt.dann import DomainClassifier
     from tlearn.adapt.trainer import fit_adapt
@@ -123,7 +123,7 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
         domain_classifier=clf,
     )  # fmt: skip
     as_trained = train.evaluate(net, tgt_test, device=device, amp=False)["accuracy"]
-    recal = freeze.estimate_bn_statistics(copy.deepcopy(net), tgt, device=device)  # images only
+    recal = bn.estimate_bn_statistics(copy.deepcopy(net), tgt, device=device)  # images only
     res = {
         "seed": seed,
         "candidate": c,

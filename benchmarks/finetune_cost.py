@@ -64,7 +64,7 @@ def build(name: str):
         net.fc = nn.Linear(net.fc.in_features, 10)
         return net, (3, 0, 0)
     if name == "efficientnet_lite0":
-        from tlearn._efficientnet_lite import efficientnet_lite0
+        from tlearn.models.efficientnet_lite import efficientnet_lite0
 
         net = efficientnet_lite0(num_classes=10)
         return net, (3, 0, 0)

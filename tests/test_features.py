@@ -1,5 +1,5 @@
-"""tlearn.features: hooks, pooling, order, caching and probes, checked against independent
-computations (an explicit forward pass, numpy pooling, a numpy k-NN, scikit-learn directly)."""
+"""tlearn.features: hooks, pooling, order and caching, checked against independent
+computations (an explicit forward pass, numpy pooling)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tlearn import data, features
-from tlearn.data.base import few_shot_indices
 from tlearn.models import DigitNet
 
 torch.set_num_threads(2)
@@ -198,7 +197,7 @@ def test_layers_table(net):
     assert "features.conv1.0" in full.names() and len(full) > len(table)
     assert "features.conv3" in repr(table) and "64×4×4" in repr(table)
     for name in full.names():  # every listed name is accepted by extract
-        features._check_layer(net, name)
+        features.FeatureHook(net, name)
 
 
 # ============================================================================ bad input
@@ -317,136 +316,6 @@ def test_cache_shuffled_loader_is_fingerprinted_on_what_it_yields(tmp_path):
         assert y.tolist() == [i % 3 for i in idx]
 
 
-# ============================================================================ probes
-
-
-def _blobs(n_per_class=30, k=3, d=10, sep=10.0, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, sep, (k, d))
-    y = np.repeat(np.arange(k), n_per_class)
-    return centres[y] + rng.normal(0, 1, (len(y), d)), y
-
-
-def test_probes_separable_and_shuffled_labels():
-    Z, y = _blobs(seed=0)
-    Zt, yt = _blobs(seed=0)  # same centres, new noise below
-    Zt = Zt + np.random.default_rng(9).normal(0, 1, Zt.shape) * 0.5
-    assert features.linear_probe(Z, y, Zt, yt)["accuracy"] == 1.0
-    assert features.knn_probe(torch.tensor(Z), torch.tensor(y), Zt, yt, k=5)["accuracy"] == 1.0
-    # no information: random features and labels → chance (1/4), within a generous band
-    rng = np.random.default_rng(1)
-    Zr, yr = rng.normal(size=(400, 20)), rng.integers(0, 4, 400)
-    Zs, ys = rng.normal(size=(2000, 20)), rng.integers(0, 4, 2000)
-    acc = features.linear_probe(Zr, yr, Zs, ys)["accuracy"]
-    assert abs(acc - 0.25) < 0.05, acc
-    acc = features.knn_probe(Zr, yr, Zs, ys)["accuracy"]
-    assert abs(acc - 0.25) < 0.05, acc
-
-
-def test_linear_probe_standardises_and_is_deterministic():
-    Z, y = _blobs(sep=1.0, seed=3)
-    Zt, yt = _blobs(sep=1.0, seed=3)
-    Zt = Zt + np.random.default_rng(4).normal(0, 1, Zt.shape)
-    a = features.linear_probe(Z, y, Zt, yt)
-    b = features.linear_probe(Z, y, Zt, yt)
-    assert a["accuracy"] == b["accuracy"]
-    np.testing.assert_array_equal(a["classifier"].predict(Zt), b["classifier"].predict(Zt))
-    scale = np.ones(Z.shape[1])
-    scale[0] = 1000.0  # one feature in other units: standardising removes the difference
-    c = features.linear_probe(Z * scale, y, Zt * scale, yt)
-    np.testing.assert_array_equal(a["classifier"].predict(Zt), c["classifier"].predict(Zt * scale))
-    assert 0.0 <= a["train_accuracy"] <= 1.0
-
-
-def test_knn_probe_matches_numpy_knn():
-    rng = np.random.default_rng(5)
-    Z, y = rng.normal(size=(60, 6)), rng.integers(0, 3, 60)
-    Zt, yt = rng.normal(size=(50, 6)), rng.integers(0, 3, 50)
-    for k in (1, 5):
-        n = Z / np.linalg.norm(Z, axis=1, keepdims=True)
-        nt = Zt / np.linalg.norm(Zt, axis=1, keepdims=True)
-        dist = 1 - nt @ n.T
-        pred = []
-        for row in dist:
-            votes = np.bincount(y[np.argsort(row, kind="stable")[:k]], minlength=3)
-            pred.append(int(np.argmax(votes)))  # ties → smallest label, like scikit-learn
-        expected = float(np.mean(np.array(pred) == yt))
-        assert features.knn_probe(Z, y, Zt, yt, k=k)["accuracy"] == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    "mutate, match",
-    [
-        (lambda Z, y: (Z[:-1], y), "rows"),
-        (lambda Z, y: (np.where(np.arange(Z.size).reshape(Z.shape) == 3, np.nan, Z), y), "NaN"),
-        (lambda Z, y: (np.where(np.arange(Z.size).reshape(Z.shape) == 3, np.inf, Z), y), "Inf"),
-        (lambda Z, y: (Z, np.zeros_like(y)), "single class"),
-        (lambda Z, y: (Z[:, :, None], y), "N×D"),
-        (lambda Z, y: (Z, y + 0.5), "integer"),
-    ],
-)
-def test_probe_bad_input(mutate, match):
-    Z, y = _blobs()
-    Zb, yb = mutate(Z, y)
-    for probe in (features.linear_probe, features.knn_probe):
-        with pytest.raises(ValueError, match=match):
-            probe(Zb, yb, Z, y)
-    with pytest.raises(ValueError, match="features per row"):
-        features.linear_probe(Z, y, Z[:, :3], y)
-    with pytest.raises(ValueError, match="k="):
-        features.knn_probe(Z[:4], y[[0, 1, 30, 31]], Z, y, k=5)
-
-
-def test_few_shot_probe_uses_data_few_shot_rows():
-    g = torch.Generator().manual_seed(0)
-    ds = data.DigitDataset(torch.rand(60, 1, 4, 4, generator=g), torch.arange(60) % 10)
-    for k, seed in ((1, 0), (3, 7)):
-        idx = few_shot_indices(ds.labels.numpy(), k, seed)
-        assert torch.equal(ds.images[idx], data.few_shot(ds, k, seed=seed).images)
-    Z, y = _blobs(n_per_class=12, k=4)
-    r = features.few_shot_probe(Z, y, Z, y, per_class=(1, 3, 10), seeds=(0, 1))
-    assert r["per_class"] == [1, 3, 10] and r["seeds"] == [0, 1]
-    acc = np.array(r["accuracy"])
-    assert acc.shape == (2, 3) and acc[:, -1].min() == 1.0
-    with pytest.raises(ValueError, match="fewer than per_class"):
-        features.few_shot_probe(Z, y, Z, y, per_class=(13,))
-    with pytest.raises(ValueError, match="probe"):
-        features.few_shot_probe(Z, y, Z, y, probe="svm")
-
-
-def test_layer_sweep_equals_per_layer_probes(net):
-    x, y = _blobs_images()
-    train, test = TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
-    rows = features.layer_sweep(net, train, test, progress=False)
-    assert [r["layer"] for r in rows] == [
-        "features.conv1",
-        "features.conv2",
-        "features.conv3",
-        "features.fc",
-        "head",
-    ]
-    assert [r["dim"] for r in rows] == [16, 32, 64, 128, 10]
-    for r in rows:
-        a, ya = features.extract(net, train, layer=r["layer"], progress=False)
-        b, yb = features.extract(net, test, layer=r["layer"], progress=False)
-        assert r["accuracy"] == pytest.approx(features.linear_probe(a, ya, b, yb)["accuracy"])
-    rows = features.layer_sweep(
-        net, train, test, layers=["features.conv2"], probe="knn", k=3, progress=False
-    )
-    assert len(rows) == 1 and 0 <= rows[0]["accuracy"] <= 1
-
-
-def _blobs_images():
-    """Images whose class is a bright quadrant: learnable from random conv features."""
-    g = torch.Generator().manual_seed(2)
-    y = torch.arange(100) % 4
-    x = torch.rand(100, 1, 32, 32, generator=g) * 0.3
-    for i, c in enumerate(y.tolist()):
-        r, q = divmod(c, 2)
-        x[i, 0, r * 16 : r * 16 + 16, q * 16 : q * 16 + 16] += 0.7
-    return x, y
-
-
 def test_check_global_avg_pool_exercise(capsys):
     from tlearn.exercises import check_global_avg_pool
 
@@ -465,79 +334,6 @@ def test_check_global_avg_pool_exercise(capsys):
         assert says in capsys.readouterr().out
 
 
-def test_linear_probe_unlabeled_statistics_match_manual_standardisation():
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(6)
-    pool = rng.normal(3.0, 2.0, size=(200, 8))
-    y_pool = (pool[:, 0] > 3).astype(int) + (pool[:, 1] > 3)
-    idx = np.r_[
-        np.flatnonzero(y_pool == 0)[:3],
-        np.flatnonzero(y_pool == 1)[:3],
-        np.flatnonzero(y_pool == 2)[:3],
-    ]
-    r = features.linear_probe(pool[idx], y_pool[idx], pool, y_pool, unlabeled=pool)
-    mu, sd = pool.mean(0), pool.std(0)  # independent standardisation by numpy
-    ref = LogisticRegression(C=1.0, max_iter=1000).fit((pool[idx] - mu) / sd, y_pool[idx])
-    np.testing.assert_array_equal(r["classifier"].predict(pool), ref.predict((pool - mu) / sd))
-    assert r["accuracy"] == pytest.approx(float((ref.predict((pool - mu) / sd) == y_pool).mean()))
-    with pytest.raises(ValueError, match="unlabeled"):
-        features.linear_probe(pool[idx], y_pool[idx], pool, y_pool, unlabeled=pool[:, :3])
-    # few_shot_probe standardises with the whole pool by default, and can be told not to
-    a = features.few_shot_probe(pool, y_pool, pool, y_pool, per_class=(3,), seeds=(0,))
-    b = features.few_shot_probe(
-        pool, y_pool, pool, y_pool, per_class=(3,), seeds=(0,), pool_statistics=False
-    )
-    sel = few_shot_indices(y_pool, 3, 0)
-    assert (
-        a["accuracy"][0][0]
-        == features.linear_probe(pool[sel], y_pool[sel], pool, y_pool, unlabeled=pool)["accuracy"]
-    )
-    assert (
-        b["accuracy"][0][0]
-        == features.linear_probe(pool[sel], y_pool[sel], pool, y_pool)["accuracy"]
-    )
-
-
-def test_layer_sweep_cross_validation_uses_train_only(net):
-    from sklearn.model_selection import StratifiedKFold
-
-    x, y = _blobs_images()
-    train, test = TensorDataset(x[:60], y[:60]), TensorDataset(x[60:], y[60:])
-
-    def sweep(test_set):
-        return features.layer_sweep(
-            net,
-            train,
-            test_set,
-            layers=["features.conv1", "features.conv3"],
-            cv=3,
-            unlabeled=TensorDataset(x),
-            progress=False,
-        )
-
-    rows = sweep(test)
-    Z, yt = features.extract(net, train, layer="features.conv1", progress=False)
-    U, _ = features.extract(net, x, layer="features.conv1", progress=False)
-    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0).split(Z.numpy(), yt.numpy())
-    expected = np.mean(
-        [features.linear_probe(Z[a], yt[a], Z[b], yt[b], unlabeled=U)["accuracy"] for a, b in folds]
-    )
-    assert rows[0]["cv_accuracy"] == pytest.approx(expected)
-    # the test set does not influence cv_accuracy
-    other = TensorDataset(torch.rand(10, 1, 32, 32), torch.arange(10) % 4)
-    rows2 = sweep(other)
-    assert [r["cv_accuracy"] for r in rows2] == [r["cv_accuracy"] for r in rows]
-    best = features.best_layer(rows)
-    assert best["cv_accuracy"] == max(r["cv_accuracy"] for r in rows)
-    with pytest.raises(ValueError, match="cv_accuracy"):
-        features.best_layer([{"layer": "a", "accuracy": 0.5}])
-    with pytest.raises(ValueError, match="per class"):
-        features.layer_sweep(
-            net, TensorDataset(x[:8], y[:8]), test, layers=["head"], cv=3, progress=False
-        )
-
-
 def test_cache_get_or_compute_and_save_roundtrip(tmp_path):
     cache = features.FeatureCache(tmp_path)
     calls = []
@@ -552,3 +348,35 @@ def test_cache_get_or_compute_and_save_roundtrip(tmp_path):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert cache.load("other") is None
     assert "entries=1" in repr(cache)
+
+
+# ============================================================================ FeatureHook
+
+
+def test_feature_hook_records_pools_clears_and_is_removed(net, images):
+    x = images[0][:6]
+    with features.FeatureHook(net, "features.conv2", pool="avg") as hook:
+        logits = net(x)
+        z = hook.take()
+        with pytest.raises(RuntimeError, match="not called"):
+            hook.take()  # take() cleared it
+    assert torch.allclose(z, manual(net, x, "features.conv2").mean(dim=(2, 3)), atol=1e-6)
+    assert torch.allclose(logits, net(x))  # the hook does not change the forward pass
+    net(x)  # after exit the hook is gone: nothing recorded
+    assert hook.output is None and not net.features.conv2._forward_hooks
+    with features.FeatureHook(net, "features.conv3", pool=None) as raw:
+        net(x)
+        assert raw.take().shape == (6, 64, 4, 4)
+
+
+def test_feature_hook_keeps_gradients_and_rejects_unknown_layers(net, images):
+    x = images[0][:4]
+    with features.FeatureHook(net, "features.fc") as hook:
+        net(x)
+        hook.take().pow(2).sum().backward()
+    assert net.features.conv1[0].weight.grad is not None
+    net.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="features.conv3"):
+        features.FeatureHook(net, "features.conv9")
+    with pytest.raises(ValueError, match="pool"):
+        features.FeatureHook(net, "head", pool="mean")

@@ -17,7 +17,6 @@ from tlearn.freeze import (
     FrozenBatchNorm,
     GradualUnfreezing,
     count_parameters,
-    estimate_bn_statistics,
     freeze,
     freeze_to,
     param_groups,
@@ -173,7 +172,7 @@ def test_frozen_batchnorm_matches_affine_formula_in_train_mode(dim):
         fbn(torch.randn(5, 6, 3, 3, 3))  # the original class's input check still applies
 
 
-def test_adapt_mode_updates_running_stats_like_batchnorm_and_keeps_affine():
+def test_batch_mode_updates_running_stats_like_batchnorm_and_keeps_affine():
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(4, momentum=0.3)
     with torch.no_grad():
@@ -181,7 +180,7 @@ def test_adapt_mode_updates_running_stats_like_batchnorm_and_keeps_affine():
     x = torch.randn(8, 4, 5, 5) * 3 + 1
     rm0, rv0, w0 = bn.running_mean.clone(), bn.running_var.clone(), bn.weight.detach().clone()
     net = nn.Sequential(OrderedDict(bn=bn))
-    freeze(net, bn="adapt")
+    freeze(net, bn="batch")
     net.train()
     y = net(x)
     xs = x.numpy().transpose(1, 0, 2, 3).reshape(4, -1)
@@ -495,61 +494,6 @@ def test_gradual_unfreezing_validates():
     for kwargs in ({"every": 0}, {"start": -1}, {"decay": 0}, {"lr": -1.0}, {"bn": "x"}):
         with pytest.raises(ValueError):
             GradualUnfreezing(**kwargs)
-
-
-# --- BatchNorm statistics re-estimation (AdaBN) ------------------------------------------
-
-
-@pytest.mark.parametrize("frozen", [False, True])
-def test_estimate_bn_statistics_matches_numpy_population_stats(frozen):
-    torch.manual_seed(0)
-    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 3, 3), bn=nn.BatchNorm2d(3), relu=nn.ReLU()))
-    if frozen:
-        freeze(net, "bn")
-    x = torch.randn(40, 2, 6, 6) * 2 + 0.5
-    net.eval()
-    estimate_bn_statistics(net, x, batch_size=40)  # one batch: exact population statistics
-    assert not net.training  # mode restored
-    h = net.conv(x).detach().numpy().transpose(1, 0, 2, 3).reshape(3, -1)
-    np.testing.assert_allclose(net.bn.running_mean.numpy(), h.mean(1), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(net.bn.running_var.numpy(), h.var(1, ddof=1), rtol=1e-4)
-    assert net.bn.momentum == 0.1
-    if frozen:
-        assert isinstance(net.bn, FrozenBatchNorm) and net.bn.mode == "frozen"
-    # several batches: the sums are pooled, so the first BN layer still gets the exact
-    # population statistics (not the average of per-batch variances, which is smaller)
-    net.bn.running_mean.zero_()
-    estimate_bn_statistics(net, x, batch_size=10)
-    np.testing.assert_allclose(net.bn.running_mean.numpy(), h.mean(1), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(net.bn.running_var.numpy(), h.var(1, ddof=1), rtol=1e-4)
-    assert int(net.bn.num_batches_tracked) == 4
-
-
-def test_estimate_bn_statistics_ignores_labels_and_keeps_dropout_off():
-    from torch.utils.data import TensorDataset
-
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Dropout(0.9), nn.Linear(3, 4), nn.BatchNorm1d(4))
-    x = torch.randn(30, 3)
-    a = estimate_bn_statistics(copy.deepcopy(net), x, batch_size=8)
-    garbage = torch.full((30,), -7)
-    b = estimate_bn_statistics(copy.deepcopy(net), TensorDataset(x, garbage), batch_size=8)
-    h = net[1](x).detach().numpy()  # dropout off: the BN layer sees the clean activations
-    for m in (a, b):
-        np.testing.assert_allclose(m[2].running_mean.numpy(), h.mean(0), rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(m[2].running_var.numpy(), h.var(0, ddof=1), rtol=1e-4)
-    with pytest.raises(ValueError, match="batch_size"):
-        estimate_bn_statistics(net, x, batch_size=1)
-
-
-def test_estimate_bn_statistics_can_skip_frozen_layers():
-    net = _net()
-    freeze(net, "features.conv1")
-    before = _snapshot(net.features.conv1)
-    x, _ = _batch(32)
-    estimate_bn_statistics(net, x, include_frozen=False)
-    _assert_identical(before, net.features.conv1)
-    assert not torch.equal(net.features.conv2[1].running_var, torch.ones(32))
 
 
 def test_gradual_unfreezing_records_trainable_blocks_in_history():

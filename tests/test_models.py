@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_sample_image
 from torch import nn
 
-from tlearn import _efficientnet_lite as lite
 from tlearn import models, train
+from tlearn.models import efficientnet_lite as lite
 
 PALACE_LIKE = {442, 538, 698, 497, 483, 663, 832}  # bell cote, dome, palace, church, castle, …
 DAISY = 985
@@ -200,14 +200,16 @@ def test_offline_without_cache_fails_fast_and_clearly(tmp_path, monkeypatch):
     assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     # without TLEARN_OFFLINE the server is probed; a failed probe gives the same clear error
     monkeypatch.delenv("TLEARN_OFFLINE")
-    monkeypatch.setattr(models, "_probe_url", lambda url, timeout=3.0: "simulated: no network")
+    monkeypatch.setattr(
+        models.weights, "probe_url", lambda url, timeout=3.0: "simulated: no network"
+    )
     with pytest.raises(models.WeightsUnavailableError, match="simulated: no network"):
         models.load_backbone("resnet18")
 
 
 def test_probe_never_hangs():
     start = time.perf_counter()
-    reason = models._probe_url(
+    reason = models.weights.probe_url(
         "http://192.0.2.1/weights.pth", timeout=0.5
     )  # TEST-NET-1, never routed
     assert reason is not None
@@ -246,7 +248,7 @@ def test_same_padding_matches_tensorflow():
 
 
 def test_lite0_state_dict_conversion():
-    state = torch.load(models._lite0_weights_file(), map_location="cpu", weights_only=True)
+    state = torch.load(models.weights.lite0_weights_file(), map_location="cpu", weights_only=True)
     converted = lite.convert_lite0_state_dict(state)
     own = lite.efficientnet_lite0().state_dict()
     assert converted.keys() == own.keys()

@@ -7,8 +7,8 @@
     train.fit(net, data.load_domain("synth", split="train"), epochs=3)
 
 Submodules (one concept each) load on first use, so ``import tlearn`` stays fast:
-``runtime``, ``data``, ``models``, ``freeze``, ``train``, ``features``, ``adapt``, ``plot``,
-``widgets``, ``exercises``, ``cli``.
+``runtime``, ``data``, ``models``, ``freeze``, ``bn``, ``train``, ``features``, ``probes``,
+``adapt``, ``plot``, ``widgets``, ``exercises``, ``cli``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tlearn.runtime import cache_dir, data_dir, get_device, seed_everything
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "runtime", "data", "models", "freeze", "train", "features",
+    "runtime", "data", "models", "freeze", "bn", "train", "features", "probes",
     "adapt", "plot", "widgets", "exercises", "cli",
 )  # fmt: skip
 

@@ -96,7 +96,7 @@ def demo(
     Prints and returns the rows. ``quick=True`` is a much smaller run for smoke tests.
     """
     import tlearn
-    from tlearn import adapt, data, features, finetune, models, train
+    from tlearn import adapt, data, features, finetune, models, probes, train
 
     device = tlearn.get_device()
     print(f"tlearn {tlearn.__version__} demo on {device}: source = synth (rendered fonts), "
@@ -138,7 +138,7 @@ def demo(
     t0 = time.perf_counter()
     z_few, y_few = features.extract(source, few, progress=False)
     z_test, y_test = features.extract(source, tgt_test, progress=False)
-    probe = features.linear_probe(z_few, y_few, z_test, y_test)
+    probe = probes.linear_probe(z_few, y_few, z_test, y_test)
     rows.append(
         {
             "strategy": "linear probe on source features",

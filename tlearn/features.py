@@ -1,4 +1,4 @@
-"""Feature extraction: a frozen network as a function image → vector, and probes that read it.
+"""Feature extraction: a frozen network as a function image → vector.
 
 The cheapest way to transfer is to *not train the network at all*: run the pretrained
 network up to some layer, keep that layer's output ``z = f(x)`` as the description of the
@@ -7,15 +7,16 @@ al., "DeCAF", ICML 2014; Razavian et al., "CNN Features off-the-shelf", CVPRW 20
 
     Z, y = features.extract(net, target_train, layer="features.conv3", pool="avg")
     Zt, yt = features.extract(net, target_test, layer="features.conv3", pool="avg")
-    features.linear_probe(Z, y, Zt, yt)          # {"accuracy": 0.87, "classifier": ...}
+    probes.linear_probe(Z, y, Zt, yt)            # {"accuracy": 0.87, "classifier": ...}
 
 How it works:
 
-* **Forward hooks.** ``module.register_forward_hook(fn)`` makes PyTorch call
-  ``fn(module, inputs, output)`` each time that module runs; the hook keeps ``output``. Any
-  named module works (``print(model)`` shows the names; :func:`layers` lists them with their
-  output shapes). Once every hooked layer has fired, the hook raises a private exception that
-  stops the forward pass: the rest of the network is never computed.
+* **The forward hook.** ``module.register_forward_hook(fn)`` makes PyTorch call
+  ``fn(module, inputs, output)`` each time that module runs. :class:`FeatureHook` is the one
+  such hook in tlearn: it keeps the named layer's (pooled) output. Any named module works
+  (``print(model)`` shows the names; :func:`layers` lists them with their output shapes).
+  :func:`extract` stops the forward pass once every hooked layer has fired: the rest of the
+  network is never computed.
 * **Global pooling.** A convolutional layer outputs a ``C×H×W`` map. Global average pooling
   ``z_c = 1/(HW) Σ_{h,w} a_{c,h,w}`` (Lin et al., "Network in Network", 2014) turns it into a
   ``C``-vector that no longer depends on where in the image a pattern was; ``"max"`` keeps the
@@ -23,10 +24,15 @@ How it works:
 * **Caching.** A frozen network maps the same image to the same vector, so the features are
   computed once and stored (:class:`FeatureCache`); probing at 1, 5, 10 and 30 labels per
   class then costs a logistic regression, not a pass through the network.
-* **Probes.** :func:`linear_probe` (standardise, then multinomial logistic regression) is the
-  standard measure of how *linearly* usable a representation is (Alain & Bengio, "Understanding
-  intermediate layers using linear classifier probes", 2016; Kornblith et al., "Do Better
-  ImageNet Models Transfer Better?", CVPR 2019); :func:`knn_probe` needs no training at all.
+
+What reads the features — linear, k-NN and few-shot probes — lives in :mod:`tlearn.probes`.
+
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+>>> Z, y = extract(net, torch.rand(5, 1, 8, 8), layer="1", device="cpu", progress=False)
+>>> Z.shape, y
+(torch.Size([5, 4]), None)
 """
 
 from __future__ import annotations
@@ -42,17 +48,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from tlearn import runtime
-from tlearn.data.base import DigitDataset, few_shot_indices
+from tlearn.data.base import DigitDataset
 
 __all__ = [
     "extract",
+    "extract_layers",
+    "FeatureHook",
+    "StopForward",
     "global_pool",
     "layers",
     "LayerInfo",
@@ -60,11 +68,6 @@ __all__ = [
     "FeatureCache",
     "model_fingerprint",
     "data_fingerprint",
-    "linear_probe",
-    "knn_probe",
-    "few_shot_probe",
-    "layer_sweep",
-    "best_layer",
     "POOLS",
 ]
 
@@ -72,9 +75,6 @@ log = logging.getLogger(__name__)
 
 #: The pooling modes :func:`extract` accepts (``None`` keeps the raw layer output).
 POOLS = ("avg", "max", "flatten", None)
-
-ArrayLike = Any  # a torch.Tensor, numpy array or nested list
-
 
 # =============================================================================== pooling
 
@@ -89,6 +89,10 @@ def global_pool(t: torch.Tensor, pool: str | None = "avg") -> torch.Tensor:
 
     Outputs are channels-first, as PyTorch convolutions produce. A layer that already outputs
     vectors (``N×D``, e.g. a Linear layer) is returned unchanged by ``"avg"``/``"max"``.
+
+    >>> t = torch.arange(8.0).reshape(1, 2, 2, 2)
+    >>> global_pool(t, "avg"), global_pool(t, "max"), global_pool(t, "flatten").shape
+    (tensor([[1.5000, 5.5000]]), tensor([[3., 7.]]), torch.Size([1, 8]))
     """
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
@@ -105,10 +109,6 @@ def global_pool(t: torch.Tensor, pool: str | None = "avg") -> torch.Tensor:
 
 
 # =============================================================================== layer names
-
-
-class _StopForward(Exception):
-    """Raised by a hook once every requested layer has fired: the rest is not needed."""
 
 
 def _module_names(model: nn.Module) -> list[str]:
@@ -140,6 +140,93 @@ def _check_layer(model: nn.Module, layer: str) -> str:
         msg = msg[:-1] + f"; did you mean {' or '.join(map(repr, close))}?"
     msg += " (tlearn.features.layers(model) lists them with their output shapes; '' is the output.)"
     raise ValueError(msg)
+
+
+# =============================================================================== the forward hook
+
+
+class StopForward(Exception):
+    """Raised by a :class:`FeatureHook` whose ``stop()`` says the rest of the forward pass is
+    not needed; catch it around ``model(x)``."""
+
+
+class FeatureHook:
+    """Record what the layer named ``layer`` outputs in each forward pass: tlearn's one hook.
+
+    A context manager: entering registers a forward hook on ``model.get_submodule(layer)``,
+    leaving removes it. Each forward pass stores the layer's output, pooled with
+    :func:`global_pool` (``pool``; low-precision outputs under autocast are pooled in float32);
+    :meth:`take` returns it and clears it. If the layer runs twice in one pass, its first
+    output is kept. Gradients flow through the stored tensor, so a training loop can put a
+    loss on it (e.g. an alignment loss on the features ``z``).
+
+    Args:
+        model: the network.
+        layer: a module name as in ``model.named_modules()``; ``""`` is the model itself.
+        pool: ``"avg"``, ``"max"``, ``"flatten"`` or ``None`` (see :func:`global_pool`).
+        stop: optional ``stop() -> bool``, asked after each recording; when True the hook
+            raises :class:`StopForward`, so the layers after it are never computed.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
+    >>> with FeatureHook(net, "1", pool="avg") as hook:
+    ...     logits = net(torch.rand(5, 1, 4, 4))
+    ...     z = hook.take()
+    >>> logits.shape, z.shape
+    (torch.Size([5, 2]), torch.Size([5, 3]))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str,
+        pool: str | None = "avg",
+        *,
+        stop: Callable[[], bool] | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.layer = _check_layer(model, layer)
+        self.module = model.get_submodule(layer)
+        self.pool = pool
+        self.stop = stop
+        self.output: Any = None
+        self._handle: Any = None
+
+    def _record(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if self.output is not None:  # a module called twice: its first call is the feature
+            return
+        t = output[0] if isinstance(output, (tuple, list)) else output
+        if isinstance(t, torch.Tensor):
+            low_precision = t.is_floating_point() and t.element_size() < 4
+            t = global_pool(t.float() if low_precision else t, self.pool)
+        self.output = t
+        if self.stop is not None and self.stop():
+            raise StopForward
+
+    def take(self) -> torch.Tensor:
+        """The recorded output (``N×D`` once pooled); cleared, ready for the next pass."""
+        out, self.output = self.output, None
+        if out is None:
+            raise RuntimeError(
+                f"layer {self.layer!r} was not called in the forward pass; "
+                "tlearn.features.layers(model) lists the ones that are."
+            )
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"layer {self.layer!r} returned {type(out).__name__}, not a tensor")
+        return out
+
+    def __enter__(self) -> FeatureHook:
+        self.output = None
+        self._handle = self.module.register_forward_hook(self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+        self._handle = None
 
 
 class LayerInfo(NamedTuple):
@@ -239,29 +326,24 @@ def layers(
         if device is not None
         else (_model_device(model) or torch.device("cpu"))
     )
-    seen: dict[str, LayerInfo] = {}
+    names = [n for n in _module_names(model) if depth is None or n.count(".") < depth]
+    fired: list[str] = []  # layer names in the order they ran
 
-    def hook_for(name: str, module: nn.Module) -> Callable:
-        def hook(_mod, _inp, out):
-            t = out[0] if isinstance(out, (tuple, list)) else out
-            if name not in seen and isinstance(t, torch.Tensor):
-                n_params = sum(p.numel() for p in module.parameters())
-                seen[name] = LayerInfo(name, tuple(t.shape[1:]), n_params)
+    def note(name: str) -> Callable[[], bool]:
+        return lambda: fired.append(name) or False  # record the order, never stop
 
-        return hook
-
-    handles = [
-        m.register_forward_hook(hook_for(n, m))
-        for n, m in model.named_modules()
-        if n and (depth is None or n.count(".") < depth)
-    ]
-    try:
-        with _on_device(model, dev), _eval_mode(model), torch.inference_mode():
-            model(torch.zeros(1, *map(int, input_size), device=dev))
-    finally:
-        for h in handles:
-            h.remove()
-    return LayerTable(seen.values())
+    with contextlib.ExitStack() as stack:
+        hooks = {n: stack.enter_context(FeatureHook(model, n, None, stop=note(n))) for n in names}
+        stack.enter_context(_on_device(model, dev))
+        stack.enter_context(_eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        model(torch.zeros(1, *map(int, input_size), device=dev))
+    rows = []
+    for n in fired:
+        if isinstance(hooks[n].output, torch.Tensor):
+            n_params = sum(p.numel() for p in hooks[n].module.parameters())
+            rows.append(LayerInfo(n, tuple(hooks[n].output.shape[1:]), n_params))
+    return LayerTable(rows)
 
 
 # =============================================================================== data
@@ -536,56 +618,35 @@ def _forward_collect(
     progress: bool,
     desc: str,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """One pass over ``batches`` with a hook on each of ``layer_names``; pooled float32 CPU
-    features per layer, and the labels (None when the data has none)."""
-    modules = dict(model.named_modules())
+    """One pass over ``batches`` with a :class:`FeatureHook` on each of ``layer_names``; pooled
+    float32 CPU features per layer, and the labels (None when the data has none)."""
     wanted = list(dict.fromkeys(layer_names))
-    captured: dict[str, torch.Tensor] = {}
+    hooks: dict[str, FeatureHook] = {}
 
-    def hook_for(name: str) -> Callable:
-        def hook(_mod, _inp, out):
-            if name in captured:  # a module called twice: its first call is the feature
-                return
-            t = out[0] if isinstance(out, (tuple, list)) else out
-            if not isinstance(t, torch.Tensor):
-                raise ValueError(f"layer {name!r} returned {type(t).__name__}, not a tensor")
-            captured[name] = global_pool(t.float(), pool)  # pool in fp32 under autocast
-            if len(captured) == len(wanted):
-                raise _StopForward
-
-        return hook
+    def all_recorded() -> bool:  # then the rest of the network is not needed
+        return all(h.output is not None for h in hooks.values())
 
     outs: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
     ys: list[torch.Tensor] = []
     has_labels = True
-    handles = [modules[n].register_forward_hook(hook_for(n)) for n in wanted]
-    try:
-        with _on_device(model, device), _eval_mode(model), torch.inference_mode():
-            for x, y in tqdm(
-                batches, total=batches.num_batches(), desc=desc, disable=not progress, leave=False
-            ):
-                captured.clear()
-                x = x.to(device, non_blocking=True)
-                with runtime.autocast(device, enabled=amp):
-                    try:
-                        model(x)
-                    except _StopForward:
-                        pass
-                missing = [n for n in wanted if n not in captured]
-                if missing:
-                    raise RuntimeError(
-                        f"layer(s) {missing} were not called in the forward pass; "
-                        "tlearn.features.layers(model) lists the ones that are."
-                    )
-                for n in wanted:
-                    outs[n].append(captured[n].cpu())
-                if y is None:
-                    has_labels = False
-                elif has_labels:
-                    ys.append(y.reshape(-1).cpu())
-    finally:
-        for h in handles:
-            h.remove()
+    with contextlib.ExitStack() as stack:
+        for n in wanted:
+            hooks[n] = stack.enter_context(FeatureHook(model, n, pool, stop=all_recorded))
+        stack.enter_context(_on_device(model, device))
+        stack.enter_context(_eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        for x, y in tqdm(
+            batches, total=batches.num_batches(), desc=desc, disable=not progress, leave=False
+        ):
+            x = x.to(device, non_blocking=True)
+            with runtime.autocast(device, enabled=amp), contextlib.suppress(StopForward):
+                model(x)
+            for n, hook in hooks.items():
+                outs[n].append(hook.take().cpu())
+            if y is None:
+                has_labels = False
+            elif has_labels:
+                ys.append(y.reshape(-1).cpu())
     # Concatenate outside inference mode so the results are ordinary tensors that can be
     # used in autograd later (e.g. to train a linear head on them).
     Z = {n: torch.cat(v).float() for n, v in outs.items()}
@@ -608,19 +669,23 @@ def _prepare(model, data, layer_names, pool, batch_size, device, amp):
     return dev, batches, amp_tag
 
 
-def _extract_layers(
+def extract_layers(
     model: nn.Module,
     data: Any,
     layer_names: Sequence[str],
     *,
-    pool: str | None,
-    batch_size: int,
-    device: Any,
-    amp: bool | None,
-    progress: bool,
-    cache: FeatureCache | None,
+    pool: str | None = "avg",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+    cache: FeatureCache | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Features at several layers from one forward pass per batch (cached per layer)."""
+    """:func:`extract` at several layers at once: one forward pass per batch hooks them all.
+
+    Returns ``({layer: Z}, y)``, in the order of ``layer_names``; each ``Z`` is what
+    ``extract(model, data, layer, ...)`` returns (cached per layer when ``cache`` is given).
+    """
     dev, batches, amp_tag = _prepare(model, data, layer_names, pool, batch_size, device, amp)
     name = type(model).__name__
     if cache is None:
@@ -697,7 +762,7 @@ def extract(
         ``pool=None``), ``y`` the int64 labels (``None`` when ``data`` is a bare tensor).
     """
     layer = _default_layer(model) if layer is None else layer
-    Z, y = _extract_layers(
+    Z, y = extract_layers(
         model,
         data,
         [layer],
@@ -709,353 +774,3 @@ def extract(
         cache=cache,
     )
     return Z[layer], y
-
-
-# =============================================================================== probes
-
-
-def _as_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _check_probe_inputs(
-    Z_train: ArrayLike, y_train: ArrayLike, Z_test: ArrayLike, y_test: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate probe inputs and return them as float64 / int64 numpy arrays."""
-    out = []
-    for zname, yname, Z, y in (
-        ("Z_train", "y_train", Z_train, y_train),
-        ("Z_test", "y_test", Z_test, y_test),
-    ):
-        if Z is None or y is None:
-            raise ValueError(f"{zname} and {yname} are required (got None); labelled data needed")
-        Z, y = _as_numpy(Z, zname), _as_numpy(y, yname)
-        if Z.ndim != 2:
-            raise ValueError(
-                f"{zname} must be N×D features, got shape {Z.shape}; extract with pool='avg' or "
-                "'flatten' to get one vector per image"
-            )
-        y = y.reshape(-1) if y.ndim > 1 and y.size == len(y) else y
-        if y.ndim != 1:
-            raise ValueError(f"{yname} must be a vector of N labels, got shape {y.shape}")
-        if len(Z) != len(y):
-            raise ValueError(f"{zname} has {len(Z)} rows but {yname} has {len(y)} labels")
-        if len(Z) == 0:
-            raise ValueError(f"{zname} is empty")
-        if not np.issubdtype(Z.dtype, np.number):
-            raise ValueError(f"{zname} must be numeric, got dtype {Z.dtype}")
-        Z = Z.astype(np.float64)
-        if not np.isfinite(Z).all():
-            bad = int((~np.isfinite(Z)).any(axis=1).sum())
-            raise ValueError(f"{zname} contains NaN or Inf in {bad} row(s); check the model/inputs")
-        if not np.issubdtype(y.dtype, np.integer):
-            if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
-                y = y.astype(np.int64)
-            else:
-                raise ValueError(f"{yname} must hold integer class labels, got dtype {y.dtype}")
-        out += [Z, y.astype(np.int64)]
-    Ztr, ytr, Zte, yte = out
-    if Ztr.shape[1] != Zte.shape[1]:
-        raise ValueError(
-            f"Z_train has {Ztr.shape[1]} features per row but Z_test has {Zte.shape[1]}"
-        )
-    if len(np.unique(ytr)) < 2:
-        raise ValueError(
-            f"y_train holds a single class ({int(ytr[0])}); a classifier needs at least two"
-        )
-    return Ztr, ytr, Zte, yte
-
-
-def _small_problem_threads(n_values: int):
-    """Single-threaded BLAS for small problems: a probe's matrices are tiny, threads do not
-    pay off, and on a busy machine OpenBLAS's spinning threads can make a fit 50× slower."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1) if n_values < 20_000_000 else contextlib.nullcontext()
-
-
-def linear_probe(
-    Z_train: ArrayLike,
-    y_train: ArrayLike,
-    Z_test: ArrayLike,
-    y_test: ArrayLike,
-    *,
-    C: float = 1.0,
-    max_iter: int = 1000,
-    seed: int = 0,
-    unlabeled: ArrayLike | None = None,
-) -> dict[str, Any]:
-    """Fit a linear classifier on frozen features; report its test accuracy.
-
-    Each feature is standardised (``(z − mean) / std``), then a multinomial logistic
-    regression minimises
-
-        − Σ_i log softmax(W z_i + b)[y_i]  +  ‖W‖² / (2C)
-
-    Why this and not a few epochs of SGD on an ``nn.Linear``: the problem is convex, so
-    scikit-learn's L-BFGS reaches *the* optimum — no learning rate, epoch count or seed to
-    tune, and the number measures the features, not the optimiser. Standardising makes one
-    ``C`` sensible for every layer (their activations differ in scale by orders of magnitude).
-
-    The mean and std come from ``Z_train``, or from ``unlabeled`` when given: features of
-    unlabelled examples from the same distribution (e.g. the whole target training pool, of
-    which only a few are labelled; no labels are used). With 1 label per class and 1280
-    features, 10 examples estimate 1280 means and stds poorly; the pool estimates them well.
-
-    Args:
-        Z_train, y_train: training features ``N×D`` and integer labels (tensors or arrays).
-        Z_test, y_test: test features and labels.
-        C: inverse L2 strength (smaller = stronger regularisation).
-        max_iter: L-BFGS iterations.
-        seed: ``random_state`` of the solver (L-BFGS itself is deterministic).
-        unlabeled: optional ``M×D`` features to compute the standardisation from.
-
-    Returns:
-        ``{"accuracy": test accuracy in [0, 1], "train_accuracy": …, "classifier": the fitted
-        scikit-learn Pipeline (``.predict(Z)`` works on raw features)}``.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if not C > 0:
-        raise ValueError(f"C must be > 0, got {C!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
-    if unlabeled is not None:
-        U = _as_numpy(unlabeled, "unlabeled")
-        if U.ndim != 2 or U.shape[1] != Ztr.shape[1] or len(U) < 2:
-            raise ValueError(
-                f"unlabeled must be M×{Ztr.shape[1]} features with M >= 2, got shape {U.shape}"
-            )
-        U = U.astype(np.float64)
-        if not np.isfinite(U).all():
-            raise ValueError("unlabeled contains NaN or Inf")
-    else:
-        U = Ztr
-    with _small_problem_threads(Ztr.size + U.size):
-        scaler = StandardScaler().fit(U)
-        logreg = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-        logreg.fit(scaler.transform(Ztr), ytr)
-        clf = Pipeline([("standardscaler", scaler), ("logisticregression", logreg)])
-        acc = float((clf.predict(Zte) == yte).mean())
-        train_acc = float((clf.predict(Ztr) == ytr).mean())
-    return {"accuracy": acc, "train_accuracy": train_acc, "classifier": clf}
-
-
-def knn_probe(
-    Z_train: ArrayLike,
-    y_train: ArrayLike,
-    Z_test: ArrayLike,
-    y_test: ArrayLike,
-    *,
-    k: int = 5,
-    metric: str = "cosine",
-) -> dict[str, Any]:
-    """k-nearest-neighbour probe: each test vector takes the majority label of its ``k``
-    closest training vectors (cosine distance ``1 − z·z'/(‖z‖‖z'‖)`` by default, as in
-    DINO's k-NN evaluation, Caron et al. 2021). Nothing is trained, so it measures how well
-    the feature space *clusters* by class rather than whether classes are linearly separable.
-
-    Returns:
-        ``{"accuracy": …, "classifier": the fitted KNeighborsClassifier}``.
-    """
-    from sklearn.neighbors import KNeighborsClassifier
-
-    Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if k > len(Ztr):
-        raise ValueError(f"k={k} is more than the {len(Ztr)} training examples")
-    with _small_problem_threads(Ztr.size + Zte.size):
-        clf = KNeighborsClassifier(n_neighbors=k, metric=metric, algorithm="brute").fit(Ztr, ytr)
-        acc = float((clf.predict(Zte) == yte).mean())
-    return {"accuracy": acc, "classifier": clf}
-
-
-_PROBES: dict[str, Callable[..., dict[str, Any]]] = {"linear": linear_probe, "knn": knn_probe}
-
-
-def _probe_fn(probe: str) -> Callable[..., dict[str, Any]]:
-    if probe not in _PROBES:
-        raise ValueError(f"probe must be one of {sorted(_PROBES)}, got {probe!r}")
-    return _PROBES[probe]
-
-
-def few_shot_probe(
-    Z_train: ArrayLike,
-    y_train: ArrayLike,
-    Z_test: ArrayLike,
-    y_test: ArrayLike,
-    *,
-    per_class: Sequence[int] = (1, 5, 10, 30),
-    seeds: Sequence[int] = (0, 1, 2),
-    probe: str = "linear",
-    pool_statistics: bool = True,
-    progress: bool = False,
-    **probe_kwargs: Any,
-) -> dict[str, Any]:
-    """Probe accuracy when only ``per_class`` labelled examples per class are available.
-
-    For each seed and each ``k`` in ``per_class`` the probe is trained on ``k`` rows per
-    class of ``(Z_train, y_train)`` — the same rows ``tlearn.data.few_shot(ds, k, seed)``
-    would pick from the dataset the features came from — and tested on all of ``Z_test``.
-    Features are computed once; this is where :class:`FeatureCache` pays off.
-
-    With ``pool_statistics`` (default) the linear probe standardises with the mean and std
-    of *all* rows of ``Z_train`` — the unlabelled pool; its labels are not used — rather than
-    of the few labelled rows (see :func:`linear_probe`'s ``unlabeled``).
-
-    Returns:
-        ``{"per_class": [...], "seeds": [...], "accuracy": seeds × len(per_class) list}``,
-        ready for ``tlearn.plot.curves(r["per_class"], {"name": r["accuracy"]})``.
-    """
-    fn = _probe_fn(probe)
-    Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
-    if probe == "linear" and pool_statistics:
-        probe_kwargs = {"unlabeled": Ztr, **probe_kwargs}
-    if not per_class or any(not isinstance(k, (int, np.integer)) or k < 1 for k in per_class):
-        raise ValueError(f"per_class must be positive ints, got {per_class!r}")
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
-    acc = []
-    total = len(seeds) * len(per_class)
-    with tqdm(total=total, desc=f"{probe} probes", disable=not progress, leave=False) as bar:
-        for s in seeds:
-            row = []
-            for k in per_class:
-                idx = few_shot_indices(ytr, int(k), int(s))
-                row.append(fn(Ztr[idx], ytr[idx], Zte, yte, **probe_kwargs)["accuracy"])
-                bar.update()
-            acc.append(row)
-    return {
-        "per_class": [int(k) for k in per_class],
-        "seeds": [int(s) for s in seeds],
-        "accuracy": acc,
-    }
-
-
-def _default_sweep_layers(model: nn.Module) -> list[str]:
-    """The model's blocks: the children of ``.features`` (``features.conv1`` …), else the
-    model's top-level children; ``tlearn.models.blocks`` when it exists."""
-    from tlearn import models
-
-    blocks_fn = getattr(models, "blocks", None)
-    if blocks_fn is not None:
-        try:
-            return [n for n, _ in blocks_fn(model)]
-        except Exception:  # noqa: BLE001 - fall back to the structural rule below
-            pass
-    feats = getattr(model, "features", None)
-    if isinstance(feats, nn.Module) and len(list(feats.children())) > 0:
-        return [f"features.{n}" for n, _ in feats.named_children()]
-    return [n for n, _ in model.named_children()]
-
-
-def layer_sweep(
-    model: nn.Module,
-    train: Any,
-    test: Any,
-    layers: Sequence[str] | None = None,
-    *,
-    pool: str | None = "avg",
-    probe: str = "linear",
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    amp: bool | None = None,
-    progress: bool = True,
-    cache: FeatureCache | None = None,
-    unlabeled: Any = None,
-    cv: int | None = None,
-    **probe_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Probe accuracy at each layer: which depth of the network transfers best?
-
-    Early layers compute generic edges and strokes, late layers specialise to the source
-    task (Yosinski et al., "How transferable are features in deep neural networks?",
-    NeurIPS 2014). One forward pass per dataset hooks all ``layers`` at once.
-
-    Choosing the layer by its *test* accuracy would report an optimistic number. With
-    ``cv=k`` each row also gets ``cv_accuracy``: the probe's mean accuracy in stratified
-    k-fold cross-validation on ``train`` alone; pick the layer with the best ``cv_accuracy``
-    (:func:`best_layer`) and its ``accuracy`` is an honest test number.
-
-    Args:
-        train, test: labelled data (Dataset / DataLoader) for the probe.
-        layers: module names; default the model's blocks (``features.conv1`` …, ``head``).
-        pool: pooling applied at every layer.
-        probe: ``"linear"`` or ``"knn"``; ``probe_kwargs`` go to it (e.g. ``C=0.1``, ``k=3``).
-        unlabeled: optional data (labels ignored) whose features at each layer give the
-            linear probe's standardisation, e.g. the whole target training pool when
-            ``train`` is a few-shot subset of it (see :func:`linear_probe`).
-
-        cv: number of cross-validation folds on ``train`` (≤ the smallest class count).
-
-    Returns:
-        One dict per layer, input → output order: ``{"layer", "dim", "accuracy"}`` (and
-        ``"cv_accuracy"`` with ``cv``).
-    """
-    fn = _probe_fn(probe)
-    if cv is not None and (not isinstance(cv, int) or cv < 2):
-        raise ValueError(f"cv must be an int >= 2 (folds) or None, got {cv!r}")
-    names = list(layers) if layers is not None else _default_sweep_layers(model)
-    if not names:
-        raise ValueError("layers is empty: nothing to probe")
-    kw = dict(
-        pool=pool, batch_size=batch_size, device=device, amp=amp, progress=progress, cache=cache
-    )
-    Ztr, ytr = _extract_layers(model, train, names, **kw)
-    Zte, yte = _extract_layers(model, test, names, **kw)
-    if ytr is None or yte is None:
-        raise ValueError("layer_sweep needs labelled train and test data (got unlabelled tensors)")
-    Zun: dict[str, torch.Tensor] | None = None
-    if unlabeled is not None:
-        if probe != "linear":
-            raise ValueError("unlabeled is only used by the linear probe")
-        Zun, _ = _extract_layers(model, unlabeled, names, **kw)
-    rows = []
-    for n in names:
-        a, b = Ztr[n].flatten(1), Zte[n].flatten(1)
-        if Zun is not None:
-            probe_kwargs = {**probe_kwargs, "unlabeled": Zun[n].flatten(1)}
-        row = {
-            "layer": n,
-            "dim": int(a.shape[1]),
-            "accuracy": fn(a, ytr, b, yte, **probe_kwargs)["accuracy"],
-        }
-        if cv is not None:
-            row["cv_accuracy"] = _cv_accuracy(fn, a, ytr, cv, probe_kwargs)
-        rows.append(row)
-    return rows
-
-
-def _cv_accuracy(
-    fn: Callable[..., dict[str, Any]], Z: torch.Tensor, y: torch.Tensor, folds: int, kw: dict
-) -> float:
-    """Mean probe accuracy over stratified ``folds``-fold cross-validation on (Z, y)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = torch.bincount(y)
-    smallest = int(counts[counts > 0].min())
-    if folds > smallest:
-        raise ValueError(
-            f"cv={folds} folds need >= {folds} training examples per class; the smallest "
-            f"class has {smallest}"
-        )
-    Zn, yn = Z.numpy(), y.numpy()
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    accs = [fn(Zn[a], yn[a], Zn[b], yn[b], **kw)["accuracy"] for a, b in splitter.split(Zn, yn)]
-    return float(np.mean(accs))
-
-
-def best_layer(rows: Sequence[dict[str, Any]], key: str = "cv_accuracy") -> dict[str, Any]:
-    """The row of :func:`layer_sweep` with the highest ``key`` (default: cross-validated
-    accuracy on the training labels, so the choice never looks at test labels)."""
-    if not rows:
-        raise ValueError("rows is empty")
-    if any(key not in r for r in rows):
-        raise ValueError(f"rows have no {key!r}; run layer_sweep(..., cv=5) first")
-    return max(rows, key=lambda r: r[key])

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from tlearn import freeze as fz
+from tlearn.bn import estimate_bn_statistics
 
 __all__ = [
     "METHODS",
@@ -88,7 +89,7 @@ class Recipe:
     * ``"frozen"``: every BatchNorm layer frozen (affine and statistics) at the *source*
       statistics — the usual advice for tiny batches;
     * ``"target"``: the statistics are first re-estimated on the few-shot training images
-      (AdaBN, :func:`tlearn.freeze.estimate_bn_statistics`), then frozen.
+      (AdaBN, :func:`tlearn.bn.estimate_bn_statistics`), then frozen.
 
     "frozen" and "target" apply to "full", "scratch" and "head" (not "gradual", whose
     callback manages BatchNorm block by block).
@@ -222,7 +223,7 @@ def fine_tune(
     num_classes = getattr(train_set, "num_classes", None) or int(max(train_set.labels)) + 1
     net, callbacks = prepare(method, source, num_classes=num_classes, seed=seed, recipe=recipe)
     if recipe.bn == "target":
-        fz.estimate_bn_statistics(net.to(device), train_set)
+        estimate_bn_statistics(net.to(device), train_set)
     if recipe.bn in ("frozen", "target"):
         fz.freeze(net, _is_bn)
     loader = few_shot_loader(
@@ -240,7 +241,7 @@ def fine_tune(
         callbacks=callbacks,
     )
     if recipe.recalibrate_bn:
-        fz.estimate_bn_statistics(net, train_set, include_frozen=False)
+        estimate_bn_statistics(net, train_set, include_frozen=False)
     return net.eval(), history
 
 

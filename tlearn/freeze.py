@@ -29,9 +29,9 @@ of few-shot fine-tuning. :func:`freeze` therefore swaps every BatchNorm it freez
 
     y = (x − μ_run) / √(σ²_run + ε) · γ + β
 
-whatever mode the model is in. ``bn="adapt"`` keeps γ, β fixed but lets μ, σ² follow the
-new data in train mode: AdaBN (Li et al., "Revisiting Batch Normalization for Practical
-Domain Adaptation", 2016).
+whatever mode the model is in (``bn="frozen"``, in the vocabulary of :mod:`tlearn.bn`).
+``bn="batch"`` keeps γ, β fixed but lets μ, σ² follow the new data in train mode, as in AdaBN
+(Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation", 2016).
 """
 
 from __future__ import annotations
@@ -59,12 +59,11 @@ __all__ = [
     "TrainableSummary",
     "param_groups",
     "GradualUnfreezing",
-    "estimate_bn_statistics",
 ]
 
 Selector = Union[str, Callable[[str, nn.Module], bool]]  # noqa: UP007 (runtime alias, py3.10)
-BNMode = Literal["frozen", "adapt"]
-_BN_MODES = ("frozen", "adapt")
+BNMode = Literal["frozen", "batch"]
+_BN_MODES = ("frozen", "batch")
 
 
 # --------------------------------------------------------------------------------------
@@ -82,13 +81,13 @@ class FrozenBatchNorm(nn.Module):
     ``mode="frozen"`` — always ``y = (x − μ_run)/√(σ²_run + ε)·γ + β``, in train and eval mode
     alike (torchvision's ``FrozenBatchNorm2d`` does the same for 4-d input only).
 
-    ``mode="adapt"`` — AdaBN (Li et al. 2016): γ and β stay fixed; in train mode the layer
+    ``mode="batch"`` — as in AdaBN (Li et al. 2016): γ and β stay fixed; in train mode the layer
     normalises with batch statistics and updates μ_run, σ²_run with the usual momentum, so
     the statistics adapt to the new domain; in eval mode it uses the running statistics.
 
     Args:
         bn: the BatchNorm module to freeze (any ``torch.nn.modules.batchnorm._BatchNorm``).
-        mode: ``"frozen"`` or ``"adapt"``.
+        mode: ``"frozen"`` or ``"batch"`` (the vocabulary of :mod:`tlearn.bn`).
     """
 
     def __init__(self, bn: _BatchNorm, mode: BNMode = "frozen"):
@@ -124,15 +123,15 @@ class FrozenBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         has_stats = self.running_mean is not None
-        adapting = self.mode == "adapt" and self.training
+        batch_mode = self.mode == "batch" and self.training
         factor = 0.0
-        if adapting and has_stats and self.num_batches_tracked is not None:
+        if batch_mode and has_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             # momentum=None means a cumulative average, as in nn.BatchNorm.
             factor = (
                 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
             )
-        elif adapting and has_stats:
+        elif batch_mode and has_stats:
             factor = 0.1 if self.momentum is None else self.momentum
         # training=True → batch statistics (and, with running buffers, an in-place update).
         return F.batch_norm(
@@ -141,7 +140,7 @@ class FrozenBatchNorm(nn.Module):
             self.running_var,
             self.weight,
             self.bias,
-            training=adapting or not has_stats,
+            training=batch_mode or not has_stats,
             momentum=factor,
             eps=self.eps,
         )
@@ -172,7 +171,10 @@ class FrozenBatchNorm(nn.Module):
 
 def _check_bn_mode(bn: str) -> None:
     if bn not in _BN_MODES:
-        raise ValueError(f"bn must be one of {_BN_MODES}, got {bn!r}")
+        raise ValueError(
+            f"bn must be 'frozen' (fixed running statistics) or 'batch' (batch statistics in "
+            f"train mode, running ones updated), got {bn!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -283,8 +285,8 @@ def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen
         *names_or_predicate: dotted module/parameter names, prefixes or globs ("layer4",
             "features.*", "features.conv1"), or callables ``f(name, module) -> bool``.
             None given: the whole model.
-        bn: ``"frozen"`` (fixed statistics, the default) or ``"adapt"`` (AdaBN: statistics
-            follow the data in train mode, γ and β fixed).
+        bn: ``"frozen"`` (fixed statistics, the default) or ``"batch"`` (statistics follow
+            the data in train mode, γ and β fixed); see :mod:`tlearn.bn`.
 
     Raises:
         ValueError: a name matches nothing (the message lists the blocks and close matches).
@@ -361,131 +363,13 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-@torch.no_grad()
-@torch.no_grad()
-def estimate_bn_statistics(
-    model: nn.Module,
-    data: Any,
-    *,
-    batch_size: int = 256,
-    include_frozen: bool = True,
-    device: torch.device | str | None = None,
-    progress: bool = False,
-) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics on ``data``; weights stay untouched.
-
-    AdaBN (Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation",
-    2016): a BatchNorm layer's μ and σ² describe the *domain* it was trained on; replacing
-    them by another domain's statistics adapts the network without a single gradient step.
-    Per channel j of every BN layer (Algorithm 1 of the paper):
-
-        μ_j = mean of x_j over every image of ``data`` (and every pixel, for BatchNorm2d)
-        σ²_j = unbiased variance of the same values (PyTorch's convention for running_var)
-
-    The sums are pooled over all batches in float64, so the first BN layer gets the exact
-    population statistics whatever the batch size. The pass runs the BN layers in train
-    mode (as ``torch.optim.swa_utils.update_bn`` does): each layer sees inputs that the
-    layers before it normalised with *batch* statistics — close to the population's for
-    batches of a few hundred images. Every other module (Dropout, stochastic depth …) stays
-    in eval mode. A trailing batch of one image is merged into the batch before it.
-
-    Args:
-        model: the network (changed in place and returned, in its original train/eval modes).
-        data: a Dataset (items ``x`` or ``(x, y)``; labels are never read), a DataLoader, or
-            an N×C×H×W tensor.
-        batch_size: images per forward pass (for a Dataset or tensor); at least 2.
-        include_frozen: also re-estimate frozen layers (:class:`FrozenBatchNorm`); they stay
-            frozen afterwards. With False they are left exactly as they were.
-        device: where to run (default: where the model's parameters are).
-        progress: a tqdm bar over the batches.
-
-    Returns:
-        ``model``. A model without BatchNorm layers is returned unchanged.
-    """
-    from tqdm.auto import tqdm
-
-    from tlearn.data.base import input_batches
-
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(
-            f"batch_size must be an int >= 2 (BatchNorm needs 2+ samples), got {batch_size!r}"
-        )
-    layers = {
-        name: m
-        for name, m in model.named_modules()
-        if (isinstance(m, _BatchNorm) or (include_frozen and isinstance(m, FrozenBatchNorm)))
-        and m.running_mean is not None
-    }
-    if not layers:
-        return model
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.to(device)
-
-    sums: dict[str, list] = {name: [0.0, 0.0, 0] for name in layers}  # Σx, Σx², count
-
-    def make_hook(name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].detach().double()
-            dims = [0, *range(2, x.dim())]  # every axis except the channels
-            s = sums[name]
-            s[0] = s[0] + x.sum(dims)
-            s[1] = s[1] + (x * x).sum(dims)
-            s[2] += x.numel() // x.shape[1]
-
-        return hook
-
-    was_training = {m: m.training for m in model.modules()}
-    frozen_modes = {m: m.mode for m in layers.values() if isinstance(m, FrozenBatchNorm)}
-    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in layers.items()]
-    batches = 0
-    try:
-        model.eval()
-        for m in layers.values():
-            m.train()  # normalise with batch statistics, as during training
-            if isinstance(m, FrozenBatchNorm):
-                m.mode = "adapt"
-        pending = None  # held back one batch, so a trailing single image can join it
-        for x in tqdm(
-            input_batches(data, batch_size), desc="BN statistics", disable=not progress, leave=False
-        ):
-            if pending is not None and len(x) < 2:
-                pending = torch.cat([pending, x])
-                continue
-            if pending is not None:
-                model(pending.to(device, non_blocking=True))
-                batches += 1
-            pending = x
-        if pending is not None and len(pending) >= 2:
-            model(pending.to(device, non_blocking=True))
-            batches += 1
-    finally:
-        for h in handles:
-            h.remove()
-        for m, mode in frozen_modes.items():
-            m.mode = mode
-        for m, mode in was_training.items():
-            m.train(mode)
-    if batches == 0:
-        raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
-    for name, m in layers.items():
-        s, s2, n = sums[name]
-        mean = s / n
-        var = (s2 / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))  # unbiased
-        m.running_mean.copy_(mean.to(m.running_mean.dtype))
-        m.running_var.copy_(var.to(m.running_var.dtype))
-        if m.num_batches_tracked is not None:
-            m.num_batches_tracked.fill_(batches)
-    return model
-
-
 # --------------------------------------------------------------------------------------
 # trainable_summary
 # --------------------------------------------------------------------------------------
 
 
 def _bn_status(module: nn.Module) -> str:
-    """'frozen', 'adapt', 'live' (ordinary BatchNorm) or '—'; mixed blocks list each kind."""
+    """'frozen', 'batch', 'live' (ordinary BatchNorm) or '—'; mixed blocks list each kind."""
     kinds: dict[str, int] = {}
     for m in module.modules():
         if isinstance(m, FrozenBatchNorm):
@@ -565,7 +449,7 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     """A table of the model's blocks: parameter count, trainable count and BatchNorm mode.
 
     BN column: ``live`` (ordinary BatchNorm: batch statistics in train mode, running ones in
-    eval mode), ``frozen``, ``adapt`` (see :class:`FrozenBatchNorm`) or ``—`` (no BatchNorm).
+    eval mode), ``frozen``, ``batch`` (see :class:`FrozenBatchNorm`) or ``—`` (no BatchNorm).
     Parameters outside every block (rare) get a row ``(other)``.
     """
     if not isinstance(model, nn.Module):
@@ -758,7 +642,7 @@ class GradualUnfreezing:
         start: blocks trainable at epoch 0 (1 = the head only).
         lr: learning rate of the first block below the head (default: the head's / decay).
         decay: divide the rate by this for each block further from the head.
-        bn: BatchNorm mode for blocks while they are frozen ("frozen" or "adapt").
+        bn: BatchNorm mode for blocks while they are frozen ("frozen" or "batch").
     """
 
     def __init__(

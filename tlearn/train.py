@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from tlearn.data.base import batches
+from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import (
     PROGRESS_INTERVAL,
     atomic_write,
@@ -464,29 +465,6 @@ def save_checkpoint(
         "extra": extra,
     }
     return atomic_write(path, lambda f: torch.save(payload, f))
-
-
-def state_dict_mismatch(model: nn.Module, state: dict) -> list[str]:
-    """What keeps ``state`` from loading into ``model``: missing and unexpected keys, shape
-    mismatches (each list cut to 4 names). Empty when it fits exactly."""
-
-    def show(items: list[str]) -> str:
-        return ", ".join(items[:4]) + (f" … (+{len(items) - 4} more)" if len(items) > 4 else "")
-
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape
-    ]
-    named = (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches", shapes),
-    )
-    return [f"{what}: {show(items)}" for what, items in named if items]
 
 
 def _check_fits(model: nn.Module, state: dict, path: Path) -> None:

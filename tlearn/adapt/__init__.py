@@ -11,12 +11,12 @@
 * ``experiments`` — the cached runs behind lessons 03 and 04 (imported on demand)
 """
 
-from tlearn.adapt.adabn import adabn, batchnorm_layers
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
 from tlearn.adapt.dann import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt
+from tlearn.bn import adabn, batchnorm_layers
 
 __all__ = [
     "coral",

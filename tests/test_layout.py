@@ -1,0 +1,89 @@
+"""The core never imports upward: data flows runtime → data → models → freeze/bn → train →
+features/probes → adapt → studies → plot/widgets/exercises/cli, and nothing imports against it.
+
+Each module of the core is parsed with ``ast`` (imports at module level and inside functions
+alike, so a lazy import cannot hide an upward dependency)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import tlearn
+
+PACKAGE = Path(tlearn.__file__).parent
+
+#: Position of each top-level part of tlearn in the flow; a module may import only parts at
+#: its own position or earlier. (bn sits just before freeze: freeze may use bn, not the reverse.)
+FLOW = {
+    "tlearn": 0,  # the package itself: version, get_device, seed_everything
+    "runtime": 0,
+    "data": 1,
+    "models": 2,
+    "bn": 3.0,
+    "freeze": 3.5,
+    "train": 4,
+    "features": 5,
+    "probes": 5,
+    "finetune": 7,  # lesson 01's experiments (fine-tuning curves): a study, bound for studies/
+    "adapt": 6,
+    "studies": 7,
+    "plot": 8,
+    "widgets": 8,
+    "exercises": 8,
+    "cli": 8,
+    "__main__": 8,
+}
+NOT_CORE = ("studies", "finetune", "plot", "widgets", "exercises", "cli", "__main__")
+
+
+def _part(dotted: str) -> str | None:
+    """'tlearn.models.weights' → 'models'; 'tlearn' → 'tlearn'; None outside tlearn."""
+    parts = dotted.split(".")
+    if parts[0] != "tlearn":
+        return None
+    return parts[1] if len(parts) > 1 else "tlearn"
+
+
+def _imported(path: Path) -> set[str]:
+    """Every tlearn module ``path`` imports, as dotted names (``from tlearn import x`` → tlearn.x)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "tlearn":
+                found.update(f"tlearn.{alias.name}" for alias in node.names)
+            else:
+                found.add(node.module)
+    return {name for name in found if _part(name) is not None}
+
+
+def _core_modules() -> list[Path]:
+    files = sorted(PACKAGE.rglob("*.py"))
+    return [f for f in files if f.relative_to(PACKAGE).parts[0].removesuffix(".py") not in NOT_CORE]
+
+
+def test_every_part_of_the_package_has_a_place_in_the_flow():
+    parts = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.rglob("*.py")}
+    assert parts - {"__init__"} <= set(FLOW), parts - set(FLOW)
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_core_module_imports_nothing_later_in_the_flow(path):
+    part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    own = FLOW["tlearn" if part == "__init__" else part]
+    upward = sorted(
+        name
+        for name in _imported(path)
+        if FLOW.get(_part(name), 0) > own or _part(name) == "studies"
+    )
+    assert not upward, f"{path.relative_to(PACKAGE)} imports later modules: {upward}"
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from tlearn import plot, train\n    import tlearn.studies.x\n")
+    assert _imported(module) == {"tlearn.plot", "tlearn.train", "tlearn.studies.x"}
