@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tlearn import cli
 
 
@@ -13,6 +15,7 @@ def test_info_reports_offline_resources(capsys):
     assert "torchvision" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_quick_prints_source_and_target_accuracy(capsys):
     rows = cli.demo(progress=False, quick=True, all_methods=True)
     out = capsys.readouterr().out

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tlearn.adapt import trainer
 from tlearn.adapt.coral import coral_loss
-from tlearn.adapt.dann import DomainClassifier
+from tlearn.adapt.dann import DomainAdversarialLoss, DomainClassifier
 from tlearn.adapt.mmd import mmd
-from tlearn.adapt.trainer import METHODS, fit_adapt, make_alignment
+from tlearn.adapt.trainer import METHODS, fit_adapt, register_method
 from tlearn.data import DigitDataset
 
 CLASSES = ("a", "b", "c")
@@ -100,12 +100,12 @@ def test_target_labels_cannot_change_the_result(method):
 
 
 @pytest.mark.parametrize("method", ["coral", "dann"])
-def test_recalibrate_bn_sets_target_statistics_and_touches_nothing_else(method):
+def test_reestimate_bn_sets_target_statistics_and_touches_nothing_else(method):
     target = _domain(20, 2, 0.5)
-    on, _ = _fit(method, target=target, recalibrate_bn=True, bn_mode="separate")
-    off, _ = _fit(method, target=target, recalibrate_bn=False, bn_mode="separate")
-    poisoned, _ = _fit(method, target=Poisoned(target.images), recalibrate_bn=True,
-                       bn_mode="separate")  # fmt: skip
+    on, _ = _fit(method, target=target, reestimate_bn=True, bn="per_domain")
+    off, _ = _fit(method, target=target, reestimate_bn=False, bn="per_domain")
+    poisoned, _ = _fit(method, target=Poisoned(target.images), reestimate_bn=True,
+                       bn="per_domain")  # fmt: skip
     # the first BN layer now holds the population statistics of the target's conv outputs
     h = on.features[0](target.images).detach().transpose(0, 1).reshape(4, -1).double()
     bn = on.features[1]
@@ -119,7 +119,7 @@ def test_recalibrate_bn_sets_target_statistics_and_touches_nothing_else(method):
         assert torch.equal(va, vb), k
 
 
-def test_recalibrate_bn_leaves_frozen_batchnorm_alone():
+def test_reestimate_bn_leaves_frozen_batchnorm_alone():
     from tlearn.freeze import FrozenBatchNorm, freeze
 
     torch.manual_seed(0)
@@ -129,7 +129,7 @@ def test_recalibrate_bn_leaves_frozen_batchnorm_alone():
     before = net.features[1].running_mean.clone(), net.features[1].running_var.clone()
     live = net.features[6].running_mean.clone()
     fit_adapt(net, _domain(16, 1), _domain(16, 2, 0.5), "mmd", epochs=1, batch_size=8,
-              device="cpu", progress=False, seed=0, recalibrate_bn=True)  # fmt: skip
+              device="cpu", progress=False, seed=0, reestimate_bn=True)  # fmt: skip
     assert torch.equal(net.features[1].running_mean, before[0])
     assert torch.equal(net.features[1].running_var, before[1])
     assert not torch.equal(net.features[6].running_mean, live)
@@ -143,23 +143,21 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_and_records_both_loss_terms(method):
     before = Tiny()
     net, hist = _fit(method, val=_domain(12, 5))
     assert len(hist) == 2 and hist["epoch"] == [1, 2]
     rec = hist.last
-    term = "domain_loss" if method == "dann" else "align_loss"
-    for key in ("class_loss", term, "train_loss", "train_accuracy", "val_accuracy", "weight", "lr"):
+    for key in ("train_loss", "train_accuracy", "val_accuracy", "lr"):
         assert key in rec, key
-    w = trainer.DEFAULTS[method]["weight"]
-    assert rec["weight"] == w
-    # per-epoch means of per-step totals: total = class + w·align holds for the means too
-    assert rec["train_loss"] == pytest.approx(rec["class_loss"] + w * rec[term], rel=1e-5)
-    if method == "none":
-        assert rec["align_loss"] == 0.0
-    else:
-        assert rec[term] > 0
+    if method != "none":
+        w = trainer.DEFAULTS[method]["weight"]
+        # per-epoch means of per-step totals: total = class + w·align holds for the means too
+        assert rec["train_loss"] == pytest.approx(
+            rec["class_loss"] + w * rec["align_loss"], rel=1e-5
+        )
+        assert rec["align_loss"] > 0
     if method == "dann":
         assert 0 < rec["lambda"] <= 1 and 0 <= rec["domain_accuracy"] <= 1
     moved = [
@@ -168,11 +166,57 @@ def test_every_method_trains_and_records_both_loss_terms(method):
     assert any(moved)
 
 
-def test_the_alignment_terms_are_the_library_losses():
+def test_the_registered_methods_build_the_library_losses():
     zs, zt = torch.randn(10, 6), torch.randn(12, 6) + 1
-    assert torch.equal(make_alignment("coral", 6)(zs, zt)[0], coral_loss(zs, zt))
-    assert torch.equal(make_alignment("mmd", 6)(zs, zt)[0], mmd(zs, zt, kernel="multi"))
-    assert make_alignment("none", 6)(zs, zt)[0].item() == 0.0
+    assert torch.equal(METHODS["coral"].build(6)(zs, zt), coral_loss(zs, zt))
+    assert torch.equal(METHODS["mmd"].build(6)(zs, zt), mmd(zs, zt, kernel="multi"))
+    assert isinstance(METHODS["dann"].build(6), DomainAdversarialLoss)
+    assert METHODS["none"].build is None
+
+
+class MeanGap(nn.Module):
+    """A user's alignment loss: the squared distance between the feature means."""
+
+    def forward(self, zs, zt):
+        return (zs.mean(0) - zt.mean(0)).pow(2).sum()
+
+
+class Spy(nn.Module):
+    """Records what the trainer offers: progress and the class logits of both domains."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, zs, zt, *, progress, logits_s, logits_t):
+        self.seen.append((progress, logits_s.shape, logits_t.shape, zs.shape, zt.shape))
+        self.logs = {"spy": 1.0}
+        return (zs.mean() - zt.mean()).pow(2)
+
+
+def test_a_users_module_trains_like_the_registered_methods():
+    _, hist = _fit(MeanGap(), weight=2.0)
+    rec = hist.last
+    assert rec["train_loss"] == pytest.approx(rec["class_loss"] + 2.0 * rec["align_loss"], rel=1e-5)
+    # with weight 0 the same module is only measured: training with it must align more
+    _, unaligned = _fit(MeanGap(), weight=0.0)
+    assert rec["align_loss"] < unaligned.last["align_loss"]
+
+    spy = Spy()
+    _, hist = _fit(spy, epochs=1)  # 40 source images, batch 8 → 5 steps
+    assert [s[0] for s in spy.seen] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert all(s[1:] == ((8, 3), (8, 3), (8, 6), (8, 6)) for s in spy.seen)
+    assert hist.last["spy"] == 1.0  # a module's logs reach the history
+
+
+def test_a_registered_method_plugs_in_without_touching_the_trainer():
+    register_method("mean_gap", lambda d: MeanGap(), weight=0.5, bn="joint")
+    try:
+        assert trainer.DEFAULTS["mean_gap"]["weight"] == 0.5
+        _, hist = _fit("mean_gap")
+        assert hist.last["align_loss"] > 0
+    finally:
+        del METHODS["mean_gap"]
 
 
 def test_source_is_looped_and_target_cycled():
@@ -182,50 +226,28 @@ def test_source_is_looped_and_target_cycled():
     net.register_forward_pre_hook(lambda m, inp: sizes.append(len(inp[0])))
     # 44 source images, batch 8 → 5 steps per epoch; the 10-image target runs out after 1 batch
     fit_adapt(net, _domain(44, 1), _domain(10, 2), "coral", epochs=3, batch_size=8,
-              device="cpu", progress=False, seed=0, bn_mode="separate")  # fmt: skip
-    assert sizes[0] == 2  # the probe that measures the feature dimension
-    assert sizes[1:-1] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
+              device="cpu", progress=False, seed=0, bn="per_domain")  # fmt: skip
+    assert sizes[:2] == [2, 2]  # probes: the feature dimension, the labels' range
+    assert sizes[2:-1] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
     assert sizes[-1] == 10  # then one pass over the target re-estimates BatchNorm statistics
 
 
 def test_bn_modes_route_batches_differently():
-    for mode, expected in (("joint", [16, 16, 16]), ("separate", [8, 8, 8, 8, 16])):
+    for mode, expected in (("joint", [16, 16, 16]), ("per_domain", [8, 8, 8, 8, 16])):
         sizes = []
         torch.manual_seed(0)
         net = Tiny()
         net.register_forward_pre_hook(lambda m, inp, s=sizes: s.append(len(inp[0])))
         fit_adapt(net, _domain(16, 1), _domain(16, 2), "mmd", epochs=1, batch_size=8,
-                  device="cpu", progress=False, seed=0, bn_mode=mode)  # fmt: skip
-        assert sizes[1:] == expected, mode
-
-
-def test_dann_gradient_reversal_reaches_the_features():
-    torch.manual_seed(0)
-    clf = DomainClassifier(6, hidden=(5,), dropout=0.0)
-    align = make_alignment("dann", 6, domain_classifier=clf)
-    zs = torch.randn(7, 6, requires_grad=True)
-    zt = torch.randn(5, 6, requires_grad=True)
-    progress = 0.3
-    loss, logs = align(zs, zt, progress)
-    loss.backward()
-    # the same loss without the reversal layer, by hand
-    zs2, zt2 = zs.detach().clone().requires_grad_(), zt.detach().clone().requires_grad_()
-    d = torch.cat([torch.ones(7), torch.zeros(5)])
-    plain = nn.functional.binary_cross_entropy_with_logits(clf(torch.cat([zs2, zt2])), d)
-    gs, gt, w_grad = torch.autograd.grad(plain, (zs2, zt2, clf.net[0].weight))
-    lam = 2 / (1 + torch.exp(torch.tensor(-10 * progress))) - 1
-    assert logs["lambda"] == pytest.approx(float(lam))
-    assert torch.allclose(zs.grad, -lam * gs, atol=1e-6)
-    assert torch.allclose(zt.grad, -lam * gt, atol=1e-6)
-    # ... while the domain classifier itself gets the plain (un-reversed) gradient
-    assert torch.allclose(clf.net[0].weight.grad, w_grad, atol=1e-6)
+                  device="cpu", progress=False, seed=0, bn=mode)  # fmt: skip
+        assert sizes[2:] == expected, mode
 
 
 def test_dann_trains_the_domain_classifier_with_the_paper_schedules():
     torch.manual_seed(0)
     clf = DomainClassifier(6, hidden=(5,), dropout=0.0)
     before = copy.deepcopy(clf.state_dict())
-    _, hist = _fit("dann", domain_classifier=clf, lr=0.01)
+    _, hist = _fit("dann", discriminator=clf, lr=0.01)
     assert any(not torch.equal(v, before[k]) for k, v in clf.state_dict().items())
     # 5 steps per epoch, 10 in all: the last step has p = 1
     assert hist.last["lr"] == pytest.approx(0.01 / 11**0.75)
@@ -268,8 +290,8 @@ def test_bad_inputs():
         fit_adapt(Tiny(), src, torch.empty(0, 1, 8, 8), "coral", device="cpu", progress=False)
     with pytest.raises(ValueError, match="at least 2"):
         fit_adapt(Tiny(), src, tgt.images[:1], "coral", device="cpu", progress=False)
-    with pytest.raises(ValueError, match="bn_mode"):
-        fit_adapt(Tiny(), src, tgt, "coral", bn_mode="mixed", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="bn must be one of"):
+        fit_adapt(Tiny(), src, tgt, "coral", bn="mixed", device="cpu", progress=False)
     with pytest.raises(ValueError, match="weight"):
         fit_adapt(Tiny(), src, tgt, "coral", weight=-1, device="cpu", progress=False)
     with pytest.raises(ValueError, match="epochs"):
@@ -280,6 +302,19 @@ def test_bad_inputs():
         fit_adapt(Tiny(), src, [1, 2, 3], "coral", device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs a target"):
         fit_adapt(Tiny(), src, None, "mmd", device="cpu", progress=False)
+    # a 3-channel target for a 1-channel source: named, before any convolution fails
+    rgb = torch.rand(16, 3, 8, 8)
+    with pytest.raises(ValueError, match="source images are 1×8×8 but target images are 3×8×8"):
+        fit_adapt(Tiny(), src, rgb, "coral", device="cpu", progress=False)
+    # an unlabelled tensor as the source
+    with pytest.raises(ValueError, match="source must be labelled"):
+        fit_adapt(Tiny(), src.images, tgt, "coral", device="cpu", progress=False)
+    # labels the model cannot output
+    bad = DigitDataset(src.images, torch.full((16,), 7), classes=CLASSES)
+    with pytest.raises(ValueError, match="replace_head.*num_classes=8"):
+        fit_adapt(Tiny(), bad, tgt, "coral", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="weight must be a finite"):
+        fit_adapt(Tiny(), src, tgt, "coral", weight=float("nan"), device="cpu", progress=False)
     # source only needs no target at all
     fit_adapt(Tiny(), src, None, "none", epochs=1, batch_size=8, device="cpu", progress=False)
 
