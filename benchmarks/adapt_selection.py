@@ -3,9 +3,10 @@
 The lessons evaluate on synth → uci; uci's test labels must never choose a default. This
 script trains candidate settings on two *development* pairs instead, whose labels are free:
 
-* synth → ``synth_degraded`` (``experiments.DEV_TARGET``): other rendered digits put through
-  uci's 8×8 acquisition (thicker strokes, 8×8 block averages, 17 grey levels, upsampling);
-* synth → ``synth_framed`` (``experiments.DEV_TARGET_FRAMED``, added in round 3): other
+* synth → ``synth_degraded`` (``tlearn.studies.domains.DEV_TARGET``): other rendered digits
+  put through uci's 8×8 acquisition (thicker strokes, 8×8 block averages, 17 grey levels,
+  upsampling);
+* synth → ``synth_framed`` (``tlearn.studies.domains.DEV_TARGET_FRAMED``, round 3): other
   rendered digits first *size-normalised* as UCI's Optdigits was (the digit fills the frame's
   height), then the same 8×8 acquisition. uci's digits fill the frame (bounding box 32 px
   high, 22 wide) while rendered ones are about 17 × 12 px; the first pair lacks that change
@@ -15,8 +16,8 @@ For every candidate and seed it prints the development-target accuracy in two wa
 
 * **as trained** — the network's running BatchNorm statistics after training;
 * **target BN** — the same network after its BatchNorm statistics were re-estimated on the
-  unlabelled development-target *train* images (``bn.estimate_bn_statistics``), which is
-  what ``fit_adapt(recalibrate_bn=True)`` does.
+  unlabelled development-target *train* images (``tlearn.bn.estimate_bn_statistics``), which
+  is what ``fit_adapt(reestimate_bn=True)`` does.
 
 Selection rule, per method (fixed before running): the score of a candidate is its target
 accuracy averaged over the development pairs; take the best mean score over seeds, then the
@@ -24,7 +25,7 @@ simplest candidate (listed first; "as trained" before "target BN") whose mean is
 standard deviation (over seeds, ddof=0) of the best's.
 
 Rounds. 1: Deep CORAL weights {1, 3, 10, 30, 100} → 30 and MMD {0.3, 1, 3, 10} → 1, both with
-per-domain BatchNorm (``bn_mode="separate"``), on the first pair. 2: BatchNorm re-estimation
+per-domain BatchNorm (``bn="per_domain"``), on the first pair. 2: BatchNorm re-estimation
 and DANN weight 1 (from 10), on the first pair. 3 (this table): the second pair, and DANN
 candidates fixed in advance from a label-free diagnosis — after DANN training on either pair
 its discriminator outputs a near-constant logit (domain accuracy 0.50, loss ≈ ln 2, half the
@@ -45,7 +46,8 @@ Usage::
 
 Round 3's printout is kept in ``benchmarks/results/adapt_selection_round3.txt``. Each run is
 cached (``tlearn.cache_dir()/results/selection-*.json``), so a rerun prints the
-table at once; ``--json FILE`` also writes every run's numbers.
+table at once; ``--json FILE`` also writes every run's numbers. How the results chose the
+defaults: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -61,28 +63,29 @@ import numpy as np
 
 #: name → fit_adapt settings, plus the DANN discriminator's ``dropout`` (default 0.5) and
 #: ``negative_slope`` (0: ReLU). Per method, listed simplest first (the rule's tie-break).
+#: The names keep round 3's wording: "separate" is ``bn="per_domain"``.
 CANDIDATES: dict[str, dict] = {
-    "source only": {"method": "none", "weight": 0.0, "bn_mode": "joint"},
-    "Deep CORAL w30 separate": {"method": "coral", "weight": 30.0, "bn_mode": "separate"},
-    "MMD w1 separate": {"method": "mmd", "weight": 1.0, "bn_mode": "separate"},
-    "DANN w1 joint": {"method": "dann", "weight": 1.0, "bn_mode": "joint"},
-    "DANN w0.3 joint": {"method": "dann", "weight": 0.3, "bn_mode": "joint"},
-    "DANN w0.1 joint": {"method": "dann", "weight": 0.1, "bn_mode": "joint"},
-    "DANN w10 joint": {"method": "dann", "weight": 10.0, "bn_mode": "joint"},
-    "DANN w1 separate": {"method": "dann", "weight": 1.0, "bn_mode": "separate"},
-    "DANN w0.3 separate": {"method": "dann", "weight": 0.3, "bn_mode": "separate"},
-    "DANN w1 joint SGD": {"method": "dann", "weight": 1.0, "bn_mode": "joint", "sgd": True},
-    "DANN w0.3 joint SGD": {"method": "dann", "weight": 0.3, "bn_mode": "joint", "sgd": True},
-    "DANN w1 separate SGD": {"method": "dann", "weight": 1.0, "bn_mode": "separate", "sgd": True},
-    "DANN w1 joint leaky": {"method": "dann", "weight": 1.0, "bn_mode": "joint", "leaky": True},
+    "source only": {"method": "none", "weight": 0.0, "bn": "joint"},
+    "Deep CORAL w30 separate": {"method": "coral", "weight": 30.0, "bn": "per_domain"},
+    "MMD w1 separate": {"method": "mmd", "weight": 1.0, "bn": "per_domain"},
+    "DANN w1 joint": {"method": "dann", "weight": 1.0, "bn": "joint"},
+    "DANN w0.3 joint": {"method": "dann", "weight": 0.3, "bn": "joint"},
+    "DANN w0.1 joint": {"method": "dann", "weight": 0.1, "bn": "joint"},
+    "DANN w10 joint": {"method": "dann", "weight": 10.0, "bn": "joint"},
+    "DANN w1 separate": {"method": "dann", "weight": 1.0, "bn": "per_domain"},
+    "DANN w0.3 separate": {"method": "dann", "weight": 0.3, "bn": "per_domain"},
+    "DANN w1 joint SGD": {"method": "dann", "weight": 1.0, "bn": "joint", "sgd": True},
+    "DANN w0.3 joint SGD": {"method": "dann", "weight": 0.3, "bn": "joint", "sgd": True},
+    "DANN w1 separate SGD": {"method": "dann", "weight": 1.0, "bn": "per_domain", "sgd": True},
+    "DANN w1 joint leaky": {"method": "dann", "weight": 1.0, "bn": "joint", "leaky": True},
     "DANN w1 separate leaky": {
-        "method": "dann", "weight": 1.0, "bn_mode": "separate", "leaky": True,
+        "method": "dann", "weight": 1.0, "bn": "per_domain", "leaky": True,
     },
     "DANN w1 joint leaky no-dropout": {
-        "method": "dann", "weight": 1.0, "bn_mode": "joint", "leaky": True, "dropout": 0.0,
+        "method": "dann", "weight": 1.0, "bn": "joint", "leaky": True, "dropout": 0.0,
     },
     "DANN w0.3 joint no-dropout": {
-        "method": "dann", "weight": 0.3, "bn_mode": "joint", "dropout": 0.0,
+        "method": "dann", "weight": 0.3, "bn": "joint", "dropout": 0.0,
     },
 }  # fmt: skip
 EPOCHS = 8
@@ -96,10 +99,10 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
 
     torch.set_num_threads(1)
     import tlearn
-    from tlearn import bn, models, runtime, train
-    from tlearn.adapt import experiments as ex
-    from tlearn.adapt.dann import DomainClassifier
-    from tlearn.adapt.trainer import fit_adapt
+    from tlearn import models, runtime, train
+    from tlearn.adapt import DomainClassifier, fit_adapt
+    from tlearn.bn import estimate_bn_statistics
+    from tlearn.studies import adaptation as ex
 
     name, seed, pair, device, epochs = args
     c = CANDIDATES[name]
@@ -117,13 +120,13 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
         slope = 0.2 if c.get("leaky") else 0.0
         clf = DomainClassifier(net.feature_dim, dropout=c.get("dropout", 0.5), negative_slope=slope)
     hist = fit_adapt(
-        net, src, tgt, c["method"], weight=c["weight"], bn_mode=c["bn_mode"], epochs=epochs,
+        net, src, tgt, c["method"], weight=c["weight"], bn=c["bn"], epochs=epochs,
         optimizer="sgd" if c.get("sgd") else "adam", lr=SGD_LR if c.get("sgd") else None,
-        seed=seed, device=device, amp=False, progress=False, recalibrate_bn=False,
-        domain_classifier=clf,
+        seed=seed, device=device, amp=False, progress=False, reestimate_bn=False,
+        **({"discriminator": clf} if clf is not None else {}),
     )  # fmt: skip
     as_trained = train.evaluate(net, tgt_test, device=device, amp=False)["accuracy"]
-    recal = bn.estimate_bn_statistics(copy.deepcopy(net), tgt, device=device)  # images only
+    recal = estimate_bn_statistics(copy.deepcopy(net), tgt, device=device)  # images only
     res = {
         "seed": seed,
         "candidate": c,
@@ -168,7 +171,7 @@ def _table(results: list[dict], names: list[str], pairs: list[str], seeds: list[
 
 
 def main() -> None:
-    from tlearn.adapt.experiments import DEV_TARGETS
+    from tlearn.studies.domains import DEV_TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)

@@ -1,9 +1,8 @@
-"""Tests for tlearn.models: backbones, heads, blocks, the digit adapter and the source model."""
+"""Tests for tlearn.models: backbones, heads, blocks and the digit adapter."""
 
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -335,69 +334,3 @@ def test_for_digits_copies_a_given_backbone():
     assert net.features.backbone is not backbone
     assert models.normalization(net) == (models.IMAGENET_MEAN, models.IMAGENET_STD)
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 2)
-
-
-# --- the source model -----------------------------------------------------------------------
-
-
-SMALL = {"seed": 0, "size": 400, "epochs": 3, "batch_size": 16, "progress": False}
-TINY = {"seed": 0, "size": 100, "epochs": 1, "progress": False}
-
-
-def test_source_model_cache_determinism_and_corruption(tmp_path, monkeypatch):
-    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
-    net = models.source_model(**SMALL)
-    assert isinstance(net, models.DigitNet) and not net.training
-    path = models.source_model_path(seed=0, size=400, epochs=3, batch_size=16)
-    assert path.is_file() and path.parent == tmp_path / "models"
-    assert path.name.startswith("digitnet-synth-")
-    assert path != models.source_model_path(seed=1, size=400, epochs=3, batch_size=16)
-
-    # a cache hit loads, never retrains
-    def no_training(*args, **kwargs):
-        raise AssertionError("source_model retrained despite a valid cache file")
-
-    with monkeypatch.context() as m:
-        m.setattr(train, "fit", no_training)
-        cached = models.source_model(**SMALL)
-    assert _equal_state(net, cached) and not cached.training
-
-    # a corrupt cache file is rebuilt with a warning; training is deterministic, so the
-    # rebuilt model has exactly the weights of the first one
-    path.write_bytes(b"corrupted")
-    with pytest.warns(RuntimeWarning, match="training it again"):
-        repaired = models.source_model(**SMALL)
-    assert _equal_state(net, repaired)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        models.source_model(**SMALL)  # the repaired file is a clean cache hit
-
-    # it learned: far above chance (10%) on held-out synthetic digits
-    from tlearn import data
-
-    accuracy = train.evaluate(net, data.load_domain("synth", split="test", size=500), device="cpu")
-    assert accuracy["accuracy"] > 0.5
-
-
-def test_source_model_other_config_and_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
-    path = models.source_model_path(seed=0, size=100, epochs=1)
-    train.save_checkpoint(path, models.DigitNet(), config={"something": "else"})
-    with pytest.warns(RuntimeWarning, match="different configuration"):
-        models.source_model(**TINY)
-    calls = []
-    fit = train.fit
-    monkeypatch.setattr(train, "fit", lambda *a, **k: calls.append(1) or fit(*a, **k))
-    models.source_model(**TINY)
-    assert calls == []  # cache hit
-    models.source_model(**TINY, rebuild=True)
-    assert calls == [1]  # rebuild=True trains again
-
-
-def test_source_model_validates_arguments():
-    with pytest.raises(ValueError, match="epochs"):
-        models.source_model(epochs=0)
-    with pytest.raises(ValueError, match="seed"):
-        models.source_model(seed=-1)
-    with pytest.raises(ValueError, match="lr"):
-        models.source_model(lr=0)

@@ -88,7 +88,7 @@ def demo(
 ) -> list[dict[str, object]]:
     """The three strategies of the course on the embedded pair, one table: synth → uci.
 
-    * source only — the cached source model (``models.source_model``), trained on synth;
+    * source only — the cached source model (``studies.source.source_model``), trained on synth;
     * fine-tuning and feature extraction — with 5 labelled uci images per class;
     * domain adaptation — the source model adapted for 2 epochs with Deep CORAL and *no*
       target labels (``adapt.fit_adapt``); ``all_methods=True`` adds MMD and DANN.
@@ -96,7 +96,9 @@ def demo(
     Prints and returns the rows. ``quick=True`` is a much smaller run for smoke tests.
     """
     import tlearn
-    from tlearn import adapt, data, features, finetune, models, probes, train
+    from tlearn import adapt, data, features, probes, train
+    from tlearn.studies import finetune
+    from tlearn.studies.source import SOURCE_EPOCHS, source_model
 
     device = tlearn.get_device()
     print(f"tlearn {tlearn.__version__} demo on {device}: source = synth (rendered fonts), "
@@ -123,8 +125,8 @@ def demo(
             print(f"  {strategy}: uci test {rows[-1]['uci test']}")
 
     t0 = time.perf_counter()
-    epochs = 1 if quick else models.SOURCE_EPOCHS
-    source = models.source_model(seed=seed, size=size, epochs=epochs, progress=progress)
+    epochs = 1 if quick else SOURCE_EPOCHS
+    source = source_model(seed=seed, size=size, epochs=epochs, progress=progress)
     row("source only (trained on synth)", "0", source, t0)
 
     recipe = finetune.Recipe(epochs=2, steps_per_epoch=3) if quick else None

@@ -15,7 +15,7 @@ __all__: list[str] = []
 
 
 def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight λ"):
-    """A slider over precomputed runs ``{λ: result}`` (from ``adapt.experiments.lambda_sweep``).
+    """A slider over precomputed runs ``{λ: result}`` (from ``studies.adaptation.weight_sweep``).
 
     For the chosen λ it shows target and source accuracy against λ (every run, the chosen
     one circled) and that run's per-epoch loss terms (class loss, alignment loss), read from
@@ -36,16 +36,14 @@ def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight 
     import matplotlib.pyplot as plt
 
     from tlearn import plot
-    from tlearn.adapt.experiments import weight_sweep_figure
+    from tlearn.studies.adaptation import weight_sweep_figure
 
     if not isinstance(results, dict) or not results:
         raise ValueError("results must be a non-empty dict {weight: result}")
     for w, r in results.items():
         missing = {"target_accuracy", "source_accuracy", "history"} - set(r)
         if missing:
-            raise ValueError(
-                f"results[{w!r}] lacks {sorted(missing)}; pass experiments.run results"
-            )
+            raise ValueError(f"results[{w!r}] lacks {sorted(missing)}; pass adaptation.run results")
     weights = sorted(results, key=float)
     slider = widgets.SelectionSlider(
         options=[(f"{float(w):g}", w) for w in weights],
@@ -82,11 +80,11 @@ def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight 
 __all__ += ["adaptation_weight_explorer"]
 
 
-# --- lesson 01: fine-tuning with few labels (tlearn.finetune) -------------------------------
+# --- lesson 01: fine-tuning with few labels (tlearn.studies.finetune) -----------------------
 
 
 def few_shot_explorer(results, *, title: str = "Fine-tuning with few labels"):
-    """A slider over labels per class for precomputed ``finetune.few_shot_curve`` results.
+    """A slider over labels per class for ``studies.finetune.few_shot_curve`` results.
 
     For the chosen count k it draws every method's target test accuracy (mean ± std over
     seeds, bars annotated) and lists the per-seed numbers and each method's gain over
@@ -97,7 +95,7 @@ def few_shot_explorer(results, *, title: str = "Fine-tuning with few labels"):
     its whole timeout.
 
     Args:
-        results: a :class:`tlearn.finetune.FewShotResults` (or anything with ``methods``,
+        results: a :class:`tlearn.studies.finetune.FewShotResults` (or anything with ``methods``,
             ``per_class``, ``seeds`` and ``accuracies(method, k)``).
 
     Returns:
@@ -111,16 +109,16 @@ def few_shot_explorer(results, *, title: str = "Fine-tuning with few labels"):
     import numpy as np
 
     from tlearn import plot
-    from tlearn.finetune import METHOD_LABELS
+    from tlearn.studies.finetune import METHOD_LABELS
 
     for attr in ("methods", "per_class", "seeds", "accuracies"):
         if not hasattr(results, attr):
             raise ValueError(
-                "results must be finetune.FewShotResults (few_shot_curve's output); "
+                "results must be studies.finetune.FewShotResults (few_shot_curve's output); "
                 f"it has no {attr!r}"
             )
     if not results.per_class:
-        raise ValueError("results is empty: run finetune.few_shot_curve first")
+        raise ValueError("results is empty: run studies.finetune.few_shot_curve first")
     slider = widgets.SelectionSlider(
         options=[(str(k), k) for k in results.per_class],
         value=results.per_class[0],

@@ -8,7 +8,8 @@
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``fit_adapt`` — train with source labels + an alignment loss: "none" | "coral" | "mmd" | "dann"
-* ``experiments`` — the cached runs behind lessons 03 and 04 (imported on demand)
+
+The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
 
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss

@@ -1,4 +1,4 @@
-"""Tests for tlearn.finetune (lesson 01's experiment helpers), the explorer widget and check_freeze."""
+"""tlearn.studies.finetune (lesson 01's experiment), its explorer widget and check_freeze."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from tlearn import exercises, finetune, models, train
+from tlearn import exercises, models, train
 from tlearn.data import DigitDataset
 from tlearn.freeze import FrozenBatchNorm, freeze
+from tlearn.studies import finetune
 
 torch.set_num_threads(1)
 
@@ -37,10 +38,10 @@ SMALL = finetune.Recipe(epochs=2, steps_per_epoch=3, batch_size=8)
 
 
 def test_recipe_validates():
-    for bad in ({"epochs": 0}, {"lr": 0.0}, {"bn": "sometimes"}, {"batch_size": 1.5}):
+    for bad in ({"epochs": 0}, {"lr": 0.0}, {"bn": "live"}, {"batch_size": 1.5}):
         with pytest.raises(ValueError):
             finetune.Recipe(**bad)
-    assert finetune.Recipe().steps == 30
+    assert finetune.Recipe().steps == 30 and finetune.Recipe().bn == "batch"
 
 
 def test_few_shot_loader_draws_every_image_once_per_pass():
@@ -51,6 +52,12 @@ def test_few_shot_loader_draws_every_image_once_per_pass():
     assert all(sorted(b.tolist()) == list(range(10)) for b in batches)
     again = [y for _, y in finetune.few_shot_loader(ds, batch_size=32, steps=3, seed=0)]
     assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+    loader = finetune.few_shot_loader(ds, batch_size=4, steps=5, seed=1)
+    epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
+    assert all(len(e) == 20 for e in epochs) and not torch.equal(*epochs)  # a new epoch reshuffles
+    assert sorted(epochs[0][:10].tolist()) == list(range(10))  # a pass: every image once
+    with pytest.raises(ValueError, match="empty"):
+        finetune.few_shot_loader(ds.subset([]), batch_size=4, steps=1)
 
 
 def test_prepare_sets_up_each_method_and_leaves_source_alone(source):

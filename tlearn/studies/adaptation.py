@@ -7,7 +7,7 @@ under ``runtime.cache_dir() / "results"`` with a key that hashes the *whole* con
 the tlearn version. A notebook asks for a result; it is read from disk when it is there
 and complete, and computed honestly (then stored) when it is missing or corrupt::
 
-    from tlearn.adapt import experiments as ex
+    from tlearn.studies import adaptation as ex
     res = ex.run(ex.config("coral", seed=0))          # trains, or loads in milliseconds
     res["target_accuracy"], res["history"][-1]["align_loss"]
     table = ex.comparison(seeds=(0, 1, 2))            # every method of lesson 04
@@ -26,9 +26,12 @@ Methods a config can name:
 Every accuracy is on the target *test* split, measured once at the end of training: no
 epoch or weight is ever chosen on it.
 
-``target=DEV_TARGET`` ("synth_degraded") or ``DEV_TARGET_FRAMED`` ("synth_framed") gives a
-development pair on which ``fit_adapt``'s defaults were chosen:
-``run(config("mmd", target=DEV_TARGET_FRAMED, weight=3, seed=1))``.
+``target="synth_degraded"`` or ``"synth_framed"`` (:mod:`tlearn.studies.domains`, registered
+as domains when this module is imported) gives a development pair, on which ``fit_adapt``'s
+defaults were chosen: ``run(config("mmd", target="synth_framed", weight=3, seed=1))``.
+
+Where a run is stored follows ``TLEARN_CACHE`` (:func:`results_dir`), and where it trains
+follows ``TLEARN_DEVICE`` (:func:`tlearn.runtime.get_device`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import numpy as np
 import torch
 
 from tlearn import runtime
+from tlearn.studies.domains import DEV_TARGET, DEV_TARGET_FRAMED, DEV_TARGETS
 
 __all__ = [
     "RunConfig",
@@ -54,16 +58,14 @@ __all__ = [
     "run",
     "trained_model",
     "comparison",
-    "lambda_sweep",
+    "weight_sweep",
     "format_table",
     "closed_form_coral",
     "domain_features",
     "datasets",
-    "degrade_like_uci",
     "DEV_TARGET",
     "DEV_TARGET_FRAMED",
     "DEV_TARGETS",
-    "normalise_size_like_uci",
     "results_dir",
     "standardise",
     "estimator_spread",
@@ -95,12 +97,18 @@ PAD_SAMPLES = 540  # images per domain for the proxy A-distance (uci's test spli
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines a run's result (and so its cache key)."""
+    """Everything that determines a run's result (and so its cache key).
+
+    ``method``, ``weight``, ``bn``, ``reestimate_bn``, ``seed``, ``epochs``, ``lr``,
+    ``optimizer`` and ``batch_size`` are ``fit_adapt``'s arguments; ``source``/``target``
+    are domain names (``data.load_domain``), ``source_size``/``source_seed`` the source
+    training set's size and sampling seed.
+    """
 
     method: str
     weight: float = 0.0
-    bn_mode: str = "joint"
-    recalibrate_bn: bool = False
+    bn: str = "joint"
+    reestimate_bn: bool = False
     seed: int = 0
     epochs: int = 8
     lr: float = 1e-3
@@ -131,7 +139,7 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
 
     ``overrides`` sets any other field (``weight=10``, ``epochs=4``, ``source_size=3000``…).
     """
-    from tlearn.adapt.trainer import DEFAULTS
+    from tlearn.adapt import DEFAULTS
 
     known = TRAINED + DERIVED
     if method not in known:
@@ -180,65 +188,11 @@ def _read_result(cfg: RunConfig) -> dict | None:
 
 
 # --------------------------------------------------------------------------- data
-#: The development pairs' targets: their labels chose ``fit_adapt``'s defaults (see there).
-#: ``"synth_degraded"``: other rendered digits through uci's 8×8 acquisition;
-#: ``"synth_framed"``: the same, after uci's size normalisation (digits fill the frame).
-DEV_TARGET = "synth_degraded"
-DEV_TARGET_FRAMED = "synth_framed"
-DEV_TARGETS = (DEV_TARGET, DEV_TARGET_FRAMED)
-
-
-def degrade_like_uci(images: torch.Tensor, thicken: bool = True) -> torch.Tensor:
-    """Put rendered digits through uci's acquisition pipeline, roughly: thicker strokes
-    (3×3 max filter; ``thicken=False`` skips it), 8×8 block averages, 17 grey levels (0…16,
-    per image), bilinear upsampling back to 32×32. The development targets of tlearn's
-    defaults: a shift of the same *kind* as synth → uci, whose labels are free."""
-    import torch.nn.functional as F
-
-    x = F.max_pool2d(images, 3, stride=1, padding=1) if thicken else images
-    x = F.adaptive_avg_pool2d(x, 8)
-    x = torch.round(x / x.amax((1, 2, 3), keepdim=True).clamp_min(1e-6) * 16) / 16
-    return F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(
-        0, 1
-    )
-
-
-def normalise_size_like_uci(images: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
-    """Scale each digit so its bounding box fills the frame's height, keeping its aspect ratio
-    (width capped at the frame), centred — the size normalisation UCI's Optdigits applied to
-    its 32×32 bitmaps before the 8×8 block counts (Alpaydin & Kaynak 1998). Rendered synth
-    digits are about half the frame high; uci's fill it (see lesson 03's grids)."""
-    import torch.nn.functional as F
-
-    n, c, h, w = images.shape
-    out = torch.zeros_like(images)
-    ink = images.amax(1) > threshold * images.amax((1, 2, 3)).clamp_min(1e-6)[:, None, None]
-    for i in range(n):
-        rows, cols = ink[i].any(1).nonzero(), ink[i].any(0).nonzero()
-        if len(rows) == 0:
-            out[i] = images[i]
-            continue
-        crop = images[i : i + 1, :, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        new_w = min(w, max(1, round(crop.shape[-1] * h / crop.shape[-2])))
-        crop = F.interpolate(crop, size=(h, new_w), mode="bilinear", align_corners=False)
-        left = (w - new_w) // 2
-        out[i, :, :, left : left + new_w] = crop[0]
-    return out.clamp(0, 1)
-
-
 @lru_cache(maxsize=8)
 def _domain(name: str, split: str, size: int | None, seed: int):
+    """``data.load_domain``, remembered: a lesson asks for the same splits many times."""
     from tlearn import data
 
-    if name in DEV_TARGETS:  # other synth digits, degraded: 2000 train, 1000 test
-        size = {"train": 2000, "test": 1000}[split]
-        framed = name == DEV_TARGET_FRAMED
-        ds = data.load_domain("synth", split, size=size, seed=12 if framed else 11)
-        if framed:  # size-normalised first; its strokes grew with the digit: no thickening
-            images = degrade_like_uci(normalise_size_like_uci(ds.images), thicken=False)
-        else:
-            images = degrade_like_uci(ds.images)
-        return data.DigitDataset(images, ds.labels, name=name)
     return data.load_domain(name, split, size=size, seed=seed)
 
 
@@ -259,19 +213,15 @@ def domain_features(model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES
     _, src_val, _, tgt_test = datasets(cfg)
     n_s, n_t = min(n, len(src_val)), min(n, len(tgt_test))
     zs, ys = features.extract(
-        model, src_val.subset(range(n_s)), "features", device=_device(), progress=False
+        model, src_val.subset(range(n_s)), "features", device=runtime.get_device(), progress=False
     )
     zt, yt = features.extract(
-        model, tgt_test.subset(range(n_t)), "features", device=_device(), progress=False
+        model, tgt_test.subset(range(n_t)), "features", device=runtime.get_device(), progress=False
     )
     return zs, ys, zt, yt
 
 
 # --------------------------------------------------------------------------- runs
-def _device() -> torch.device:
-    return runtime.get_device()
-
-
 def standardise(a: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
     """``(a − mean) / std`` with the statistics of ``ref`` (default: ``a`` itself)."""
     ref = a if ref is None else ref
@@ -279,10 +229,13 @@ def standardise(a: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
 
 
 def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
-    """The source-only network a derived method (AdaBN, closed-form CORAL) starts from."""
-    base = dataclasses.replace(
-        cfg, method="none", weight=0.0, bn_mode="joint", recalibrate_bn=False
-    )
+    """The source-only network a derived method (AdaBN, closed-form CORAL) starts from:
+    ``cfg`` with ``method="none"`` and source-only's own defaults, so it is the very run
+    ``config("none", ...)`` names (and caches)."""
+    from tlearn.adapt import DEFAULTS
+
+    own = {k: DEFAULTS["none"][k] for k in ("weight", "bn", "reestimate_bn")}
+    base = dataclasses.replace(cfg, method="none", **own)
     return trained_model(base, progress=progress)
 
 
@@ -303,10 +256,10 @@ def closed_form_coral(
     from sklearn.linear_model import LogisticRegression
 
     from tlearn import features
-    from tlearn.adapt.coral import coral
+    from tlearn.adapt import coral
 
     src = source.subset(range(min(max_source, len(source))))
-    dev = _device()
+    dev = runtime.get_device()
     xs, ys = features.extract(model, src, "features", device=dev, progress=False)
     xt, _ = features.extract(model, target, "features", device=dev, progress=False)
     xtt, ytt = features.extract(model, target_test, "features", device=dev, progress=False)
@@ -329,11 +282,9 @@ def closed_form_coral(
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt.coral import coral
-    from tlearn.adapt.distance import proxy_a_distance
-    from tlearn.adapt.trainer import fit_adapt
-    from tlearn.bn import adabn
+    from tlearn.adapt import adabn, coral, fit_adapt, proxy_a_distance
 
+    device = runtime.get_device()
     src, src_val, tgt, tgt_test = datasets(cfg)
     t0 = time.perf_counter()
     history: list[dict] = []
@@ -341,7 +292,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
     if cfg.method in DERIVED:
         net = copy.deepcopy(_source_only_model(cfg, progress))
         if cfg.method == "adabn":
-            adabn(net, tgt, device=_device(), progress=False)
+            adabn(net, tgt, device=device, progress=False)
         else:
             extra = closed_form_coral(net, src, tgt, tgt_test)
     else:
@@ -350,13 +301,13 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         if cfg.method == "target":  # the oracle: target labels, supervised
             hist = train.fit(
                 net, tgt, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                seed=cfg.seed, device=_device(), progress=progress,
+                seed=cfg.seed, device=device, progress=progress,
             )  # fmt: skip
         else:
             hist = fit_adapt(
                 net, src, tgt, cfg.method, weight=cfg.weight, epochs=cfg.epochs, lr=cfg.lr,
-                batch_size=cfg.batch_size, bn_mode=cfg.bn_mode, seed=cfg.seed, val=src_val,
-                recalibrate_bn=cfg.recalibrate_bn, optimizer=cfg.optimizer, device=_device(),
+                batch_size=cfg.batch_size, bn=cfg.bn, reestimate_bn=cfg.reestimate_bn,
+                optimizer=cfg.optimizer, seed=cfg.seed, val=src_val, device=device,
                 progress=progress,
             )  # fmt: skip
         history = hist.records
@@ -367,8 +318,8 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
     result = {
         "format": RESULTS_FORMAT,
         "config": dataclasses.asdict(cfg),
-        "target_accuracy": train.evaluate(net, tgt_test, device=_device())["accuracy"],
-        "source_accuracy": train.evaluate(net, src_val, device=_device())["accuracy"],
+        "target_accuracy": train.evaluate(net, tgt_test, device=device)["accuracy"],
+        "source_accuracy": train.evaluate(net, src_val, device=device)["accuracy"],
         "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
         "history": history,
         "seconds": time.perf_counter() - t0,
@@ -389,7 +340,7 @@ def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[st
     """
     if not isinstance(cfg, RunConfig):
         raise TypeError(
-            f"cfg must be a RunConfig (use experiments.config(...)), got {type(cfg).__name__}"
+            f"cfg must be a RunConfig (use adaptation.config(...)), got {type(cfg).__name__}"
         )
     if cache:
         res = _read_result(cfg)
@@ -458,11 +409,12 @@ def comparison(
     return {row: [results[row, s] for s in seeds] for row in COMPARISON_ROWS}
 
 
-def lambda_sweep(
+def weight_sweep(
     weights: tuple[float, ...] = (0, 1, 3, 10, 30, 100), seed: int = 0, *, method: str = "coral",
     progress: bool = True, **overrides: Any,
 ) -> dict[float, dict]:  # fmt: skip
-    """Results of ``method`` for each alignment weight (one seed): ``{weight: result}``."""
+    """Results of ``method`` for each loss weight w in L = CE + w·ℓ_align (one seed):
+    ``{weight: result}``."""
     cfgs = {float(w): config(method, seed=seed, weight=w, **overrides) for w in weights}
     return _run_many(cfgs, progress)
 
@@ -502,7 +454,7 @@ def estimator_spread(
     estimate scatters around 0 (negative about half the time), the biased one stays above
     it. Returns ``{"biased": array, "unbiased": array}``.
     """
-    from tlearn.adapt.mmd import mmd
+    from tlearn.adapt import mmd
 
     Z = torch.as_tensor(np.asarray(Z), dtype=torch.float32)
     if len(Z) < 4:
@@ -529,7 +481,7 @@ def bandwidth_curve(
     every point as unique, too wide a kernel sees all points as one.
     Returns ``{"multipliers", "source_vs_target", "target_vs_target"}``.
     """
-    from tlearn.adapt.mmd import mmd
+    from tlearn.adapt import mmd
 
     zs = torch.as_tensor(np.asarray(Zs), dtype=torch.float64)
     zt = torch.as_tensor(np.asarray(Zt), dtype=torch.float64)
@@ -553,7 +505,7 @@ def bandwidth_curve(
 
 def weight_sweep_figure(results: dict, highlight: float | None = None, *, title: str = ""):
     """Target and source accuracy against the alignment weight λ (log axis; λ = 0 at the
-    left edge) for ``lambda_sweep`` results; ``highlight`` circles one λ. Returns the Figure."""
+    left edge) for ``weight_sweep`` results; ``highlight`` circles one λ. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     weights = sorted(results, key=float)

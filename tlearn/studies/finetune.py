@@ -13,14 +13,17 @@ reusing a source model works best?* Four strategies, one shared training budget:
                           each epoch, deeper blocks at smaller learning rates
 ========================  ==============================================================
 
-Protocol (see REFERENCE.md, "Evaluation protocol"): every hyperparameter lives in
-:class:`Recipe` and was fixed before looking at any target result; the target *test* split
-is only ever evaluated, once per run, at the end. Every strategy gets the same number of
-optimizer steps, drawn from the few-shot set (an "epoch" is ``steps_per_epoch`` batches, so
-the schedule does not depend on how many labels there are). Mean ± std over seeds, where a
-seed fixes the few-shot draw, the new head's initialisation and the batch order.
+Protocol: every hyperparameter lives in :class:`Recipe` and was fixed before looking at any
+target result; the target *test* split is only ever evaluated, once per run, at the end.
+Every strategy gets the same number of optimizer steps, drawn from the few-shot set (an
+"epoch" is ``steps_per_epoch`` batches, so the schedule does not depend on how many labels
+there are). Mean ± std over seeds, where a seed fixes the few-shot draw, the new head's
+initialisation and the batch order.
 
-    results = few_shot_curve(source=models.source_model(), target_train=tr, target_test=te)
+    from tlearn.studies.finetune import few_shot_curve
+    from tlearn.studies.source import source_model
+
+    results = few_shot_curve(source=source_model(), target_train=tr, target_test=te)
     results.plot(); print(results)
 """
 
@@ -42,7 +45,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from tlearn import freeze as fz
+from tlearn import runtime
 from tlearn.bn import estimate_bn_statistics
+from tlearn.data.base import data_length, input_batches
 
 __all__ = [
     "METHODS",
@@ -72,20 +77,20 @@ METHOD_LABELS = {
 class Recipe:
     """The training schedule all strategies share. Fixed in advance — never tuned on target data.
 
-    Defaults: Adam, body at ``lr = 1e-3`` (REFERENCE.md's prototypes; fastai's ``fine_tune``
-    uses 2e-3), the new head at ``head_lr_mult × lr`` = 1e-2 (d2l's fine-tuning recipe: the
-    output layer learns 10× faster than the pretrained layers it sits on; "scratch" has no
-    pretrained layers to protect and trains everything at ``lr``), 5 epochs × 6 steps of
-    (up to) 16 images = 30 steps.
+    Defaults: Adam, body at ``lr = 1e-3`` (Adam's usual step size, Kingma & Ba 2015; fastai's
+    ``fine_tune`` uses 2e-3), the new head at ``head_lr_mult × lr`` = 1e-2 (d2l's fine-tuning
+    recipe: the output layer learns 10× faster than the pretrained layers it sits on;
+    "scratch" has no pretrained layers to protect and trains everything at ``lr``),
+    5 epochs × 6 steps of (up to) 16 images = 30 steps.
     Gradual unfreezing adds one block per epoch (``every=1``), so DigitNet's 5 blocks are all
     trainable in the last epoch; the block j below the head learns at ``lr / decay**(j−1)``
     (ULMFiT's factor 2.6).
 
     ``bn`` — what BatchNorm does while the body trains:
 
-    * ``"live"``: each method's default — ordinary BatchNorm for "full" and "scratch"
-      (batch statistics in train mode), frozen for "head", frozen until unfrozen for
-      "gradual";
+    * ``"batch"``: each method's default — ordinary BatchNorm for "full" and "scratch"
+      (normalise with the current batch's statistics, update the running ones: train mode),
+      frozen for "head", frozen until unfrozen for "gradual";
     * ``"frozen"``: every BatchNorm layer frozen (affine and statistics) at the *source*
       statistics — the usual advice for tiny batches;
     * ``"target"``: the statistics are first re-estimated on the few-shot training images
@@ -94,7 +99,7 @@ class Recipe:
     "frozen" and "target" apply to "full", "scratch" and "head" (not "gradual", whose
     callback manages BatchNorm block by block).
 
-    ``recalibrate_bn``: after training, re-estimate the running statistics of every *live*
+    ``reestimate_bn``: after training, re-estimate the running statistics of every *unfrozen*
     BatchNorm layer over the few-shot training set. After a few dozen steps the exponential
     running averages still lag behind weights that moved fast — a model trained from scratch
     then misclassifies, in eval mode, training images it fits in train mode. Frozen
@@ -108,8 +113,8 @@ class Recipe:
     head_lr_mult: float = 10.0
     every: int = 1
     decay: float = 2.6
-    bn: Literal["live", "frozen", "target"] = "live"
-    recalibrate_bn: bool = True
+    bn: Literal["batch", "frozen", "target"] = "batch"
+    reestimate_bn: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "every"):
@@ -121,8 +126,8 @@ class Recipe:
                 "Recipe.lr, head_lr_mult and decay must be > 0, got "
                 f"{self.lr}, {self.head_lr_mult}, {self.decay}"
             )
-        if self.bn not in ("live", "frozen", "target"):
-            raise ValueError(f"Recipe.bn must be 'live', 'frozen' or 'target', got {self.bn!r}")
+        if self.bn not in ("batch", "frozen", "target"):
+            raise ValueError(f"Recipe.bn must be 'batch', 'frozen' or 'target', got {self.bn!r}")
 
     @property
     def steps(self) -> int:
@@ -132,14 +137,17 @@ class Recipe:
 def few_shot_loader(dataset: Dataset, *, batch_size: int, steps: int, seed: int = 0) -> DataLoader:
     """``steps`` batches of ``min(batch_size, len(dataset))`` images, reshuffled every pass.
 
-    Sampling is without replacement within a pass over the data, so with 10 images and
-    batch size 32 each batch is the whole (shuffled) set; reproducible by ``seed``.
+    A few-shot set is smaller than one epoch of an ordinary loader needs: with 10 images an
+    epoch of ``data.make_loader`` is a single step. So an "epoch" here is a fixed number of
+    steps, however many labels there are. Sampling is without replacement within a pass
+    over the data (a pass is a fresh permutation), so with 10 images and batch size 32 each
+    batch is the whole (shuffled) set. Reproducible by ``seed``; iterating the loader again
+    (the next epoch) draws new batches.
     """
-    if len(dataset) == 0:
-        raise ValueError("few_shot_loader: the dataset is empty")
+    n = data_length(dataset, "few_shot_loader's dataset")  # the data layer's check: not empty
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
-    bs = min(batch_size, len(dataset))
+    bs = min(batch_size, n)
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, num_samples=steps * bs, generator=generator)
     return DataLoader(dataset, batch_size=bs, sampler=sampler)
@@ -155,12 +163,6 @@ def _reinitialise(model: nn.Module) -> nn.Module:
     return model
 
 
-def _head_name(model: nn.Module) -> str:
-    from tlearn import models
-
-    return models.blocks(model)[-1][0]
-
-
 def prepare(
     method: str,
     source: nn.Module,
@@ -171,7 +173,7 @@ def prepare(
 ) -> tuple[nn.Module, list]:
     """A copy of ``source`` set up for ``method``, and the ``train.fit`` callbacks it needs.
 
-    The source model is never changed. The head (``models.blocks(model)[-1]``) is always a
+    The source model is never changed. The head (``models.head_name(model)``) is always a
     new, randomly initialised layer (seeded by ``seed``) — even when, as here, source and
     target share their classes: this is the general recipe.
     """
@@ -191,8 +193,8 @@ def prepare(
         fz.freeze_to(net, 1)
     if method == "gradual":
         callbacks.append(fz.GradualUnfreezing(every=recipe.every, lr=recipe.lr, decay=recipe.decay))
-    if recipe.bn != "live" and method == "gradual":
-        raise ValueError("Recipe.bn 'frozen'/'target' does not apply to 'gradual'; use 'live'")
+    if recipe.bn != "batch" and method == "gradual":
+        raise ValueError("Recipe.bn 'frozen'/'target' does not apply to 'gradual'; use 'batch'")
     return net, callbacks
 
 
@@ -207,7 +209,7 @@ def fine_tune(
     source: nn.Module,
     recipe: Recipe | None = None,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = False,
 ):
     """Prepare ``source`` for ``method`` and train it on ``train_set`` with ``recipe``.
@@ -215,11 +217,13 @@ def fine_tune(
     The optimizer is Adam over the trainable parameters, in two groups: the head at
     ``recipe.head_lr_mult × recipe.lr``, the rest at ``recipe.lr``
     (:func:`tlearn.freeze.param_groups`); "scratch" trains everything at ``recipe.lr``.
-    Returns ``(model, history)``; the model is in eval mode.
+    ``device``: :func:`tlearn.runtime.get_device` (argument, else ``TLEARN_DEVICE``, else
+    the fastest available). Returns ``(model, history)``; the model is in eval mode.
     """
-    from tlearn import train
+    from tlearn import models, train
 
     recipe = recipe or Recipe()
+    device = runtime.get_device(device)
     num_classes = getattr(train_set, "num_classes", None) or int(max(train_set.labels)) + 1
     net, callbacks = prepare(method, source, num_classes=num_classes, seed=seed, recipe=recipe)
     if recipe.bn == "target":
@@ -230,7 +234,7 @@ def fine_tune(
         train_set, batch_size=recipe.batch_size, steps=recipe.steps_per_epoch, seed=seed
     )
     head_lr = recipe.lr if method == "scratch" else recipe.lr * recipe.head_lr_mult
-    groups = fz.param_groups(net, {_head_name(net): head_lr, "*": recipe.lr})
+    groups = fz.param_groups(net, {models.head_name(net): head_lr, "*": recipe.lr})
     history = train.fit(
         net,
         loader,
@@ -240,7 +244,7 @@ def fine_tune(
         progress=progress,
         callbacks=callbacks,
     )
-    if recipe.recalibrate_bn:
+    if recipe.reestimate_bn:
         estimate_bn_statistics(net, train_set, include_frozen=False)
     return net.eval(), history
 
@@ -254,7 +258,7 @@ def few_shot_curve(
     per_class: Sequence[int] = (1, 5, 10, 30),
     seeds: Sequence[int] = (0, 1, 2),
     recipe: Recipe | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> FewShotResults:
     """Target test accuracy of every method, at every labels-per-class count, for every seed.
@@ -266,6 +270,7 @@ def few_shot_curve(
     from tlearn import data, train
 
     recipe = recipe or Recipe()
+    device = runtime.get_device(device)
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
@@ -299,12 +304,10 @@ def few_shot_curve(
 
 @torch.no_grad()
 def _features(model: nn.Module, images: torch.Tensor, device, batch_size: int = 32) -> torch.Tensor:
-    model.eval()
-    chunks = [
-        model.features(images[i : i + batch_size].to(device)).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(chunks)
+    """``model.features`` of every image (eval mode, on ``device``), as float32 on the CPU."""
+    model.to(device).eval()  # as train.evaluate does: the model moves to the device
+    batches = input_batches(images, batch_size)  # the data layer's batching, in order
+    return torch.cat([model.features(x.to(device)).float().cpu() for x in batches])
 
 
 def head_only_on_features(
@@ -315,7 +318,7 @@ def head_only_on_features(
     per_class: int = 10,
     seeds: Sequence[int] = (0, 1, 2),
     recipe: Recipe | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> list[float]:
     """Head-only fine-tuning of a big frozen backbone, computing its features only once.
 
@@ -332,6 +335,7 @@ def head_only_on_features(
     from tlearn import data
 
     recipe = recipe or Recipe()
+    device = runtime.get_device(device)
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Linear) or not hasattr(model, "features"):
         raise ValueError("model needs .features and an nn.Linear .head (DigitNet, for_digits)")
@@ -369,7 +373,7 @@ def compare_recipes(
     target_test: Dataset,
     per_class: int = 5,
     seeds: Sequence[int] = (0, 1, 2),
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> dict[str, list[float]]:
     """Target test accuracy per seed of one method trained with each of several recipes.
 
@@ -379,6 +383,7 @@ def compare_recipes(
 
     if not recipes:
         raise ValueError("recipes must be a non-empty dict {name: Recipe}")
+    device = runtime.get_device(device)
     out: dict[str, list[float]] = {name: [] for name in recipes}
     for seed in seeds:
         few = data.few_shot(target_train, per_class, seed=seed)

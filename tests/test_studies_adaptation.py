@@ -1,0 +1,196 @@
+"""tlearn.studies.adaptation: the lessons' results cache (keyed by the whole config and the
+version, atomic, self-healing) and tlearn.studies.domains (the development targets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tlearn
+from tlearn import data
+from tlearn.studies import adaptation as ex
+from tlearn.studies import domains
+
+
+def _toy_domain(shift: float, sizes: dict[str, int]):
+    """A ``register_domain`` loader of random images (classes 0-9 in turn), brightened by
+    ``shift``: two of them make a tiny, fast source → target pair."""
+
+    def load(split, *, size=None, seed=0, **_):
+        g = torch.Generator().manual_seed(seed + (split == "test"))
+        n = size or sizes[split]
+        images = torch.rand(n, 1, 32, 32, generator=g) * 0.5 + shift
+        return images, torch.arange(n) % 10, tuple(str(d) for d in range(10))
+
+    return load
+
+
+data.register_domain("toy_source", _toy_domain(0.0, {"train": 48, "test": 30}))
+data.register_domain("toy_target", _toy_domain(0.3, {"train": 40, "test": 30}))
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    """A private results folder for one test (``TLEARN_CACHE``)."""
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
+    return tmp_path
+
+
+#: The toy pair, one short epoch: a run takes a fraction of a second.
+TOY = {"source": "toy_source", "target": "toy_target", "source_size": 48, "epochs": 1,
+       "batch_size": 16}  # fmt: skip
+
+
+def _cfg(method="coral", **kw):
+    return ex.config(method, seed=0, **TOY, **kw)
+
+
+def _mark_stored(cfg) -> None:
+    """Set the stored result's ``seconds`` to -1: a run that *reads* it returns -1."""
+    path = ex.results_dir() / f"{cfg.key()}.json"
+    res = json.loads(path.read_text())
+    path.write_text(json.dumps({**res, "seconds": -1.0}))
+
+
+def _was_read(res: dict) -> bool:
+    return res["seconds"] == -1.0
+
+
+def test_second_call_reads_the_cache(cache):
+    first = ex.run(_cfg(), progress=False)
+    assert first["seconds"] >= 0
+    _mark_stored(_cfg())
+    again = ex.run(_cfg(), progress=False)
+    assert _was_read(again) and {**again, "seconds": first["seconds"]} == first
+    assert not _was_read(ex.run(_cfg(), progress=False, cache=False))  # cache=False recomputes
+    assert 0 <= first["target_accuracy"] <= 1 and 0 <= first["proxy_a_distance"] <= 2
+    assert first["history"][0]["align_loss"] > 0
+    files = sorted(p.suffix for p in ex.results_dir().iterdir())
+    assert files == [".json", ".pt"]  # no temporary files left behind
+    assert ex.results_dir() == cache / "results"
+
+
+def test_corrupt_or_foreign_files_are_recomputed(cache):
+    cfg = _cfg("none")
+    ex.run(cfg, progress=False)
+    path = ex.results_dir() / f"{cfg.key()}.json"
+    path.write_text('{"format": "tlearn-adapt-res')  # a write cut short
+    assert not _was_read(ex.run(cfg, progress=False))
+    assert json.loads(path.read_text())["config"]["method"] == "none"
+    _mark_stored(cfg)
+    (ex.results_dir() / f"{cfg.key()}.pt").unlink()  # weights missing: recompute too
+    assert not _was_read(ex.run(cfg, progress=False))
+    _mark_stored(cfg)
+    res = json.loads(path.read_text())
+    path.write_text(json.dumps({**res, "config": {**res["config"], "seed": 5}}))  # foreign
+    assert not _was_read(ex.run(cfg, progress=False))
+
+
+def test_key_covers_config_and_version(monkeypatch):
+    base = _cfg()
+    assert _cfg().key() == base.key()
+    assert _cfg(weight=3).key() != base.key()
+    assert _cfg(bn="joint").key() != base.key()
+    assert ex.config("coral", seed=1, **TOY).key() != base.key()
+    before = base.key()
+    monkeypatch.setattr(tlearn, "__version__", "999.0")
+    assert _cfg().key() != before
+
+
+def test_trained_model_and_derived_methods(cache):
+    net = ex.trained_model(_cfg("none"), progress=False)
+    assert not net.training
+    again = ex.trained_model(_cfg("none"), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters(), strict=True))
+    _mark_stored(_cfg("none"))
+    bn = ex.run(_cfg("adabn"), progress=False)
+    cf = ex.run(_cfg("coral_closed_form"), progress=False)
+    assert not _was_read(bn) and not _was_read(cf)
+    # both started from the cached source-only network: it was read, never retrained
+    assert _was_read(ex.run(_cfg("none"), progress=False))
+    assert cf["target_accuracy"] == cf["coral"]
+    assert set(cf) >= {"no_adaptation", "standardised", "coral"}
+    assert 0 <= bn["target_accuracy"] <= 1
+    with pytest.raises(ValueError, match="trains no network"):
+        ex.trained_model(_cfg("adabn"))
+
+
+def test_weight_sweep_runs_each_weight(cache):
+    sweep = ex.weight_sweep((0, 3), method="coral", progress=False, **TOY)
+    assert sorted(sweep) == [0.0, 3.0]
+    assert sweep[3.0]["config"]["weight"] == 3.0 and sweep[0.0]["config"]["weight"] == 0.0
+    fig = ex.weight_sweep_figure(sweep, highlight=3)
+    assert len(fig.axes[0].lines) == 2
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_config_validation_and_table():
+    with pytest.raises(ValueError, match="unknown method"):
+        ex.config("adda")
+    with pytest.raises(TypeError, match="RunConfig"):
+        ex.run({"method": "coral"})
+    table = {"source only": [{"target_accuracy": 0.3, "source_accuracy": 0.99, "proxy_a_distance": 1.9}] * 2,
+             "Deep CORAL": [{"target_accuracy": 0.6, "source_accuracy": 0.98, "proxy_a_distance": 1.5},
+                            {"target_accuracy": 0.7, "source_accuracy": 0.98, "proxy_a_distance": 1.4}]}  # fmt: skip
+    text = ex.format_table(table)
+    assert "Deep CORAL" in text and "+35.0" in text and "65.0 ±  7.1" in text
+
+
+def test_estimator_spread_unbiased_goes_negative_biased_does_not():
+    rng = np.random.default_rng(0)
+    spread = ex.estimator_spread(rng.normal(size=(80, 5)), repeats=40)
+    assert (spread["biased"] > 0).all()
+    assert 0.1 < (spread["unbiased"] < 0).mean() < 0.9
+    assert spread["unbiased"].mean() == pytest.approx(0, abs=3 * spread["unbiased"].std())
+
+
+def test_size_normalisation_fills_the_height_keeps_the_aspect_ratio_and_centres():
+    x = torch.zeros(3, 1, 32, 32)
+    x[0, 0, 4:12, 20:24] = 1.0  # an 8 × 4 box, off centre
+    x[1, 0, 10:14, 2:30] = 0.8  # 4 × 28: wider than the frame once scaled, so capped
+    out = domains.normalise_size_like_uci(x)
+    ink = out[0, 0] > 0.5
+    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
+    assert (rows.min(), rows.max()) == (0, 31)  # the whole height
+    assert len(cols) == 16 and cols.min() == 8  # 32 · 4/8 wide, centred
+    assert (out[1, 0] > 0.4).all(1).sum() >= 3  # capped at the frame's width
+    assert torch.equal(out[2], x[2])  # a blank image stays blank
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_development_targets_are_declared_and_thickening_can_be_switched_off():
+    assert domains.DEV_TARGETS == ("synth_degraded", "synth_framed")
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 8:24, 15] = 1.0  # a one-pixel stroke
+    thick, thin = domains.degrade_like_uci(x), domains.degrade_like_uci(x, thicken=False)
+    assert thick.sum() > thin.sum() > 0
+
+
+def test_every_fit_adapt_default_is_part_of_the_cache_key(monkeypatch):
+    from tlearn.adapt import DEFAULTS
+
+    before = ex.config("dann").key()
+    assert set(DEFAULTS["dann"]) <= set(ex.RunConfig.__dataclass_fields__)
+    for name, value in (("optimizer", "sgd"), ("bn", "joint"), ("reestimate_bn", False)):
+        monkeypatch.setitem(DEFAULTS, "dann", {**DEFAULTS["dann"], name: value})
+        assert getattr(ex.config("dann"), name) == value
+        assert ex.config("dann").key() != before  # a changed default recomputes, never reuses
+
+
+def test_development_targets_load_as_domains():
+    ds = data.load_domain("synth_framed", split="test", size=20)
+    assert len(ds) == 20 and ds.images.shape[1:] == (1, 32, 32)
+    assert 0 <= ds.images.min() and ds.images.max() <= 1
+    assert set(domains.DEV_TARGETS) <= set(data.domains())
+    # the degraded digits are other rendered digits than the source's, put through the pipeline
+    synth = data.load_domain("synth", split="test", size=20, seed=11)
+    degraded = data.load_domain("synth_degraded", split="test", size=20)
+    torch.testing.assert_close(degraded.images, domains.degrade_like_uci(synth.images))
+    assert torch.equal(degraded.labels, synth.labels)
+    default = ex.datasets(ex.config("none", target="synth_degraded", source_size=20))
+    assert [len(d) for d in default[2:]] == [2000, 1000]

@@ -1,0 +1,43 @@
+"""Studies: the lessons' experiments, computed once and cached on disk.
+
+A *study* is an experiment a lesson reports — many trainings whose numbers a notebook shows
+in a table or a plot. Each is built only on tlearn's public core API (``data``, ``models``,
+``freeze``, ``train``, ``features``, ``adapt``); the core never imports this package. A
+student reads the core to learn the ideas, and reads a study to see how a lesson's numbers
+were produced.
+
+Modules (import the one you need; nothing heavy is imported here):
+
+* :mod:`tlearn.studies.source` — the cached source model: a ``DigitNet`` trained on the
+  synthetic digits, what every lesson transfers from (``source_model``).
+* :mod:`tlearn.studies.finetune` — lesson 01: target accuracy against the number of labels,
+  for training from scratch, head-only, full and gradual fine-tuning (``few_shot_curve``).
+* :mod:`tlearn.studies.domains` — the development target domains (``"synth_degraded"``,
+  ``"synth_framed"``) on which ``fit_adapt``'s defaults were chosen, registered with
+  ``tlearn.data.register_domain``.
+* :mod:`tlearn.studies.adaptation` — lessons 03 and 04: domain-adaptation runs keyed by a
+  ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
+
+Example (``studies.source`` etc. load on first use)::
+
+    from tlearn import studies
+    from tlearn.studies import adaptation as ex
+
+    source = studies.source.source_model(seed=0)     # trained once, then loaded from the cache
+    print(ex.format_table(ex.comparison(seeds=(0, 1, 2))))
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_SUBMODULES = ("source", "finetune", "domains", "adaptation")
+
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    """``studies.source`` etc. work after ``from tlearn import studies`` (PEP 562)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tlearn.studies.{name}")
+    raise AttributeError(f"module 'tlearn.studies' has no attribute {name!r}")
