@@ -369,13 +369,13 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def _bn_status(module: nn.Module) -> str:
-    """'frozen', 'batch', 'live' (ordinary BatchNorm) or '—'; mixed blocks list each kind."""
+    """'frozen' or 'batch' (also ordinary BatchNorm, which trains on batch statistics), or '—'."""
     kinds: dict[str, int] = {}
     for m in module.modules():
         if isinstance(m, FrozenBatchNorm):
             kinds[m.mode] = kinds.get(m.mode, 0) + 1
         elif isinstance(m, _BatchNorm):
-            kinds["live"] = kinds.get("live", 0) + 1
+            kinds["batch"] = kinds.get("batch", 0) + 1
     if not kinds:
         return "—"
     if len(kinds) == 1:
