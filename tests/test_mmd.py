@@ -226,7 +226,8 @@ def test_property_fast_equals_plain_float64(m, n, d, estimator, seed):
     if estimator == "biased":
         plain = plain.clamp_min(0.0)
     torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-12)
-    for a, b in zip(torch.autograd.grad(fast, (x, y)), torch.autograd.grad(plain, (x, y))):
+    g_fast, g_plain = torch.autograd.grad(fast, (x, y)), torch.autograd.grad(plain, (x, y))
+    for a, b in zip(g_fast, g_plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
 
 
