@@ -13,7 +13,14 @@
 
 from tlearn.adapt.adabn import adabn, batchnorm_layers
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
-from tlearn.adapt.dann import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
+from tlearn.adapt.dann import (
+    DomainAdversarialLoss,
+    DomainClassifier,
+    GradientReversal,
+    dann_lambda,
+    dann_lr,
+    grad_reverse,
+)
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt
@@ -29,6 +36,7 @@ __all__ = [
     "grad_reverse",
     "GradientReversal",
     "DomainClassifier",
+    "DomainAdversarialLoss",
     "dann_lambda",
     "dann_lr",
     "proxy_a_distance",
