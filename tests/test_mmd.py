@@ -384,7 +384,7 @@ def test_mmd_test_p_values_are_roughly_uniform_under_the_null():
 def test_mmd_test_statistic_null_and_p_value_formula(kernel, estimator):
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(12, 3)), rng.normal(size=(9, 3)) + 0.4
-    res = mmd_test(x, y, permutations=30, seed=5, kernel=kernel, estimator=estimator, chunk_size=7)
+    res = mmd_test(x, y, permutations=30, seed=5, kernel=kernel, estimator=estimator)
     expected = mmd(torch.tensor(x), torch.tensor(y), kernel=kernel, estimator=estimator)
     assert res["statistic"] == pytest.approx(expected.item(), rel=1e-9, abs=1e-12)
     # the vectorised null equals MMD recomputed on each re-split (the pooled γ₀ is the same)

@@ -3,13 +3,16 @@ r"""Speed kernels for :func:`tlearn.adapt.mmd.mmd` (private: read ``kernels.py``
 Every function here computes *exactly* what the plain definitions compute — the tests
 compare value and gradient (``torch.autograd.grad``, float64 and float32, unequal batch
 sizes, every estimator and kernel that comes here) with :func:`tlearn.adapt.mmd.plain_mmd`.
-Three tricks, for the Gaussian and multi-kernel biased/unbiased MMD:
+Three tricks, for the biased/unbiased MMD with a Gaussian kernel or a multi-kernel whose
+widths are power-of-two multiples of each other (the default; other families take the
+plain path):
 
 1. **γ₀ in O(N·d)**: for the joint sample :math:`z`,
    :math:`\frac{1}{N^2}\sum_{ij}\lVert z_i - z_j\rVert^2 = \frac{2}{N}\sum_i \lVert z_i - \bar z\rVert^2`.
 2. **One Gram matrix, one exp for all kernels**: each block of pairs (ss, tt, st) is one
-   matrix product; for a power-of-two family (the default ratios γ_max/γ_u = 1, 2, 4, 8,
-   16) :math:`\exp(-D/\gamma_u) = \exp(-D/\gamma_{max})^{r_u}` by repeated squaring.
+   matrix product; with ratios :math:`r_u = \gamma_{max}/\gamma_u = 2^{k_u}` (the default:
+   1, 2, 4, 8, 16), :math:`\exp(-D/\gamma_u) = \exp(-D/\gamma_{max})^{r_u}` by repeated
+   squaring.
 3. **An analytic backward** that keeps one ``(m, n)`` matrix per block instead of every
    kernel matrix (see :class:`_GaussianKernelSum`).
 """
@@ -31,22 +34,20 @@ def mean_sq_distance(zs: Tensor, zt: Tensor) -> Tensor:
     return gamma0.clamp_min(math.sqrt(torch.finfo(gamma0.dtype).tiny))
 
 
-def _squaring_plan(ratios: tuple[float, ...]) -> list[int] | None:
-    """If every ratio r_u = γ_max/γ_u is a power of two 2^k_u (k_u ≤ 16), return the k_u."""
-    plan = []
-    for r in ratios:
-        k = math.log2(r)
-        if abs(k - round(k)) > 1e-9 or not 0 <= round(k) <= 16:
-            return None
-        plan.append(round(k))
-    return plan
+def squaring_plan(multipliers: tuple[float, ...]) -> list[int] | None:
+    """k_u with γ_max/γ_u = 2^k_u (0 ≤ k_u ≤ 16) for every kernel, or None: then no fast path."""
+    plan = [math.log2(max(multipliers) / a) for a in multipliers]
+    if all(abs(k - round(k)) <= 1e-9 and 0 <= round(k) <= 16 for k in plan):
+        return [round(k) for k in plan]
+    return None
 
 
 class _GaussianKernelSum(torch.autograd.Function):
     r"""S = Σ_{i,j} Σ_u exp(−‖a_i − b_j‖² / γ_u) over a block of pairs, with its gradient by hand.
 
     ``b=None`` means the symmetric block ``b = a``; ``exclude_diagonal`` drops ``i = j``.
-    ``inv_top`` is 1/γ_max (a tensor), ``ratios`` the numbers r_u = γ_max/γ_u ≥ 1.
+    ``inv_top`` is 1/γ_max (a tensor), ``plan`` the k_u of :func:`squaring_plan`: the
+    kernels are r_u = 2^k_u powers of the widest one, made by repeated squaring.
 
     Forward: one matrix product gives every −D_ij/γ_max at once,
     −D_ij/γ_max = [a_i, ‖a_i‖², 1] · [2 b_j, −1, −‖b_j‖²] / γ_max.
@@ -59,7 +60,7 @@ class _GaussianKernelSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, inv_top, ratios, exclude_diagonal):  # noqa: D102
+    def forward(ctx, a, b, inv_top, plan, exclude_diagonal):  # noqa: D102
         other = a if b is None else b
         sq_a, sq_b = (a * a).sum(1, keepdim=True), (other * other).sum(1, keepdim=True)
         left = torch.cat([a, sq_a, torch.ones_like(sq_a)], dim=1)
@@ -67,24 +68,15 @@ class _GaussianKernelSum(torch.autograd.Function):
         work = (left @ right.T).clamp_max_(0.0)  # −D/γ_max; round-off above 0 → 0
         if exclude_diagonal:
             work.diagonal().fill_(-math.inf)  # exp(−inf) = 0: every kernel skips i = j
-        plan = _squaring_plan(ratios)
-        if plan is not None:  # r_u = 2^k_u: square the widest kernel k times
-            work.exp_()
-            weights = [plan.count(k) for k in range(max(plan) + 1)]  # kernels per k
-            total = work.sum() * weights[0]
-            grad_weights = work * weights[0]  # G = Σ_u r_u k_u, built up as we go
-            for k in range(1, len(weights)):
-                work.mul_(work)
-                if weights[k]:
-                    total = total + work.sum() * weights[k]
-                    grad_weights.add_(work, alpha=weights[k] * 2**k)
-        else:  # any other family: one exp per kernel
-            total = torch.zeros((), dtype=a.dtype, device=a.device)
-            grad_weights = torch.zeros_like(work)
-            for r in ratios:
-                kernel = torch.exp(work * r)
-                total = total + kernel.sum()
-                grad_weights.add_(kernel, alpha=r)
+        work.exp_()  # the widest kernel; squaring it k times gives the kernel with r = 2^k
+        weights = [plan.count(k) for k in range(max(plan) + 1)]  # kernels per k
+        total = work.sum() * weights[0]
+        grad_weights = work * weights[0]  # G = Σ_u r_u k_u, built up as we go
+        for k in range(1, len(weights)):
+            work.mul_(work)
+            if weights[k]:
+                total = total + work.sum() * weights[k]
+                grad_weights.add_(work, alpha=weights[k] * 2**k)
         ctx.save_for_backward(a, b, grad_weights, inv_top)
         return total
 
@@ -108,18 +100,18 @@ class _GaussianKernelSum(torch.autograd.Function):
 def gaussian_mmd(
     zs: Tensor, zt: Tensor, fixed: float | None, multipliers: tuple[float, ...], unbiased: bool
 ) -> Tensor:
-    """Biased or unbiased MMD² with a (multi-)Gaussian kernel: ``plain_mmd`` with tricks 1–3.
+    """Biased or unbiased MMD² with a power-of-two family of Gaussians: ``plain_mmd``, faster.
 
-    Expects ``zs, zt`` centred on their joint mean (exact float32 distances in trick 2).
+    Expects ``zs, zt`` centred on their joint mean (exact float32 distances in trick 2) and
+    ``squaring_plan(multipliers)`` not None.
     """
     m, n = len(zs), len(zt)
-    top = max(multipliers)
+    plan = squaring_plan(multipliers)
     gamma0 = mean_sq_distance(zs, zt) if fixed is None else fixed
-    inv_top = torch.as_tensor(1.0 / (top * gamma0), dtype=zs.dtype, device=zs.device)
-    ratios = tuple(top / a for a in multipliers)  # γ_max / γ_u >= 1
-    s_ss = _GaussianKernelSum.apply(zs, None, inv_top, ratios, unbiased)
-    s_tt = _GaussianKernelSum.apply(zt, None, inv_top, ratios, unbiased)
-    s_st = _GaussianKernelSum.apply(zs, zt, inv_top, ratios, False)
+    inv_top = torch.as_tensor(1.0 / (max(multipliers) * gamma0), dtype=zs.dtype, device=zs.device)
+    s_ss = _GaussianKernelSum.apply(zs, None, inv_top, plan, unbiased)
+    s_tt = _GaussianKernelSum.apply(zt, None, inv_top, plan, unbiased)
+    s_st = _GaussianKernelSum.apply(zs, zt, inv_top, plan, False)
     if unbiased:
         return s_ss / (m * (m - 1)) + s_tt / (n * (n - 1)) - s_st * (2.0 / (m * n))
     return s_ss / (m * m) + s_tt / (n * n) - s_st * (2.0 / (m * n))

@@ -264,12 +264,10 @@ class CORAL(TransformerMixin, BaseEstimator):
 
 # --------------------------------------------------------------------------- helpers
 def _check_reg(reg: float) -> float:
-    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.floating, np.integer)):
-        raise ValueError(f"reg must be a non-negative number, got {reg!r}")
-    reg = float(reg)
-    if not np.isfinite(reg) or reg < 0:
-        raise ValueError(f"reg must be a finite number >= 0, got {reg}")
-    return reg
+    number = isinstance(reg, (int, float, np.floating, np.integer)) and not isinstance(reg, bool)
+    if not (number and np.isfinite(reg) and reg >= 0):
+        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+    return float(reg)
 
 
 def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
@@ -281,14 +279,10 @@ def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
     """
     w, v = np.linalg.eigh((cov + cov.T) / 2)
     w = np.clip(w, 0.0, None) + reg
-    if power < 0:
+    if power < 0:  # pseudo-inverse: a (numerically) zero eigenvalue stays zero, not 1/0
         tol = max(w.max(initial=0.0), 1.0) * len(w) * np.finfo(np.float64).eps
-        scaled = np.zeros_like(w)
-        keep = w > tol
-        scaled[keep] = w[keep] ** power
-    else:
-        scaled = w**power
-    return (v * scaled) @ v.T
+        w = np.where(w > tol, w, np.inf)  # inf ** power = 0
+    return (v * w**power) @ v.T
 
 
 def _apply(X: Any, matrix: np.ndarray) -> Any:

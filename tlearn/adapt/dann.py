@@ -173,10 +173,9 @@ class DomainClassifier(nn.Module):
         widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
             raise ValueError(f"hidden must be positive ints, got {hidden!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not (isinstance(negative_slope, (int, float)) and 0.0 <= negative_slope < 1.0):
-            raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
+        for name, value in (("dropout", dropout), ("negative_slope", negative_slope)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         layers: list[nn.Module] = []
         width = in_features
         for w in widths:
@@ -227,11 +226,13 @@ class DomainAdversarialLoss(nn.Module):
         >>> net, head = nn.Linear(4, 8), nn.Linear(8, 3)
         >>> adversary = DomainAdversarialLoss(in_features=8)
         >>> params = [*net.parameters(), *head.parameters(), *adversary.parameters()]
-        >>> opt = torch.optim.SGD(params, lr=0.1)
         >>> xs, ys, xt = torch.randn(16, 4), torch.randint(0, 3, (16,)), torch.randn(16, 4) + 1
         >>> zs, zt = net(xs), net(xt)
         >>> loss = F.cross_entropy(head(zs), ys) + adversary(zs, zt, progress=0.5)
-        >>> opt.zero_grad(); loss.backward(); opt.step()
+        >>> loss.backward()
+        >>> with torch.no_grad():                   # one SGD step on every parameter
+        ...     for p in params:
+        ...         p -= 0.1 * p.grad
         >>> sorted(adversary.logs), round(adversary.logs["lambda"], 4)
         (['domain_accuracy', 'lambda'], 0.9866)
     """
@@ -250,10 +251,6 @@ class DomainAdversarialLoss(nn.Module):
                     "DomainClassifier(in_features)) or your own discriminator=nn.Module"
                 )
             discriminator = DomainClassifier(in_features)
-        if not isinstance(discriminator, nn.Module):
-            raise TypeError(f"discriminator must be an nn.Module, got {type(discriminator)}")
-        if not callable(schedule):
-            raise TypeError(f"schedule must map progress p in [0, 1] to λ, got {schedule!r}")
         self.discriminator, self.schedule = discriminator, schedule
         self.logs: dict[str, float] = {}
 
@@ -276,21 +273,18 @@ class DomainAdversarialLoss(nn.Module):
 
 # --------------------------------------------------------------------------- checks
 def _check_lambda(lambda_: float) -> float:
-    if isinstance(lambda_, bool) or not isinstance(lambda_, (int, float)):
-        raise ValueError(f"lambda_ must be a number >= 0, got {lambda_!r}")
-    lambda_ = float(lambda_)
-    if not math.isfinite(lambda_) or lambda_ < 0:
+    number = isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool)
+    if not (number and math.isfinite(lambda_) and lambda_ >= 0):
         raise ValueError(
-            f"lambda_ must be a finite number >= 0, got {lambda_} (a negative λ would undo "
+            f"lambda_ must be a finite number >= 0, got {lambda_!r} (a negative λ would undo "
             "the reversal and help the feature extractor *separate* the domains)"
         )
-    return lambda_
+    return float(lambda_)
 
 
 def _check_progress(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise ValueError(f"training progress p must be a number in [0, 1], got {p!r}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"training progress p must be in [0, 1] (step / total_steps), got {p}")
-    return p
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(
+            f"training progress p must be a number in [0, 1] (step / total_steps), got {p!r}"
+        )
+    return float(p)

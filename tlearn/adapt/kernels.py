@@ -109,24 +109,23 @@ def resolve_kernel(
     default = DEFAULT_MULTIPLIERS if kernel == "multi" else (1.0,)
     if bandwidth is None:
         return None, default
-    if isinstance(bandwidth, (np.ndarray, Tensor)) and bandwidth.ndim == 0:
-        bandwidth = float(bandwidth)  # a 0-d array or tensor is one number
-    if isinstance(bandwidth, (Sequence, np.ndarray, Tensor)) and not isinstance(bandwidth, str):
-        if kernel != "multi":
+    if np.ndim(bandwidth) == 0:  # one number (or a 0-d array or tensor): γ₀ itself
+        try:
+            gamma = float(bandwidth)
+        except (TypeError, ValueError):
+            gamma = math.nan
+        if not (math.isfinite(gamma) and gamma > 0):
             raise ValueError(
-                "a list of bandwidth multipliers needs kernel='multi'; for one Gaussian kernel "
-                "pass a number γ (k = exp(-‖x-y‖²/γ)) or None (γ = mean squared distance)"
+                "bandwidth must be None, a positive number γ or a list of positive "
+                f"multipliers, got {bandwidth!r}"
             )
-        multipliers = tuple(float(a) for a in np.asarray(bandwidth, dtype=float).ravel())
-        if not multipliers or not all(math.isfinite(a) and a > 0 for a in multipliers):
-            raise ValueError(f"bandwidth multipliers must be positive numbers, got {bandwidth!r}")
-        return None, multipliers
-    try:
-        gamma = float(bandwidth)
-    except (TypeError, ValueError):
+        return gamma, default
+    if kernel != "multi":
         raise ValueError(
-            f"bandwidth must be None, a positive number or a list of multipliers, got {bandwidth!r}"
-        ) from None
-    if not (math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"bandwidth γ must be a positive number, got {bandwidth!r}")
-    return gamma, default
+            "a list of bandwidth multipliers needs kernel='multi'; for one Gaussian kernel "
+            "pass a number γ (k = exp(-‖x-y‖²/γ)) or None (γ = mean squared distance)"
+        )
+    multipliers = tuple(float(a) for a in np.asarray(bandwidth, dtype=float).ravel())
+    if not multipliers or not all(math.isfinite(a) and a > 0 for a in multipliers):
+        raise ValueError(f"bandwidth multipliers must be positive numbers, got {bandwidth!r}")
+    return None, multipliers

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from tlearn.adapt import _fast
 from tlearn.adapt._checks import as_tensor_pair, finite_or_raise, float_compute
@@ -135,10 +134,11 @@ def mmd(
         with autocast off: fine under fp16/bf16 mixed precision.
 
     The value is :func:`plain_mmd`'s. Inputs are first centred on their joint mean (MMD is
-    translation invariant; float32 distances stay exact far from the origin). The
-    Gaussian and multi-kernel biased/unbiased estimates use the tricks of ``_fast.py``
-    (γ₀ in O(N·d), one ``exp`` and repeated squaring for all kernels, a backward pass by
-    hand), which the tests prove equal in value and gradient. NaN/Inf inputs raise
+    translation invariant; float32 distances stay exact far from the origin). The biased
+    and unbiased estimates with the Gaussian kernel or a power-of-two multi-kernel family
+    (the default) use the tricks of ``_fast.py`` (γ₀ in O(N·d), one ``exp`` and repeated
+    squaring for all kernels, a backward pass by hand), which the tests prove equal in
+    value and gradient. NaN/Inf inputs raise
     ``ValueError``.
 
     Example:
@@ -162,7 +162,7 @@ def mmd(
     with float_compute(zs.device):
         mean = torch.cat([zs, zt]).mean(0)
         cs, ct = zs - mean, zt - mean
-        if multipliers and estimator != "linear-time":
+        if estimator != "linear-time" and multipliers and _fast.squaring_plan(multipliers):
             value = _fast.gaussian_mmd(cs, ct, fixed, multipliers, estimator == "unbiased")
         else:
             value = plain_mmd(cs, ct, kernel, bandwidth, estimator)
@@ -221,8 +221,6 @@ def mmd_test(
     kernel: Kernel = "multi",
     bandwidth: float | Sequence[float] | None = None,
     estimator: Literal["biased", "unbiased"] = "biased",
-    chunk_size: int = 256,
-    progress: bool = False,
 ) -> dict[str, Any]:
     r"""Permutation two-sample test: are ``zs`` and ``zt`` drawn from the same distribution?
 
@@ -234,8 +232,7 @@ def mmd_test(
 
     never 0, valid at any sample size. Vectorised: one ``(N, N)`` kernel matrix (float64)
     of the pooled sample; each permutation is a 0/1 group-indicator row ``a``, and
-    :math:`a^\top K a`, :math:`a^\top K (1-a)`, … for a whole block of rows are one matrix
-    product. The bandwidth γ₀ (pooled mean squared distance) is the same for every split.
+    :math:`a^\top K a`, :math:`a^\top K (1-a)`, … for all B rows are one matrix product. The bandwidth γ₀ (pooled mean squared distance) is the same for every split.
 
     Args:
         zs, zt: samples ``(m, d)`` and ``(n, d)``, arrays or tensors, ``m, n >= 2``.
@@ -243,8 +240,6 @@ def mmd_test(
         seed: seed of the permutations (NumPy ``default_rng``).
         kernel, bandwidth: as in :func:`mmd`.
         estimator: ``"biased"`` or ``"unbiased"`` (both give a valid test).
-        chunk_size: permutations per matrix product (memory ≈ chunk_size × N floats).
-        progress: show a progress bar over chunks.
 
     Returns:
         ``{"statistic": float, "p_value": float, "null": ndarray (B,), "permutations": B,
@@ -262,23 +257,18 @@ def mmd_test(
             f"mmd_test supports estimator 'biased' or 'unbiased', got {estimator!r} "
             "(the permutation test needs the full kernel matrix anyway)"
         )
-    if isinstance(permutations, bool) or not isinstance(permutations, (int, np.integer)):
-        raise ValueError(f"permutations must be a positive int, got {permutations!r}")
-    if permutations < 1:
-        raise ValueError(f"permutations must be >= 1, got {permutations}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    integer = isinstance(permutations, (int, np.integer)) and not isinstance(permutations, bool)
+    if not (integer and permutations >= 1):
+        raise ValueError(f"permutations must be an int >= 1, got {permutations!r}")
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     zs, zt = as_tensor_pair(zs, zt, ("zs", "zt"))
     dtype = torch.float32 if zs.device.type == "mps" else torch.float64  # no float64 on MPS
     with torch.no_grad(), float_compute(zs.device):
-        zs, zt = zs.detach().to(dtype), zt.detach().to(dtype)
-        mean = torch.cat([zs, zt]).mean(0)
-        zs, zt = zs - mean, zt - mean  # translation invariant; exact distances
         m, n = len(zs), len(zt)
-        z = torch.cat([zs, zt])
+        z = torch.cat([zs, zt]).detach().to(dtype)
+        z = z - z.mean(0)  # MMD is translation invariant; distances get exact
         if multipliers:
-            gamma0 = mean_sq_distance(zs, zt) if fixed is None else fixed
+            gamma0 = mean_sq_distance(z[:m], z[m:]) if fixed is None else fixed
             kmat = multi_kernel(sq_distances(z, z), gamma0, multipliers)
         else:
             kmat = linear_kernel(z, z)
@@ -287,26 +277,18 @@ def mmd_test(
         rng = np.random.default_rng(seed)
         labels = np.r_[np.ones(m), np.zeros(n)]
         rows = np.vstack([labels, rng.permuted(np.tile(labels, (permutations, 1)), axis=1)])
-        stats = []
-        starts = range(0, len(rows), chunk_size)
-        for start in tqdm(starts, desc="mmd_test", disable=not progress):
-            a = torch.as_tensor(rows[start : start + chunk_size], dtype=dtype, device=z.device)
-            ka = a @ kmat  # (b, N): row sums of K restricted to the first group
-            s_xx = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
-            s_xy = ka.sum(1) - s_xx  # Σ_{i in group 1, j in group 2} K_ij
-            s_yy = total - s_xx - 2.0 * s_xy
-            if estimator == "biased":
-                stat = s_xx / m**2 + s_yy / n**2 - 2.0 * s_xy / (m * n)
-            else:
-                tr_x = a @ diag
-                tr_y = diag.sum() - tr_x
-                stat = (
-                    (s_xx - tr_x) / (m * (m - 1))
-                    + (s_yy - tr_y) / (n * (n - 1))
-                    - 2.0 * s_xy / (m * n)
-                )
-            stats.append(stat)
-        stats = torch.cat(stats).cpu().numpy().astype(np.float64)
+        a = torch.as_tensor(rows, dtype=dtype, device=z.device)  # (B + 1, N), row 0 observed
+        ka = a @ kmat  # row sums of K restricted to group 1
+        s_11 = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
+        s_12 = ka.sum(1) - s_11  # Σ_{i in group 1, j in group 2} K_ij
+        s_22 = total - s_11 - 2.0 * s_12
+        if estimator == "unbiased":  # leave out the diagonals i = j
+            tr_1 = a @ diag
+            s_11, s_22 = s_11 - tr_1, s_22 - (diag.sum() - tr_1)
+            m2, n2 = m * (m - 1), n * (n - 1)
+        else:
+            m2, n2 = m * m, n * n
+        stats = (s_11 / m2 + s_22 / n2 - 2.0 * s_12 / (m * n)).cpu().numpy().astype(np.float64)
     observed, null = float(stats[0]), stats[1:]
     if estimator == "biased":
         observed = max(observed, 0.0)
