@@ -293,6 +293,16 @@ def test_float32_under_bf16_autocast_and_half_inputs():
             assert got.item() == pytest.approx(mmd(xh.float(), yy.float(), estimator=est).item())
 
 
+def test_loss_modules_follow_the_alignment_contract_under_autocast():
+    """forward(zs, zt) → a float32 scalar, even when the features are bf16."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 8)
+    for module in (MMDLoss(), MMDLoss("gaussian", estimator="unbiased"), MMDLoss("linear")):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = module(lin(torch.randn(16, 8)), lin(torch.randn(12, 8) + 1.0))
+        assert loss.dtype == torch.float32 and loss.shape == () and torch.isfinite(loss)
+
+
 pairs = st.integers(2, 9).flatmap(
     lambda n: st.integers(1, 5).flatmap(
         lambda d: st.tuples(
