@@ -271,3 +271,14 @@ def test_constant_features_are_fine(n, d, value):
     zs = torch.full((n, d), value)
     assert coral_loss(zs, zs.clone()).item() == 0.0
     assert np.isfinite(coral(zs.numpy(), np.random.default_rng(0).normal(size=(n + 2, d)))).all()
+
+
+def test_coral_module_follows_the_alignment_contract_under_autocast():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        zs, zt = lin(torch.randn(16, 6)), lin(3 * torch.randn(10, 6))
+        loss = CORALLoss()(zs, zt)
+    assert zs.dtype == torch.bfloat16
+    assert loss.dtype == torch.float32 and loss.shape == () and loss.item() > 0
+    torch.testing.assert_close(loss, coral_loss(zs.float(), zt.float()))

@@ -1,13 +1,22 @@
-"""DANN pieces: the gradient reversal layer, the domain classifier, the paper's schedules."""
+"""DANN pieces: gradient reversal, the domain classifier, the schedules, the adversarial loss."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from tlearn.adapt import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
+from tlearn.adapt import (
+    DomainAdversarialLoss,
+    DomainClassifier,
+    GradientReversal,
+    dann_lambda,
+    dann_lr,
+    grad_reverse,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,3 +176,119 @@ def test_dann_lr_schedule():
         dann_lr(0.5, 0.0)
     with pytest.raises(ValueError, match="progress"):
         dann_lr(2.0, 0.01)
+
+
+# --------------------------------------------------------------------------- DomainAdversarialLoss
+def _features(n_s=6, n_t=5, d=4, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    zs = torch.randn(n_s, d, generator=gen, dtype=dtype).requires_grad_()
+    zt = (torch.randn(n_t, d, generator=gen, dtype=dtype) + 1.0).requires_grad_()
+    return zs, zt
+
+
+def _plain_domain_loss(disc, zs, zt):
+    """The same loss with no reversal: BCE of telling source (1) from target (0)."""
+    logits = disc(torch.cat([zs, zt]))
+    labels = torch.cat([torch.ones(len(zs)), torch.zeros(len(zt))]).to(logits.dtype)
+    if logits.dim() == 2 and logits.shape[1] == 2:
+        return F.cross_entropy(logits, labels.long()), logits.argmax(1) == labels.long()
+    logits = logits.reshape(-1)
+    return F.binary_cross_entropy_with_logits(logits, labels), (logits > 0) == labels.bool()
+
+
+@pytest.mark.parametrize("two_logits", [False, True])
+@pytest.mark.parametrize("progress", [0.0, 0.1, 0.5, 1.0])
+def test_adversarial_loss_reverses_the_features_gradient_only(two_logits, progress):
+    torch.manual_seed(0)
+    disc = (
+        nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 2))
+        if two_logits
+        else DomainClassifier(4, hidden=(7,), dropout=0.0)
+    ).double()
+    adversary = DomainAdversarialLoss(discriminator=disc)
+    zs, zt = _features()
+    loss = adversary(zs, zt, progress=progress)
+    params = list(disc.parameters())
+    g_rev = torch.autograd.grad(loss, [zs, zt, *params])
+    plain, correct = _plain_domain_loss(disc, zs, zt)
+    g_plain = torch.autograd.grad(plain, [zs, zt, *params])
+    lam = dann_lambda(progress)
+    torch.testing.assert_close(loss, plain)
+    for rev, ref in zip(g_rev[:2], g_plain[:2], strict=True):  # the features: −λ_p × gradient
+        torch.testing.assert_close(rev, -lam * ref)
+    for rev, ref in zip(g_rev[2:], g_plain[2:], strict=True):  # the discriminator: as is
+        torch.testing.assert_close(rev, ref)
+    assert g_plain[0].abs().sum() > 0
+    assert adversary.logs == {
+        "domain_accuracy": pytest.approx(correct.double().mean().item()),
+        "lambda": pytest.approx(lam),
+    }
+
+
+def test_adversarial_loss_default_discriminator_schedule_and_parameters():
+    adversary = DomainAdversarialLoss(in_features=4, schedule=lambda p: 0.25 + p)
+    assert isinstance(adversary.discriminator, DomainClassifier)
+    names = {n for n, _ in adversary.named_parameters()}
+    assert names and all(n.startswith("discriminator.") for n in names)
+    adversary.eval()  # no dropout: the two calls below see the same network
+    zs, zt = _features(dtype=torch.float32)
+    for p in (0.0, 0.5):
+        loss = adversary(zs, zt, progress=p)
+        assert adversary.logs["lambda"] == 0.25 + p
+        assert loss.dtype == torch.float32 and loss.shape == ()
+    (g_half,) = torch.autograd.grad(adversary(zs, zt, progress=0.5), zs)
+    (g_zero,) = torch.autograd.grad(adversary(zs, zt, progress=0.0), zs)
+    torch.testing.assert_close(g_half, 3.0 * g_zero)  # λ = 0.75 vs 0.25
+
+
+def test_adversarial_loss_is_float32_under_autocast():
+    net = nn.Linear(4, 8)
+    adversary = DomainAdversarialLoss(in_features=8)
+    xs, xt = torch.randn(6, 4), torch.randn(6, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        zs, zt = net(xs), net(xt)
+        assert zs.dtype == torch.bfloat16
+        loss = adversary(zs, zt, progress=0.3)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
+
+
+def test_a_few_steps_train_the_discriminator_to_separate_fixed_domains():
+    torch.manual_seed(0)
+    adversary = DomainAdversarialLoss(discriminator=DomainClassifier(2, hidden=(16,), dropout=0.0))
+    opt = torch.optim.Adam(adversary.parameters(), lr=0.05)
+    zs, zt = torch.randn(64, 2) + 2.0, torch.randn(64, 2) - 2.0
+    losses = []
+    for _ in range(30):
+        loss = adversary(zs, zt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0] and adversary.logs["domain_accuracy"] > 0.95
+
+
+def test_adversarial_loss_bad_input():
+    with pytest.raises(ValueError, match="in_features"):
+        DomainAdversarialLoss()
+    adversary = DomainAdversarialLoss(4)
+    zs, zt = torch.randn(5, 4), torch.randn(5, 4)
+    for p in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            adversary(zs, zt, progress=p)
+    with pytest.raises(ValueError, match="same number of features"):
+        adversary(zs, torch.randn(5, 3))
+    with pytest.raises(ValueError, match=">= 0"):
+        DomainAdversarialLoss(4, schedule=lambda p: -1.0)(zs, zt)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(0.0, 1.0), st.integers(1, 6), st.integers(1, 6))
+def test_property_reversal_scales_by_the_schedule(progress, n_s, n_t):
+    torch.manual_seed(1)
+    disc = DomainClassifier(3, hidden=(5,), dropout=0.0).double()
+    zs, zt = _features(n_s, n_t, 3)
+    g = torch.autograd.grad(DomainAdversarialLoss(discriminator=disc)(zs, zt, progress), zs)[0]
+    ref = torch.autograd.grad(_plain_domain_loss(disc, zs, zt)[0], zs)[0]
+    torch.testing.assert_close(g, -dann_lambda(progress) * ref)

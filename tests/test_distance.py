@@ -43,6 +43,7 @@ def test_types_range_and_determinism():
     a = proxy_a_distance(zs, zt, seed=3)
     assert isinstance(a, float) and 0.0 <= a <= 2.0
     assert proxy_a_distance(zs, zt, seed=3) == a
+    assert proxy_a_distance(zs=zs, zt=zt, seed=3) == a  # the feature sets are zs, zt
     b = proxy_a_distance(torch.tensor(zs, dtype=torch.float32), torch.tensor(zt), seed=3)
     assert b == pytest.approx(a, abs=0.05)
 

@@ -13,7 +13,14 @@ The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation
 """
 
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
-from tlearn.adapt.dann import DomainClassifier, GradientReversal, dann_lambda, dann_lr, grad_reverse
+from tlearn.adapt.dann import (
+    DomainAdversarialLoss,
+    DomainClassifier,
+    GradientReversal,
+    dann_lambda,
+    dann_lr,
+    grad_reverse,
+)
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt
@@ -30,6 +37,7 @@ __all__ = [
     "grad_reverse",
     "GradientReversal",
     "DomainClassifier",
+    "DomainAdversarialLoss",
     "dann_lambda",
     "dann_lr",
     "proxy_a_distance",

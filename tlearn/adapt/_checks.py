@@ -20,20 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = [
-    "check_features",
-    "check_pair",
-    "as_tensor_pair",
-    "as_numpy_pair",
-    "to_numpy64",
-    "finite_or_raise",
-    "float_compute",
-]
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in x.shape)
-
 
 def check_features(
     x: Any, name: str, *, min_rows: int = 2, check_finite: bool = True
@@ -45,16 +31,8 @@ def check_features(
     non-numeric data, or NaN/Inf values.
     """
     if not isinstance(x, torch.Tensor):
-        try:
-            x = np.asarray(x)
-        except Exception as exc:  # ragged lists and other oddities
-            raise ValueError(
-                f"{name} must be a 2-D array or tensor of shape (n_samples, n_features); "
-                f"could not convert {type(x).__name__}: {exc}"
-            ) from exc
-        if x.dtype == object or not (
-            np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)
-        ):
+        x = np.asarray(x)  # a ragged list raises numpy's ValueError ("inhomogeneous shape")
+        if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
             raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
     elif x.is_complex():
         raise ValueError(f"{name} must be real-valued, got dtype {x.dtype}")
@@ -62,9 +40,9 @@ def check_features(
         hint = " (use x.reshape(len(x), -1) to flatten images)" if x.ndim > 2 else ""
         raise ValueError(
             f"{name} must be 2-D with shape (n_samples, n_features), got {x.ndim}-D "
-            f"shape {_shape(x)}{hint}"
+            f"shape {tuple(x.shape)}{hint}"
         )
-    n, d = _shape(x)
+    n, d = x.shape
     if n < min_rows:
         raise ValueError(
             f"{name} needs at least {min_rows} rows (samples), got {n}: a covariance or "
@@ -123,7 +101,7 @@ def check_pair(
     if x.shape[1] != y.shape[1]:
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same number of features, got "
-            f"{_shape(x)[1]} and {_shape(y)[1]} (shapes {_shape(x)} and {_shape(y)})"
+            f"{x.shape[1]} and {y.shape[1]} (shapes {tuple(x.shape)} and {tuple(y.shape)})"
         )
     return x, y
 
@@ -146,16 +124,9 @@ def as_tensor_pair(
     loss): the losses check their *result* with :func:`finite_or_raise` instead.
     """
     x, y = check_pair(x, y, names, min_rows=min_rows, check_finite=check_finite)
-    ref = x if isinstance(x, torch.Tensor) else y if isinstance(y, torch.Tensor) else None
-    device = ref.device if ref is not None else torch.device("cpu")
-    out = []
-    for t in (x, y):
-        if not isinstance(t, torch.Tensor):
-            t = torch.as_tensor(t, device=device)
-        if t.dtype != torch.float64:
-            t = t.float()
-        out.append(t)
-    x, y = out
+    device = next((t.device for t in (x, y) if isinstance(t, torch.Tensor)), None)
+    x, y = (t if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=device) for t in (x, y))
+    x, y = (t if t.dtype == torch.float64 else t.float() for t in (x, y))
     if x.device != y.device:
         raise ValueError(
             f"{names[0]} and {names[1]} are on different devices: {x.device} vs {y.device}"

@@ -2,20 +2,22 @@ r"""CORAL: align the second-order statistics (covariances) of two domains.
 
 Two flavours of one idea — *make the source features have the target's covariance*:
 
+* **Deep CORAL** (Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
+  Adaptation", ECCV Workshops 2016) adds a differentiable penalty to the training loss
+  (read :func:`coral_loss` first: it is the formula, in three lines):
+
+  .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
+
+  ``coral_loss`` (a function) and ``CORALLoss`` (an ``nn.Module``).
+
 * **Closed-form CORAL** (Sun, Feng & Saenko, "Return of Frustratingly Easy Domain
   Adaptation", AAAI 2016) re-colours fixed source features once:
 
   .. math::  X_s^{*} = X_s \, (C_s + \lambda I)^{-1/2} \, (C_t + \lambda I)^{1/2}
 
-  ``coral`` (a function) and ``CORAL`` (a scikit-learn transformer). A classifier trained
-  on :math:`X_s^*` is then applied to the *raw* target features.
-
-* **Deep CORAL** (Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
-  Adaptation", ECCV Workshops 2016) adds a differentiable penalty to the training loss:
-
-  .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
-
-  ``coral_loss`` (a function) and ``CORALLoss`` (an ``nn.Module``).
+  ``coral`` (a function: whiten the source, then re-colour it) and ``CORAL`` (a
+  scikit-learn transformer). A classifier trained on :math:`X_s^*` is then applied to the
+  *raw* target features.
 
 Everywhere :math:`C = \frac{1}{n-1} (X - \bar X)^\top (X - \bar X)` is the *unbiased*
 covariance of a ``(n, d)`` feature matrix, as in the papers (and ``np.cov``).
@@ -42,59 +44,69 @@ from tlearn.adapt._checks import (
 __all__ = ["coral", "coral_matrices", "CORAL", "coral_loss", "CORALLoss", "covariance"]
 
 
+# --------------------------------------------------------------------------- Deep CORAL
+def covariance(z: Tensor) -> Tensor:
+    r"""Unbiased covariance of the rows of ``z`` (shape ``(n, d)``) → ``(d, d)``.
+
+    :math:`C = \frac{1}{n-1} (z - \bar z)^\top (z - \bar z)` — the same as
+    ``np.cov(z, rowvar=False)`` and ``torch.cov(z.T)``. Centering first (rather than
+    :math:`z^\top z - n \bar z \bar z^\top`) avoids cancellation when features have large means.
+    """
+    zc = z - z.mean(dim=0, keepdim=True)
+    return (zc.T @ zc) / (len(z) - 1)
+
+
+def coral_loss(zs: Tensor, zt: Tensor) -> Tensor:
+    r"""Deep CORAL loss (Sun & Saenko, ECCV Workshops 2016).
+
+    .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
+
+    with :math:`C_S, C_T` the unbiased ``(d, d)`` covariances of the source and target batch
+    features. The covariances are computed in float32 (float64 stays float64) with autocast
+    switched off, so the loss is finite and accurate under fp16/bf16 mixed precision.
+    Autograd gives the paper's gradient
+    :math:`\partial\ell/\partial X_S = \tilde X_S (C_S - C_T) / (d^2 (n_S - 1))`.
+
+    Args:
+        zs: source features, shape ``(n_s, d)``, ``n_s >= 2``.
+        zt: target features, shape ``(n_t, d)``, ``n_t >= 2`` (``n_t`` may differ from ``n_s``).
+
+    Returns:
+        A scalar tensor ≥ 0, differentiable w.r.t. both inputs. Raises ``ValueError`` for
+        wrong shapes and for NaN/Inf features.
+
+    Example:
+        >>> zs, zt = torch.randn(32, 8), 2 * torch.randn(32, 8)
+        >>> loss = coral_loss(zs, zt)       # add λ·loss to the source classification loss
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
+    """
+    names = ("zs (source features)", "zt (target features)")
+    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)  # the result is checked instead
+    with float_compute(zs.device):
+        d = zs.shape[1]
+        loss = (covariance(zs) - covariance(zt)).pow(2).sum() / (4 * d * d)
+    return finite_or_raise(loss, {names[0]: zs, names[1]: zt})
+
+
+class CORALLoss(nn.Module):
+    r"""Deep CORAL as an alignment module: ``CORALLoss()(zs, zt) == coral_loss(zs, zt)``.
+
+    .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
+
+    Shapes: ``zs`` ``(n_s, d)``, ``zt`` ``(n_t, d)`` → scalar (float32 even under autocast).
+    See :func:`coral_loss`.
+
+    Example:
+        >>> criterion = CORALLoss()
+        >>> loss = criterion(torch.randn(16, 4), torch.randn(16, 4))  # total = ce + λ·loss
+    """
+
+    def forward(self, zs: Tensor, zt: Tensor) -> Tensor:
+        return coral_loss(zs, zt)
+
+
 # --------------------------------------------------------------------------- closed form
-def _check_reg(reg: float) -> float:
-    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.floating, np.integer)):
-        raise ValueError(f"reg must be a non-negative number, got {reg!r}")
-    reg = float(reg)
-    if not np.isfinite(reg) or reg < 0:
-        raise ValueError(f"reg must be a finite number >= 0, got {reg}")
-    return reg
-
-
-def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
-    """(cov + reg·I)^power for a symmetric PSD ``cov``, via an eigendecomposition in float64.
-
-    Round-off can make a PSD matrix's smallest eigenvalues slightly negative; they are
-    clipped at 0 before ``reg`` is added. For a negative power with ``reg=0`` the zero
-    eigenvalues are left at zero (a pseudo-inverse square root) instead of dividing by 0.
-    """
-    w, v = np.linalg.eigh((cov + cov.T) / 2)
-    w = np.clip(w, 0.0, None) + reg
-    if power < 0:
-        tol = max(w.max(initial=0.0), 1.0) * len(w) * np.finfo(np.float64).eps
-        scaled = np.zeros_like(w)
-        keep = w > tol
-        scaled[keep] = w[keep] ** power
-    else:
-        scaled = w**power
-    return (v * scaled) @ v.T
-
-
-def coral_matrices(Xs: Any, Xt: Any, reg: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    r"""The two ``(d, d)`` float64 matrices of closed-form CORAL.
-
-    Returns ``(whiten, recolor)`` with ``whiten = (C_s + λI)^{-1/2}`` and
-    ``recolor = (C_t + λI)^{1/2}``, so that ``Xs @ whiten @ recolor`` is the aligned source.
-    """
-    reg = _check_reg(reg)
-    xs, xt = as_numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
-    cs, ct = np.cov(xs, rowvar=False, ddof=1), np.cov(xt, rowvar=False, ddof=1)
-    cs, ct = np.atleast_2d(cs), np.atleast_2d(ct)  # d = 1 gives a 0-d array
-    return _sym_power(cs, reg, -0.5), _sym_power(ct, reg, 0.5)
-
-
-def _apply(X: Any, matrix: np.ndarray) -> Any:
-    """``X @ matrix`` in float64, returned in X's own kind (ndarray/tensor), dtype and device."""
-    if isinstance(X, torch.Tensor):
-        out = X.detach().to("cpu", torch.float64).numpy() @ matrix
-        dtype = X.dtype if X.is_floating_point() else torch.get_default_dtype()
-        return torch.from_numpy(out).to(device=X.device, dtype=dtype)
-    X = np.asarray(X)
-    out = X.astype(np.float64, copy=False) @ matrix
-    return out.astype(X.dtype) if np.issubdtype(X.dtype, np.floating) else out
-
-
 def coral(Xs: Any, Xt: Any, reg: float = 1.0) -> Any:
     r"""Closed-form CORAL: re-colour source features with the target's covariance.
 
@@ -127,8 +139,21 @@ def coral(Xs: Any, Xt: Any, reg: float = 1.0) -> Any:
         >>> np.allclose(np.cov(Xs_star.T), np.cov(Xt.T))
         True
     """
-    whiten, recolor = coral_matrices(Xs, Xt, reg)
-    return _apply(Xs, whiten @ recolor)
+    whiten, recolor = coral_matrices(Xs, Xt, reg)  # (C_s + λI)^{-1/2}, (C_t + λI)^{1/2}
+    return _apply(Xs, whiten @ recolor)  # whiten the source, then re-colour it
+
+
+def coral_matrices(Xs: Any, Xt: Any, reg: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    r"""The two ``(d, d)`` float64 matrices of closed-form CORAL.
+
+    Returns ``(whiten, recolor)`` with ``whiten = (C_s + λI)^{-1/2}`` and
+    ``recolor = (C_t + λI)^{1/2}``, so that ``Xs @ whiten @ recolor`` is the aligned source.
+    """
+    reg = _check_reg(reg)
+    xs, xt = as_numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
+    cs, ct = np.cov(xs, rowvar=False, ddof=1), np.cov(xt, rowvar=False, ddof=1)
+    cs, ct = np.atleast_2d(cs), np.atleast_2d(ct)  # d = 1 gives a 0-d array
+    return _sym_power(cs, reg, -0.5), _sym_power(ct, reg, 0.5)
 
 
 class CORAL(TransformerMixin, BaseEstimator):
@@ -237,96 +262,35 @@ class CORAL(TransformerMixin, BaseEstimator):
         return self.fit(X, y, **fit_params).transform_source(X)
 
 
-# --------------------------------------------------------------------------- Deep CORAL
-def covariance(x: Tensor) -> Tensor:
-    r"""Unbiased covariance of the rows of ``x`` (shape ``(n, d)``) → ``(d, d)``.
+# --------------------------------------------------------------------------- helpers
+def _check_reg(reg: float) -> float:
+    number = isinstance(reg, (int, float, np.floating, np.integer)) and not isinstance(reg, bool)
+    if not (number and np.isfinite(reg) and reg >= 0):
+        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+    return float(reg)
 
-    :math:`C = \frac{1}{n-1} (x - \bar x)^\top (x - \bar x)` — the same as
-    ``np.cov(x, rowvar=False)`` and ``torch.cov(x.T)``. Centering first (rather than
-    :math:`x^\top x - n \bar x \bar x^\top`) avoids cancellation when features have large means.
+
+def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
+    """(cov + reg·I)^power for a symmetric PSD ``cov``, via an eigendecomposition in float64.
+
+    Round-off can make a PSD matrix's smallest eigenvalues slightly negative; they are
+    clipped at 0 before ``reg`` is added. For a negative power with ``reg=0`` the zero
+    eigenvalues are left at zero (a pseudo-inverse square root) instead of dividing by 0.
     """
-    xc = x - x.mean(dim=0, keepdim=True)
-    return (xc.T @ xc) / (x.shape[0] - 1)
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    w = np.clip(w, 0.0, None) + reg
+    if power < 0:  # pseudo-inverse: a (numerically) zero eigenvalue stays zero, not 1/0
+        tol = max(w.max(initial=0.0), 1.0) * len(w) * np.finfo(np.float64).eps
+        w = np.where(w > tol, w, np.inf)  # inf ** power = 0
+    return (v * w**power) @ v.T
 
 
-class _CoralLossFunction(torch.autograd.Function):
-    r"""Deep CORAL loss with the paper's analytic gradient (Sun & Saenko 2016, eq. 4):
-
-    .. math::  \frac{\partial \ell}{\partial X_S} = \frac{1}{d^2 (n_S - 1)}\,
-               \tilde X_S (C_S - C_T), \qquad
-               \frac{\partial \ell}{\partial X_T} = -\frac{1}{d^2 (n_T - 1)}\,
-               \tilde X_T (C_S - C_T)
-
-    with :math:`\tilde X` the centred features. (The centring needs no gradient term: the
-    columns of :math:`\tilde X (C_S - C_T)` already sum to zero.) One matrix product per
-    domain, where autograd would replay two per covariance.
-    """
-
-    @staticmethod
-    def forward(ctx, zs: Tensor, zt: Tensor) -> Tensor:  # noqa: D102
-        xs, xt = zs - zs.mean(0), zt - zt.mean(0)
-        diff = (xs.T @ xs) / (zs.shape[0] - 1) - (xt.T @ xt) / (zt.shape[0] - 1)
-        ctx.save_for_backward(xs, xt, diff)
-        d = zs.shape[1]
-        return (diff * diff).sum() / (4 * d * d)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: D102
-        xs, xt, diff = ctx.saved_tensors
-        d2 = diff.shape[0] ** 2
-        grad_s = grad_t = None
-        with float_compute(xs.device):  # backward() may be called inside an autocast region
-            if ctx.needs_input_grad[0]:
-                grad_s = (xs @ diff) * (grad / (d2 * (xs.shape[0] - 1)))
-            if ctx.needs_input_grad[1]:
-                grad_t = (xt @ diff) * (-grad / (d2 * (xt.shape[0] - 1)))
-        return grad_s, grad_t
-
-
-def coral_loss(zs: Tensor, zt: Tensor) -> Tensor:
-    r"""Deep CORAL loss (Sun & Saenko, ECCV Workshops 2016).
-
-    .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
-
-    with :math:`C_S, C_T` the unbiased ``(d, d)`` covariances of the source and target batch
-    features. The covariances are computed in float32 (float64 stays float64) with autocast
-    switched off, so the loss is finite and accurate under fp16/bf16 mixed precision. The
-    backward pass uses the paper's closed-form gradient
-    :math:`\partial\ell/\partial X_S = \tilde X_S (C_S - C_T) / (d^2 (n_S - 1))`.
-
-    Args:
-        zs: source features, shape ``(n_s, d)``, ``n_s >= 2``.
-        zt: target features, shape ``(n_t, d)``, ``n_t >= 2`` (``n_t`` may differ from ``n_s``).
-
-    Returns:
-        A scalar tensor ≥ 0, differentiable w.r.t. both inputs. Raises ``ValueError`` for
-        wrong shapes and for NaN/Inf features.
-
-    Example:
-        >>> zs, zt = torch.randn(32, 8), 2 * torch.randn(32, 8)
-        >>> loss = coral_loss(zs, zt)       # add λ·loss to the source classification loss
-        >>> loss.shape, bool(loss > 0)
-        (torch.Size([]), True)
-    """
-    names = ("zs (source features)", "zt (target features)")
-    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)
-    with float_compute(zs.device):
-        loss = _CoralLossFunction.apply(zs, zt)
-    return finite_or_raise(loss, {names[0]: zs, names[1]: zt})
-
-
-class CORALLoss(nn.Module):
-    r"""Deep CORAL loss as a module: ``CORALLoss()(zs, zt) == coral_loss(zs, zt)``.
-
-    .. math::  \ell_{CORAL} = \frac{1}{4 d^2} \, \lVert C_S - C_T \rVert_F^2
-
-    Shapes: ``zs`` ``(n_s, d)``, ``zt`` ``(n_t, d)`` → scalar. See :func:`coral_loss`.
-
-    Example:
-        >>> criterion = CORALLoss()
-        >>> loss = criterion(torch.randn(16, 4), torch.randn(16, 4))  # total = ce + λ·loss
-    """
-
-    def forward(self, zs: Tensor, zt: Tensor) -> Tensor:
-        return coral_loss(zs, zt)
+def _apply(X: Any, matrix: np.ndarray) -> Any:
+    """``X @ matrix`` in float64, returned in X's own kind (ndarray/tensor), dtype and device."""
+    if isinstance(X, torch.Tensor):
+        out = X.detach().to("cpu", torch.float64).numpy() @ matrix
+        dtype = X.dtype if X.is_floating_point() else torch.get_default_dtype()
+        return torch.from_numpy(out).to(device=X.device, dtype=dtype)
+    X = np.asarray(X)
+    out = X.astype(np.float64, copy=False) @ matrix
+    return out.astype(X.dtype) if np.issubdtype(X.dtype, np.floating) else out

@@ -18,39 +18,39 @@ The paper's schedules (§5.2.2), with training progress :math:`p \in [0, 1]`:
   domain signal is switched on gradually, while the domain classifier is still noise.
 * :func:`dann_lr` — :math:`\mu_p = \frac{\mu_0}{(1 + \alpha p)^\beta}`, α = 10, β = 0.75.
 
-Typical use::
+:class:`DomainAdversarialLoss` packs :math:`G_d`, the GRL and the schedule into one
+alignment module — ``loss = ce(G_y(zs), ys) + adversary(zs, zt, progress=p)`` — whose
+discriminator is trained by the same optimiser as the network. Written out::
 
-    features = G_f(torch.cat([xs, xt]))
-    domain_logits = domain_clf(grad_reverse(features, dann_lambda(p)))
-    domain_labels = torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
-    loss = ce(G_y(features[: len(xs)]), ys) + bce_with_logits(domain_logits, domain_labels)
+    z = grad_reverse(torch.cat([zs, zt]), dann_lambda(p))
+    domain_labels = torch.cat([torch.ones(len(zs)), torch.zeros(len(zt))])  # 1 = source
+    loss = ce(G_y(zs), ys) + bce_with_logits(domain_clf(z), domain_labels)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["grad_reverse", "GradientReversal", "DomainClassifier", "dann_lambda", "dann_lr"]
+from tlearn.adapt._checks import check_pair
+
+__all__ = [
+    "grad_reverse",
+    "GradientReversal",
+    "DomainClassifier",
+    "DomainAdversarialLoss",
+    "dann_lambda",
+    "dann_lr",
+]
 
 
-def _check_lambda(lambda_: float) -> float:
-    if isinstance(lambda_, bool) or not isinstance(lambda_, (int, float)):
-        raise ValueError(f"lambda_ must be a number >= 0, got {lambda_!r}")
-    lambda_ = float(lambda_)
-    if not math.isfinite(lambda_) or lambda_ < 0:
-        raise ValueError(
-            f"lambda_ must be a finite number >= 0, got {lambda_} (a negative λ would undo "
-            "the reversal and help the feature extractor *separate* the domains)"
-        )
-    return lambda_
-
-
+# --------------------------------------------------------------------------- gradient reversal
 class _GradReverse(torch.autograd.Function):
-    """Identity forward; gradient × (−λ) backward."""
+    """R(x) = x going forward; the gradient times −λ going back."""
 
     @staticmethod
     def forward(ctx, x: Tensor, lambda_: float) -> Tensor:
@@ -102,6 +102,38 @@ class GradientReversal(nn.Module):
         return f"lambda_={self.lambda_:g}"
 
 
+# --------------------------------------------------------------------------- schedules
+def dann_lambda(p: float, gamma: float = 10.0) -> float:
+    r"""DANN's domain-weight schedule: :math:`\lambda_p = \frac{2}{1 + e^{-\gamma p}} - 1`.
+
+    Rises from 0 at ``p = 0`` to ≈ 1 at ``p = 1`` (0.99991 for γ = 10). ``p`` is the
+    training progress, e.g. ``step / total_steps`` (Ganin et al., JMLR 2016, §5.2.2).
+
+    Example:
+        >>> dann_lambda(0.0), round(dann_lambda(1.0), 4)
+        (0.0, 0.9999)
+    """
+    p = _check_progress(p)
+    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+
+def dann_lr(p: float, lr0: float, alpha: float = 10.0, beta: float = 0.75) -> float:
+    r"""DANN's learning-rate annealing: :math:`\mu_p = \frac{\mu_0}{(1 + \alpha p)^\beta}`.
+
+    With α = 10, β = 0.75 the rate falls to ``lr0 / 11**0.75 ≈ 0.166·lr0`` at ``p = 1``
+    (Ganin et al., JMLR 2016, §5.2.2).
+
+    Example:
+        >>> dann_lr(0.0, 0.01), round(dann_lr(1.0, 0.01), 5)
+        (0.01, 0.00166)
+    """
+    p = _check_progress(p)
+    if not (isinstance(lr0, (int, float)) and lr0 > 0):
+        raise ValueError(f"lr0 must be a positive number, got {lr0!r}")
+    return lr0 / (1.0 + alpha * p) ** beta
+
+
+# --------------------------------------------------------------------------- adversarial loss
 class DomainClassifier(nn.Module):
     r"""The domain discriminator :math:`G_d`: an MLP from features to one domain logit.
 
@@ -141,10 +173,9 @@ class DomainClassifier(nn.Module):
         widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
             raise ValueError(f"hidden must be positive ints, got {hidden!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not (isinstance(negative_slope, (int, float)) and 0.0 <= negative_slope < 1.0):
-            raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
+        for name, value in (("dropout", dropout), ("negative_slope", negative_slope)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         layers: list[nn.Module] = []
         width = in_features
         for w in widths:
@@ -166,40 +197,94 @@ class DomainClassifier(nn.Module):
         return self.net(x).squeeze(1)
 
 
+class DomainAdversarialLoss(nn.Module):
+    r"""DANN's domain-adversarial loss as an alignment module (Ganin et al., JMLR 2016).
+
+    .. math::  \mathcal L_d = \mathrm{BCE}\big(G_d(R_{\lambda_p}([z_s; z_t])),\,
+               [\mathbf 1; \mathbf 0]\big), \qquad \lambda_p = \mathrm{schedule}(p)
+
+    The discriminator :math:`G_d` sits behind gradient reversal :math:`R_{\lambda_p}`: one
+    backward pass trains :math:`G_d` to tell source (label 1) from target (label 0) and
+    sends :math:`-\lambda_p` times that gradient into the features, which learn to make the
+    domains inseparable. Its parameters are the discriminator's: give them to the same
+    optimiser as the model's.
+
+    Args:
+        in_features: feature dimension d, for the default ``DomainClassifier(in_features)``.
+        discriminator: your own :math:`G_d`, ``(N, d)`` → one logit ``(N,)`` / ``(N, 1)``
+            (binary cross-entropy) or two ``(N, 2)`` (cross-entropy, class 1 = source).
+            Give ``in_features`` or ``discriminator``.
+        schedule: λ_p as a function of training progress p ∈ [0, 1] (default
+            :func:`dann_lambda`; ``lambda p: 1.0`` for a constant weight).
+
+    ``forward(zs, zt, progress=1.0)``: features ``(n_s, d)`` and ``(n_t, d)`` → scalar loss
+    (float32 even under autocast). ``logs`` holds ``{"domain_accuracy", "lambda"}`` of the
+    last call.
+
+    Example (one hand-written training step):
+        >>> _ = torch.manual_seed(0)
+        >>> net, head = nn.Linear(4, 8), nn.Linear(8, 3)
+        >>> adversary = DomainAdversarialLoss(in_features=8)
+        >>> params = [*net.parameters(), *head.parameters(), *adversary.parameters()]
+        >>> xs, ys, xt = torch.randn(16, 4), torch.randint(0, 3, (16,)), torch.randn(16, 4) + 1
+        >>> zs, zt = net(xs), net(xt)
+        >>> loss = F.cross_entropy(head(zs), ys) + adversary(zs, zt, progress=0.5)
+        >>> loss.backward()
+        >>> with torch.no_grad():                   # one SGD step on every parameter
+        ...     for p in params:
+        ...         p -= 0.1 * p.grad
+        >>> sorted(adversary.logs), round(adversary.logs["lambda"], 4)
+        (['domain_accuracy', 'lambda'], 0.9866)
+    """
+
+    def __init__(
+        self,
+        in_features: int | None = None,
+        discriminator: nn.Module | None = None,
+        schedule: Callable[[float], float] = dann_lambda,
+    ) -> None:
+        super().__init__()
+        if discriminator is None:
+            if in_features is None:
+                raise ValueError(
+                    "DomainAdversarialLoss needs in_features (for the default "
+                    "DomainClassifier(in_features)) or your own discriminator=nn.Module"
+                )
+            discriminator = DomainClassifier(in_features)
+        self.discriminator, self.schedule = discriminator, schedule
+        self.logs: dict[str, float] = {}
+
+    def forward(self, zs: Tensor, zt: Tensor, progress: float = 1.0) -> Tensor:
+        check_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
+        lambda_ = float(self.schedule(_check_progress(progress)))
+        logits = self.discriminator(grad_reverse(torch.cat([zs, zt]), lambda_))
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        source = torch.cat([zs.new_ones(len(zs)), zs.new_zeros(len(zt))]).to(logits.dtype)
+        if logits.dim() == 1 or logits.shape[1] == 1:  # one logit: P(source) = σ(logit)
+            logits = logits.reshape(-1)
+            loss = F.binary_cross_entropy_with_logits(logits, source)
+            correct = (logits > 0) == source.bool()
+        else:  # two logits: class 1 = source
+            loss = F.cross_entropy(logits, source.long())
+            correct = logits.argmax(1) == source.long()
+        self.logs = {"domain_accuracy": correct.float().mean().item(), "lambda": lambda_}
+        return loss
+
+
+# --------------------------------------------------------------------------- checks
+def _check_lambda(lambda_: float) -> float:
+    number = isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool)
+    if not (number and math.isfinite(lambda_) and lambda_ >= 0):
+        raise ValueError(
+            f"lambda_ must be a finite number >= 0, got {lambda_!r} (a negative λ would undo "
+            "the reversal and help the feature extractor *separate* the domains)"
+        )
+    return float(lambda_)
+
+
 def _check_progress(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise ValueError(f"training progress p must be a number in [0, 1], got {p!r}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"training progress p must be in [0, 1] (step / total_steps), got {p}")
-    return p
-
-
-def dann_lambda(p: float, gamma: float = 10.0) -> float:
-    r"""DANN's domain-weight schedule: :math:`\lambda_p = \frac{2}{1 + e^{-\gamma p}} - 1`.
-
-    Rises from 0 at ``p = 0`` to ≈ 1 at ``p = 1`` (0.99991 for γ = 10). ``p`` is the
-    training progress, e.g. ``step / total_steps`` (Ganin et al., JMLR 2016, §5.2.2).
-
-    Example:
-        >>> dann_lambda(0.0), round(dann_lambda(1.0), 4)
-        (0.0, 0.9999)
-    """
-    p = _check_progress(p)
-    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
-
-
-def dann_lr(p: float, lr0: float, alpha: float = 10.0, beta: float = 0.75) -> float:
-    r"""DANN's learning-rate annealing: :math:`\mu_p = \frac{\mu_0}{(1 + \alpha p)^\beta}`.
-
-    With α = 10, β = 0.75 the rate falls to ``lr0 / 11**0.75 ≈ 0.166·lr0`` at ``p = 1``
-    (Ganin et al., JMLR 2016, §5.2.2).
-
-    Example:
-        >>> dann_lr(0.0, 0.01), round(dann_lr(1.0, 0.01), 5)
-        (0.01, 0.00166)
-    """
-    p = _check_progress(p)
-    if not (isinstance(lr0, (int, float)) and lr0 > 0):
-        raise ValueError(f"lr0 must be a positive number, got {lr0!r}")
-    return lr0 / (1.0 + alpha * p) ** beta
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(
+            f"training progress p must be a number in [0, 1] (step / total_steps), got {p!r}"
+        )
+    return float(p)

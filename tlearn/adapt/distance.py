@@ -30,8 +30,8 @@ __all__ = ["proxy_a_distance"]
 
 
 def proxy_a_distance(
-    Zs: Any,
-    Zt: Any,
+    zs: Any,
+    zt: Any,
     *,
     test_size: float = 0.5,
     seed: int = 0,
@@ -47,8 +47,8 @@ def proxy_a_distance(
     error rate of Ben-David et al. 2007, who used a linear SVM).
 
     Args:
-        Zs: source features ``(n_s, d)``, array or tensor.
-        Zt: target features ``(n_t, d)``.
+        zs: source features ``(n_s, d)``, array or tensor.
+        zt: target features ``(n_t, d)``.
         test_size: held-out fraction in (0, 1).
         seed: seed of the split (and the solver).
         C: inverse L2 regularisation strength of the logistic regression.
@@ -70,10 +70,10 @@ def proxy_a_distance(
         raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
     if not (isinstance(C, (int, float)) and C > 0):
         raise ValueError(f"C must be a positive number, got {C!r}")
-    zs, zt = as_numpy_pair(Zs, Zt, ("Zs (source features)", "Zt (target features)"))
+    zs, zt = as_numpy_pair(zs, zt, ("zs (source features)", "zt (target features)"))
     z = np.concatenate([zs, zt])
     domain = np.r_[np.ones(len(zs), dtype=int), np.zeros(len(zt), dtype=int)]
-    for name, count in (("Zs", len(zs)), ("Zt", len(zt))):
+    for name, count in (("zs", len(zs)), ("zt", len(zt))):
         if min(round(count * test_size), count - round(count * test_size)) < 1:
             raise ValueError(
                 f"{name} has {count} rows: too few to put at least one in both the training "
