@@ -98,7 +98,7 @@ class _GaussianKernelSum(torch.autograd.Function):
 
 
 def gaussian_mmd(
-    zs: Tensor, zt: Tensor, fixed: float | None, multipliers: tuple[float, ...], unbiased: bool
+    zs: Tensor, zt: Tensor, gamma0: Tensor | float, multipliers: tuple[float, ...], unbiased: bool
 ) -> Tensor:
     """Biased or unbiased MMD² with a power-of-two family of Gaussians: ``plain_mmd``, faster.
 
@@ -107,7 +107,6 @@ def gaussian_mmd(
     """
     m, n = len(zs), len(zt)
     plan = squaring_plan(multipliers)
-    gamma0 = mean_sq_distance(zs, zt) if fixed is None else fixed
     inv_top = torch.as_tensor(1.0 / (max(multipliers) * gamma0), dtype=zs.dtype, device=zs.device)
     s_ss = _GaussianKernelSum.apply(zs, None, inv_top, plan, unbiased)
     s_tt = _GaussianKernelSum.apply(zt, None, inv_top, plan, unbiased)
