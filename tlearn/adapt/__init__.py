@@ -3,11 +3,12 @@
 * ``coral`` / ``CORAL`` — closed-form CORAL (Sun, Feng & Saenko, AAAI 2016)
 * ``coral_loss`` / ``CORALLoss`` — Deep CORAL (Sun & Saenko, ECCV-W 2016)
 * ``mmd`` / ``MMDLoss`` / ``mmd_test`` — multi-kernel MMD (Gretton et al. 2012; Long et al. 2015)
-* ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``dann_lambda`` / ``dann_lr``
-  — DANN (Ganin et al., JMLR 2016)
+* ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``DomainAdversarialLoss`` /
+  ``dann_lambda`` / ``dann_lr`` — DANN (Ganin et al., JMLR 2016)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
-* ``fit_adapt`` — train with source labels + an alignment loss: "none" | "coral" | "mmd" | "dann"
+* ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
+  "mmd" | "dann", a method added with ``register_method``, or any ``nn.Module`` of yours
 
 The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
@@ -23,7 +24,7 @@ from tlearn.adapt.dann import (
 )
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
-from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt
+from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "adabn",
     "batchnorm_layers",
     "fit_adapt",
+    "register_method",
     "METHODS",
     "DEFAULTS",
 ]
