@@ -165,9 +165,8 @@ def _forward_in_batch_mode(
 ) -> int:
     """Run ``data`` through ``model`` with the BN ``layers`` in ``"batch"`` mode and everything
     else in eval mode; restore every mode afterwards. Returns the number of batches run."""
-    from tqdm.auto import tqdm
-
     from tlearn.data.base import input_batches
+    from tlearn.runtime import progress_bar
 
     was_training = {m: m.training for m in model.modules()}
     frozen_modes = {m: m.mode for m in layers.values() if _is_frozen_bn(m)}
@@ -179,8 +178,8 @@ def _forward_in_batch_mode(
             if m in frozen_modes:
                 m.mode = "batch"
         pending = None  # held back one batch, so a trailing single image can join it
-        for x in tqdm(
-            input_batches(data, batch_size), desc="BN statistics", disable=not progress, leave=False
+        for x in progress_bar(
+            input_batches(data, batch_size), desc="BN statistics", enabled=progress, leave=False
         ):
             if pending is not None and len(x) < 2:
                 pending = torch.cat([pending, x])

@@ -183,6 +183,106 @@ def lessons(argv: list[str]) -> int:
     return subprocess.call([jupyter, "lab", str(folder), *argv])
 
 
+# --- the course's links: launch badges, the install cell, previous/next ----------------
+DEFAULT_REPOSITORY = "tlearn/tlearn"  # OWNER/REPO; a fork sets [tool.tlearn] in pyproject.toml
+LAUNCH = "<!-- launch: `tlearn links` writes this block from [tool.tlearn] in pyproject.toml -->"
+NAV = "<!-- nav: `tlearn links` writes this line -->"
+INSTALL = "# Colab (or any machine without tlearn): install it; elsewhere this cell does nothing."
+
+
+def course_setting(root: Path) -> tuple[str, str]:
+    """``(repository, branch)`` from ``[tool.tlearn]`` of ``root/pyproject.toml`` — the one
+    setting a teacher changes after forking (defaults: ``tlearn/tlearn``, ``main``)."""
+    import re
+
+    text = (root / "pyproject.toml").read_text()
+    table = re.search(r"^\[tool\.tlearn\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    found = dict(re.findall(r'^(\w+)\s*=\s*"([^"]*)"', table.group(1), re.M)) if table else {}
+    return found.get("repository", DEFAULT_REPOSITORY), found.get("branch", "main")
+
+
+def _title(nb: dict) -> str:
+    first = "".join(nb["cells"][0]["source"]).splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def lesson_links(root: Path) -> dict[str, dict[str, str]]:
+    """For each lesson: its launch block, install cell and navigation line, from the setting."""
+    import json
+
+    repo, branch = course_setting(root)
+    paths = sorted((root / "lessons").glob("[0-9][0-9]_*.ipynb"))
+    titles = [_title(json.loads(p.read_text())) for p in paths]
+    out = {}
+    for i, path in enumerate(paths):
+        name = path.name
+        launch = "\n".join([
+            LAUNCH,
+            f"[![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{repo}/"
+            f"{branch}?urlpath=lab/tree/lessons/{name})",
+            f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{repo}/blob/{branch}/lessons/{name})",
+            "<!-- /launch -->",
+        ])  # fmt: skip
+        install = "\n".join([
+            INSTALL,
+            "import importlib.util",
+            "import subprocess",
+            "import sys",
+            "",
+            'if importlib.util.find_spec("tlearn") is None:',
+            f'    url = "git+https://github.com/{repo}@{branch}"',
+            '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", url], check=True)',
+        ])  # fmt: skip
+        steps = [f"[← {titles[i - 1]}]({paths[i - 1].name})"] if i else []
+        steps += [f"[{titles[i + 1]} →]({paths[i + 1].name})"] if i + 1 < len(paths) else []
+        out[name] = {"launch": launch, "install": install, "nav": NAV + "\n" + " · ".join(steps)}
+    return out
+
+
+def _replace_block(text: str, start: str, end: str | None, new: str) -> str:
+    """``text`` with the block that begins with the line ``start`` (up to the line ``end``,
+    or to the end of the text) replaced by ``new``; ``new`` appended when there is none."""
+    lines = text.splitlines()
+    if start not in lines:
+        return text.rstrip() + "\n\n" + new
+    a = lines.index(start)
+    b = lines.index(end, a) + 1 if end is not None else len(lines)
+    return "\n".join([*lines[:a], *new.splitlines(), *lines[b:]])
+
+
+def write_links(root: Path) -> list[str]:
+    """Rewrite every lesson's launch badges, install cell and previous/next line; return the
+    names of the lessons that changed. The lesson's first markdown cell holds the launch
+    block, its first code cell is the install cell, its last markdown cell ends with the
+    navigation line."""
+    import json
+
+    changed = []
+    for name, links in lesson_links(root).items():
+        path = root / "lessons" / name
+        nb = json.loads(path.read_text())
+        cells = nb["cells"]
+        code = next(c for c in cells if c["cell_type"] == "code")
+        last_md = next(c for c in reversed(cells) if c["cell_type"] == "markdown")
+        edits = (
+            (cells[0], LAUNCH, "<!-- /launch -->", links["launch"]),
+            (last_md, NAV, None, links["nav"]),
+        )
+        before = json.dumps(nb)
+        for cell, start, end, new in edits:
+            cell["source"] = _replace_block("".join(cell["source"]), start, end, new)
+        if "".join(code["source"]).splitlines()[:1] != [INSTALL]:
+            code = {"cell_type": "code", "execution_count": None, "id": f"install-{name[:2]}",
+                    "metadata": {}, "outputs": [], "source": ""}  # fmt: skip
+            cells.insert(cells.index(next(c for c in cells if c["cell_type"] == "code")), code)
+        code["source"] = links["install"]
+        if json.dumps(nb) != before:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(name)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tlearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--no-progress", action="store_true")
     p_lessons = sub.add_parser("lessons", help="open JupyterLab on lessons/")
     p_lessons.add_argument("jupyter_args", nargs=argparse.REMAINDER)
+    sub.add_parser(
+        "links",
+        help="rewrite the lessons' launch badges, install cells and previous/next links "
+        "from [tool.tlearn] repository/branch in pyproject.toml (run from the repository root)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -204,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         demo(progress=not args.no_progress, seed=args.seed, quick=args.quick, all_methods=args.all)
+        return 0
+    if args.command == "links":
+        changed = write_links(Path.cwd())
+        print(f"updated {len(changed)} lesson(s): {', '.join(changed) or 'none needed'}")
         return 0
     return lessons(args.jupyter_args)
 

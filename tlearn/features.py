@@ -51,7 +51,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
 
 from tlearn import runtime
 from tlearn.data.base import DigitDataset
@@ -635,8 +634,8 @@ def _forward_collect(
         stack.enter_context(_on_device(model, device))
         stack.enter_context(_eval_mode(model))
         stack.enter_context(torch.inference_mode())
-        for x, y in tqdm(
-            batches, total=batches.num_batches(), desc=desc, disable=not progress, leave=False
+        for x, y in runtime.progress_bar(
+            batches, total=batches.num_batches(), desc=desc, enabled=progress, leave=False
         ):
             x = x.to(device, non_blocking=True)
             with runtime.autocast(device, enabled=amp), contextlib.suppress(StopForward):

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tlearn.data.base import few_shot_indices
+from tlearn.runtime import progress_bar
 
 __all__ = ["linear_probe", "knn_probe", "few_shot_probe", "PROBES", "probe_by_name"]
 
@@ -248,7 +248,7 @@ def few_shot_probe(
         raise ValueError("seeds must hold at least one seed")
     acc = []
     total = len(seeds) * len(per_class)
-    with tqdm(total=total, desc=f"{probe} probes", disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc=f"{probe} probes", enabled=progress, leave=False) as bar:
         for s in seeds:
             row = []
             for k in per_class:

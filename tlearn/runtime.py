@@ -34,7 +34,7 @@ import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ __all__ = [
     "cpu_budget",
     "limit_threads",
     "PROGRESS_INTERVAL",
+    "progress_bar",
 ]
 
 #: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
@@ -63,6 +64,20 @@ __all__ = [
 #: cell overflows the channel: messages are dropped, and a runner such as nbval then fails
 #: with "Timeout … waiting for output". Per-step statistics go in with ``refresh=False``.
 PROGRESS_INTERVAL = 0.5
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any):
+    """tlearn's progress bar: ``tqdm.auto`` (a widget in notebooks), redrawn at most every
+    :data:`PROGRESS_INTERVAL` seconds.
+
+    ``TLEARN_PROGRESS=0`` turns every bar off: for notebooks executed to be stored and read
+    later (on GitHub, on Binder before a kernel runs), where a bar's widget is shown as its
+    first text frame, "0%| 0/4".
+    """
+    from tqdm.auto import tqdm
+
+    off = not enabled or os.environ.get("TLEARN_PROGRESS", "1") == "0"
+    return tqdm(iterable, disable=off, mininterval=PROGRESS_INTERVAL, **kwargs)
 
 
 def cgroup_cpu_quota(root: str | Path = "/sys/fs/cgroup") -> float | None:

@@ -31,16 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
 
 from tlearn.data.base import batches
 from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import (
-    PROGRESS_INTERVAL,
     atomic_write,
     autocast,
     get_device,
     make_grad_scaler,
+    progress_bar,
     seed_everything,
 )
 
@@ -322,12 +321,11 @@ def fit(
     _call(callbacks, "on_fit_start", state)
     steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last)
     total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
-    bar = tqdm(
+    bar = progress_bar(
         total=steps_per_epoch * (epochs - start_epoch),
-        disable=not progress,
+        enabled=progress,
         desc=getattr(objective, "name", "fit"),
         unit="batch",
-        mininterval=PROGRESS_INTERVAL,
     )
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch

@@ -384,11 +384,9 @@ def _run_many(cfgs: dict, progress: bool) -> dict:
     The runs themselves train silently: a per-batch bar for each of 15 trainings would send
     thousands of messages from one notebook cell (see ``runtime.PROGRESS_INTERVAL``).
     """
-    from tqdm.auto import tqdm
-
     out = {}
-    with tqdm(total=len(cfgs), desc="runs (computed once, then cached)", unit="run",
-              disable=not progress) as bar:  # fmt: skip
+    with runtime.progress_bar(total=len(cfgs), desc="runs (computed once, then cached)",
+                              unit="run", enabled=progress) as bar:  # fmt: skip
         for key, cfg in cfgs.items():
             bar.set_postfix_str(f"{cfg.method}, seed {cfg.seed}", refresh=False)
             out[key] = run(cfg, progress=False)

@@ -42,7 +42,6 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset, RandomSampler
-from tqdm.auto import tqdm
 
 from tlearn import freeze as fz
 from tlearn import runtime
@@ -281,7 +280,9 @@ def few_shot_curve(
     results = FewShotResults(recipe=recipe)
     jobs = [(s, k, m) for s in seeds for k in per_class for m in methods]
     few_sets: dict[tuple[int, int], Dataset] = {}
-    for seed, k, method in tqdm(jobs, disable=not progress, desc="few-shot runs", unit="run"):
+    for seed, k, method in runtime.progress_bar(
+        jobs, enabled=progress, desc="few-shot runs", unit="run"
+    ):
         if (seed, k) not in few_sets:
             few_sets = {(seed, k): data.few_shot(target_train, k, seed=seed)}
         t0 = time.perf_counter()
