@@ -11,6 +11,14 @@ Kornblith et al., "Do Better ImageNet Models Transfer Better?", CVPR 2019):
   *cluster* by class? Nothing is trained.
 * :func:`few_shot_probe` — either probe with only 1, 5, 10 … labels per class, over seeds.
 
+*Transferability scores* ask the same question without training anything, so that candidate
+source models can be ranked before any is fine-tuned (higher = expected to transfer better):
+
+* :func:`leep` — how well the source model's own label predictions, mapped to the target labels
+  by co-occurrence counts, predict those labels (Nguyen et al., ICML 2020).
+* :func:`logme` — how much evidence a Bayesian linear regression from the features to the
+  one-hot target labels finds, maximised over its two precisions (You et al., ICML 2021).
+
 Features come from :func:`tlearn.features.extract`; probes take tensors or numpy arrays.
 
 >>> import numpy as np
@@ -32,7 +40,15 @@ import torch
 from tlearn.data.base import few_shot_indices
 from tlearn.runtime import progress_bar
 
-__all__ = ["linear_probe", "knn_probe", "few_shot_probe", "PROBES", "probe_by_name"]
+__all__ = [
+    "linear_probe",
+    "knn_probe",
+    "few_shot_probe",
+    "PROBES",
+    "probe_by_name",
+    "leep",
+    "logme",
+]
 
 ArrayLike = Any  # a torch.Tensor, numpy array or nested list
 
@@ -261,3 +277,199 @@ def few_shot_probe(
         "seeds": [int(s) for s in seeds],
         "accuracy": acc,
     }
+
+
+# --- transferability scores ---------------------------------------------------------------
+
+
+def leep(source_probs: ArrayLike, target_labels: ArrayLike) -> float:
+    """LEEP, the log expected empirical prediction (Nguyen et al., "LEEP: A New Measure to
+    Evaluate Transferability of Learned Representations", ICML 2020).
+
+    With θ(x_i) ∈ Δ^Z the source model's softmax over its *own* Z labels z, and y_i the target
+    label of example i:
+
+        P̂(y, z) = (1/n) Σ_{i: y_i = y} θ(x_i)_z          joint of target label and source label
+        P̂(y | z) = P̂(y, z) / Σ_y' P̂(y', z)               conditional ("relabel z as y")
+        LEEP = (1/n) Σ_i log Σ_z P̂(y_i | z) θ(x_i)_z       log-likelihood of that classifier
+
+    It is the mean log-likelihood of the target labels under the classifier "predict z with the
+    source model, then y from z". Always ≤ 0; higher predicts better transfer. Uninformative
+    (uniform) θ gives −H(target label frequencies); a source whose labels determine the target
+    labels gives 0.
+
+    Args:
+        source_probs: ``n × Z`` probabilities (rows sum to 1), tensor or array. Pass
+            ``softmax(logits)``, not logits.
+        target_labels: ``n`` integer target labels ``≥ 0``.
+
+    Returns:
+        LEEP as a float.
+
+    >>> theta = [[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.2, 0.8]]
+    >>> round(leep(theta, [0, 0, 1, 1]), 4), round(leep(theta, [0, 1, 0, 1]), 4)
+    (-0.2955, -0.6931)
+    """
+    theta, y = _check_leep_inputs(source_probs, target_labels)
+    n = len(y)
+    onehot = np.eye(int(y.max()) + 1)[y]  # n × C
+    joint = onehot.T @ theta / n  # C × Z: P̂(y, z)
+    marginal = joint.sum(axis=0, keepdims=True)  # 1 × Z: P̂(z)
+    # a source label that no example ever predicts has P̂(z) = 0; its column is never used
+    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
+    eep = theta @ cond.T  # n × C: Σ_z P̂(y | z) θ(x_i)_z for every y
+    return float(np.log(eep[np.arange(n), y]).mean())
+
+
+def logme(
+    features: ArrayLike,
+    target_labels: ArrayLike,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+    return_params: bool = False,
+) -> float | tuple[float, dict[str, np.ndarray]]:
+    """LogME, the log of the maximum evidence (You et al., "LogME: Practical Assessment of
+    Pre-trained Models for Transfer Learning", ICML 2021).
+
+    For each target class c, fit the one-hot column y_c ∈ {0, 1}^n by Bayesian linear
+    regression on the features F (n × d): y_c = F w + ε, w ~ N(0, α⁻¹I), ε ~ N(0, β⁻¹I).
+    The evidence (marginal likelihood, w integrated out) is
+
+        log p(y_c | F, α, β) = n/2 log β + d/2 log α − n/2 log 2π
+                               − β/2 ‖F m − y_c‖² − α/2 ‖m‖² − 1/2 log det A,
+        A = α I + β FᵀF,   m = β A⁻¹ Fᵀ y_c   (the posterior mean of w).
+
+    It is maximised over α, β by MacKay's fixed point ("Bayesian interpolation", 1992):
+    γ = Σ_j βσ_j / (α + βσ_j), α ← γ / ‖m‖², β ← (n − γ) / ‖F m − y_c‖², with σ_j the
+    eigenvalues of FᵀF. One SVD F = U diag(s) Vᵀ makes each step cost O(k) per class,
+    k = rank F ≤ min(n, d), for n > d and n ≤ d alike. LogME = mean over classes of (max evidence / n); higher means the
+    features explain the labels better with a simpler linear model, which predicts better
+    transfer. Compare scores on the same target data; the value depends on n and the classes.
+
+    Args:
+        features: ``n × d`` features (``n ≥ 2``), tensor or array; computed in float64.
+        target_labels: ``n`` integer labels, at least two distinct classes. Each class that
+            occurs is one regression target.
+        tol: stop when α/β changes by less than this fraction.
+        max_iter: at most this many fixed-point steps.
+        return_params: also return ``{"alpha", "beta", "evidence"}``, one entry per class
+            (in ``np.unique(target_labels)`` order; ``evidence`` is divided by n).
+
+    Returns:
+        LogME as a float, or ``(LogME, params)`` with ``return_params``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 50)
+    >>> F = rng.normal(size=(100, 5)) + 3 * y[:, None]  # class means 3 apart
+    >>> bool(logme(F, y) > logme(F, rng.permutation(y)))
+    True
+    """
+    F, Y = _check_logme_inputs(features, target_labels)  # n × d, n × C one-hot
+    n, d = F.shape
+    with _small_problem_threads(F.size):
+        U, s, _ = np.linalg.svd(F, full_matrices=False)
+    keep = s > s.max() * max(n, d) * np.finfo(np.float64).eps  # numerical rank k
+    U, sigma = U[:, keep], s[keep, None] ** 2  # n × k, k × 1: σ_j, the nonzero eig(FᵀF)
+    x = U.T @ Y  # k × C: y in the basis of F's column space
+    x2 = x**2
+    outside = ((Y - U @ x) ** 2).sum(0)  # ‖y‖² outside it (0 when rank F = n ≤ d)
+
+    def posterior(t):  # γ, ‖m‖², ‖F m − y‖² for λ = α/β = t, per class
+        shrink = sigma / (sigma + t)
+        return (
+            shrink.sum(0),
+            (x2 * shrink**2 / sigma).sum(0),
+            (x2 * (1 - shrink) ** 2).sum(0) + outside,
+        )
+
+    # The evidence can keep rising as α/β → ∞ (features that explain nothing: w = 0) or → 0
+    # (no noise); bound t where the evidence no longer changes in float64.
+    lo, hi = 1e-12 * sigma.min(), 1e12 * sigma.sum()
+    t = np.ones(Y.shape[1])
+    for _ in range(max_iter):
+        gamma, m2, res2 = posterior(t)
+        with np.errstate(divide="ignore"):
+            new = np.clip((gamma / m2) / ((n - gamma) / res2), lo, hi)  # MacKay: α / β
+        converged = np.all(np.abs(new - t) <= tol * t)  # (a t held at a bound stops too)
+        t = new
+        if converged:
+            break
+    gamma, m2, res2 = posterior(t)
+    # the best β for this α/β; at the fixed point it equals (n − γ) / ‖F m − y‖²
+    beta = n / (res2 + t * m2)
+    alpha = t * beta
+    # d/2 log α − 1/2 log det A, where A has eigenvalues α + βσ_j (k of them) and α (d − k),
+    # is −1/2 Σ_j log(1 + σ_j/t): written so, it stays finite as α → ∞
+    evidence = (
+        n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * res2 - alpha / 2 * m2 - np.log1p(sigma / t).sum(0) / 2
+    ) / n  # fmt: skip
+    score = float(evidence.mean())
+    if return_params:
+        return score, {"alpha": alpha, "beta": beta, "evidence": evidence}
+    return score
+
+
+def _check_leep_inputs(source_probs: ArrayLike, target_labels: ArrayLike):
+    theta = _as_numpy(source_probs, "source_probs")
+    if theta.ndim != 2 or theta.shape[0] == 0 or theta.shape[1] == 0:
+        raise ValueError(
+            f"source_probs must be n × Z (n examples, Z source classes), got shape {theta.shape}"
+        )
+    if not np.issubdtype(theta.dtype, np.number):
+        raise ValueError(f"source_probs must be numeric, got dtype {theta.dtype}")
+    theta = theta.astype(np.float64)
+    if not np.isfinite(theta).all():
+        raise ValueError("source_probs contains NaN or Inf; check the source model's outputs")
+    if (theta < 0).any():
+        raise ValueError(
+            f"source_probs must be probabilities, found a negative value {theta.min():.3g}; "
+            "pass softmax(logits), not the logits"
+        )
+    sums = theta.sum(axis=1)
+    if np.abs(sums - 1).max() > 1e-3:
+        i = int(np.abs(sums - 1).argmax())
+        raise ValueError(
+            f"each row of source_probs must sum to 1, row {i} sums to {sums[i]:.4g}; "
+            "pass softmax(logits) over the source model's classes"
+        )
+    y = _check_labels(target_labels, len(theta), "source_probs")
+    return theta, y
+
+
+def _check_labels(target_labels: ArrayLike, n: int, rows: str) -> np.ndarray:
+    y = _as_numpy(target_labels, "target_labels")
+    y = y.reshape(-1) if y.ndim > 1 and y.size == len(y) else y
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(
+            f"target_labels must be a vector of {n} labels (one per row of {rows}), "
+            f"got shape {y.shape}"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
+            raise ValueError(f"target_labels must be integer class labels, got {y.dtype} values")
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        raise ValueError(f"target_labels must be class indices 0, 1, …, found {y.min()}")
+    return y
+
+
+def _check_logme_inputs(features: ArrayLike, target_labels: ArrayLike):
+    F = _as_numpy(features, "features")
+    if F.ndim != 2:
+        raise ValueError(f"features must be n × d (one vector per example), got shape {F.shape}")
+    if len(F) < 2:
+        raise ValueError(f"logme needs at least 2 examples, got {len(F)}")
+    if not np.issubdtype(F.dtype, np.number):
+        raise ValueError(f"features must be numeric, got dtype {F.dtype}")
+    F = F.astype(np.float64)
+    if not np.isfinite(F).all():
+        raise ValueError("features contains NaN or Inf; check the model/inputs")
+    if not F.any():
+        raise ValueError("features are all zero; they carry no information to score")
+    y = _check_labels(target_labels, len(F), "features")
+    classes, y = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"target_labels hold a single class ({classes[0]}); need at least two")
+    return F, np.eye(len(classes))[y.reshape(-1)]
