@@ -5,14 +5,23 @@
 * ``mmd`` / ``MMDLoss`` / ``mmd_test`` — multi-kernel MMD (Gretton et al. 2012; Long et al. 2015)
 * ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``DomainAdversarialLoss`` /
   ``dann_lambda`` / ``dann_lr`` — DANN (Ganin et al., JMLR 2016)
+* ``multilinear_map`` / ``RandomizedMultilinearMap`` / ``entropy_weights`` /
+  ``ConditionalAdversarialLoss`` — CDAN and CDAN+E (Long et al., NeurIPS 2018)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
-  "mmd" | "dann", a method added with ``register_method``, or any ``nn.Module`` of yours
+  "mmd" | "dann" | "cdan" | "cdan_e", a method added with ``register_method``, or any
+  ``nn.Module`` of yours
 
 The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
 
+from tlearn.adapt.cdan import (
+    ConditionalAdversarialLoss,
+    RandomizedMultilinearMap,
+    entropy_weights,
+    multilinear_map,
+)
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
 from tlearn.adapt.dann import (
     DomainAdversarialLoss,
@@ -41,6 +50,10 @@ __all__ = [
     "DomainAdversarialLoss",
     "dann_lambda",
     "dann_lr",
+    "multilinear_map",
+    "RandomizedMultilinearMap",
+    "entropy_weights",
+    "ConditionalAdversarialLoss",
     "proxy_a_distance",
     "adabn",
     "batchnorm_layers",
