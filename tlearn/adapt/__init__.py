@@ -7,6 +7,7 @@
   ``dann_lambda`` / ``dann_lr`` — DANN (Ganin et al., JMLR 2016)
 * ``multilinear_map`` / ``RandomizedMultilinearMap`` / ``entropy_weights`` /
   ``ConditionalAdversarialLoss`` — CDAN and CDAN+E (Long et al., NeurIPS 2018)
+* ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
@@ -33,6 +34,7 @@ from tlearn.adapt.dann import (
 )
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
+from tlearn.adapt.tent import entropy, tent
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
 
@@ -54,6 +56,8 @@ __all__ = [
     "RandomizedMultilinearMap",
     "entropy_weights",
     "ConditionalAdversarialLoss",
+    "tent",
+    "entropy",
     "proxy_a_distance",
     "adabn",
     "batchnorm_layers",
