@@ -5,14 +5,24 @@
 * ``mmd`` / ``MMDLoss`` / ``mmd_test`` — multi-kernel MMD (Gretton et al. 2012; Long et al. 2015)
 * ``grad_reverse`` / ``GradientReversal`` / ``DomainClassifier`` / ``DomainAdversarialLoss`` /
   ``dann_lambda`` / ``dann_lr`` — DANN (Ganin et al., JMLR 2016)
+* ``multilinear_map`` / ``RandomizedMultilinearMap`` / ``entropy_weights`` /
+  ``ConditionalAdversarialLoss`` — CDAN and CDAN+E (Long et al., NeurIPS 2018)
+* ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
-  "mmd" | "dann", a method added with ``register_method``, or any ``nn.Module`` of yours
+  "mmd" | "dann" | "cdan" | "cdan_e", a method added with ``register_method``, or any
+  ``nn.Module`` of yours
 
 The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
 
+from tlearn.adapt.cdan import (
+    ConditionalAdversarialLoss,
+    RandomizedMultilinearMap,
+    entropy_weights,
+    multilinear_map,
+)
 from tlearn.adapt.coral import CORAL, CORALLoss, coral, coral_loss
 from tlearn.adapt.dann import (
     DomainAdversarialLoss,
@@ -24,6 +34,7 @@ from tlearn.adapt.dann import (
 )
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
+from tlearn.adapt.tent import entropy, tent
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
 
@@ -41,6 +52,12 @@ __all__ = [
     "DomainAdversarialLoss",
     "dann_lambda",
     "dann_lr",
+    "multilinear_map",
+    "RandomizedMultilinearMap",
+    "entropy_weights",
+    "ConditionalAdversarialLoss",
+    "tent",
+    "entropy",
     "proxy_a_distance",
     "adabn",
     "batchnorm_layers",

@@ -217,9 +217,12 @@ class DomainAdversarialLoss(nn.Module):
         schedule: λ_p as a function of training progress p ∈ [0, 1] (default
             :func:`dann_lambda`; ``lambda p: 1.0`` for a constant weight).
 
-    ``forward(zs, zt, progress=1.0)``: features ``(n_s, d)`` and ``(n_t, d)`` → scalar loss
-    (float32 even under autocast). ``logs`` holds ``{"domain_accuracy", "lambda"}`` of the
-    last call.
+    ``forward(zs, zt, progress=1.0, *, weights=None)``: features ``(n_s, d)`` and
+    ``(n_t, d)`` → scalar loss (float32 even under autocast). ``weights``, optional, shape
+    ``(n_s + n_t,)``: per-example weights :math:`w_i \ge 0` of the rows of
+    :math:`[z_s; z_t]`, giving :math:`\sum_i w_i \ell_i` instead of the mean
+    :math:`\frac1N \sum_i \ell_i` (CDAN+E's entropy weights; they are not differentiated).
+    ``logs`` holds ``{"domain_accuracy", "lambda"}`` of the last call.
 
     Example (one hand-written training step):
         >>> _ = torch.manual_seed(0)
@@ -254,19 +257,24 @@ class DomainAdversarialLoss(nn.Module):
         self.discriminator, self.schedule = discriminator, schedule
         self.logs: dict[str, float] = {}
 
-    def forward(self, zs: Tensor, zt: Tensor, progress: float = 1.0) -> Tensor:
+    def forward(
+        self, zs: Tensor, zt: Tensor, progress: float = 1.0, *, weights: Tensor | None = None
+    ) -> Tensor:
         check_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
         lambda_ = float(self.schedule(_check_progress(progress)))
         logits = self.discriminator(grad_reverse(torch.cat([zs, zt]), lambda_))
         logits = logits if logits.dtype == torch.float64 else logits.float()
         source = torch.cat([zs.new_ones(len(zs)), zs.new_zeros(len(zt))]).to(logits.dtype)
+        reduction = "mean" if weights is None else "none"
         if logits.dim() == 1 or logits.shape[1] == 1:  # one logit: P(source) = σ(logit)
             logits = logits.reshape(-1)
-            loss = F.binary_cross_entropy_with_logits(logits, source)
+            loss = F.binary_cross_entropy_with_logits(logits, source, reduction=reduction)
             correct = (logits > 0) == source.bool()
         else:  # two logits: class 1 = source
-            loss = F.cross_entropy(logits, source.long())
+            loss = F.cross_entropy(logits, source.long(), reduction=reduction)
             correct = logits.argmax(1) == source.long()
+        if weights is not None:
+            loss = (_check_weights(weights, len(source)).to(loss) * loss).sum()
         self.logs = {"domain_accuracy": correct.float().mean().item(), "lambda": lambda_}
         return loss
 
@@ -280,6 +288,17 @@ def _check_lambda(lambda_: float) -> float:
             "the reversal and help the feature extractor *separate* the domains)"
         )
     return float(lambda_)
+
+
+def _check_weights(weights: Tensor, n: int) -> Tensor:
+    if not isinstance(weights, Tensor) or weights.shape != (n,):
+        shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+        raise ValueError(
+            f"weights must be a tensor of shape ({n},), one per row of [zs; zt], got {shape}"
+        )
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError("weights must be finite and >= 0")
+    return weights.detach()
 
 
 def _check_progress(p: float) -> float:

@@ -10,11 +10,11 @@ Every step takes a labelled *source* batch ``(x_s, y_s)`` and an unlabelled *tar
 with ``g`` the feature extractor (the module named by ``layer``, default ``"features"``),
 ``h`` the rest of the network and ``w`` the method's weight. The alignment term is an
 ``nn.Module`` whose ``forward(zs, zt)`` returns a scalar — one of the registered methods
-(:data:`METHODS`: ``"coral"``, ``"mmd"``, ``"dann"``; ``"none"`` is the source-only
-baseline) or **any module of yours**. If its ``forward`` accepts them, it is also given
-``progress`` (fraction of training done, in [0, 1]) and ``logits_s``, ``logits_t`` (the
-class logits of both batches, for class-conditional methods such as CDAN). Numbers it keeps
-in a ``logs`` dict are averaged into the history. New methods plug in with
+(:data:`METHODS`: ``"coral"``, ``"mmd"``, ``"dann"``, ``"cdan"``, ``"cdan_e"``; ``"none"`` is
+the source-only baseline) or **any module of yours**. If its ``forward`` accepts them, it is
+also given ``progress`` (fraction of training done, in [0, 1]) and ``logits_s``, ``logits_t``
+(the class logits of both batches, for class-conditional methods such as CDAN). Numbers it
+keeps in a ``logs`` dict are averaged into the history. New methods plug in with
 :func:`register_method`; the trainer itself never changes.
 
 What the loop does is :func:`tlearn.train.fit`'s; this module only builds the objective:
@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlearn import runtime, train
+from tlearn.adapt.cdan import ConditionalAdversarialLoss
 from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
 from tlearn.adapt.mmd import MMDLoss
@@ -67,6 +68,8 @@ class Method:
     """An alignment method: how to build its module, and its training defaults.
 
     ``build(in_features, **options)`` returns the alignment module (``None`` for source only).
+    A builder that names a ``num_classes`` parameter is also given the width of the model's
+    class logits (``None`` when the model does not return ``(N, C)`` logits).
     """
 
     build: Callable[..., nn.Module] | None
@@ -89,7 +92,8 @@ METHODS: dict[str, Method] = {}
 
 def register_method(name: str, build: Callable[..., nn.Module] | None, **defaults: Any) -> Method:
     """Make ``fit_adapt(method=name)`` build ``build(in_features, **options)`` with ``defaults``
-    (any :class:`Method` field: ``weight``, ``bn``, ``lr``, ``epochs``, ``lr_schedule``, …)."""
+    (any :class:`Method` field: ``weight``, ``bn``, ``lr``, ``epochs``, ``lr_schedule``, …).
+    A builder with a ``num_classes`` parameter also receives the number of classes."""
     METHODS[name] = Method(build, **defaults)
     return METHODS[name]
 
@@ -103,6 +107,21 @@ register_method("mmd", lambda d, **kw: MMDLoss(**kw), weight=1.0)
 register_method(
     "dann",
     lambda d, **kw: DomainAdversarialLoss(d, **kw),
+    weight=1.0,
+    lr_schedule=lambda p: dann_lr(p, 1.0),
+)
+# CDAN / CDAN+E (Long et al. 2018): DANN's discriminator on features ⊗ class predictions.
+register_method(
+    "cdan",
+    lambda d, num_classes, **kw: ConditionalAdversarialLoss(d, num_classes, **kw),
+    weight=1.0,
+    lr_schedule=lambda p: dann_lr(p, 1.0),
+)
+register_method(
+    "cdan_e",
+    lambda d, num_classes, **kw: ConditionalAdversarialLoss(
+        d, num_classes, entropy_conditioning=True, **kw
+    ),
     weight=1.0,
     lr_schedule=lambda p: dann_lr(p, 1.0),
 )
@@ -212,13 +231,22 @@ def _first_images(source: Any, target: Any) -> torch.Tensor:
     return xs
 
 
-def _feature_dim(model: nn.Module, hook, x: torch.Tensor, device: torch.device) -> int:
+def _probe(model: nn.Module, hook, x: torch.Tensor, device: torch.device) -> tuple[int, int | None]:
+    """One forward pass: the feature dimension, and the number of classes (None: no logits)."""
     was = model.training
     model.eval()
     with torch.no_grad():
-        model(x.to(device))
+        out = model(x.to(device))
     model.train(was)
-    return hook.take().shape[1]
+    num_classes = out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+    return hook.take().shape[1], num_classes
+
+
+def _build(spec: Method, in_features: int, num_classes: int | None, options: dict) -> nn.Module:
+    """``build(in_features, **options)``, plus ``num_classes`` when the builder names it."""
+    if "num_classes" in inspect.signature(spec.build).parameters:
+        options = {"num_classes": num_classes, **options}
+    return spec.build(in_features, **options)
 
 
 # --------------------------------------------------------------------------- the entry point
@@ -254,7 +282,8 @@ def fit_adapt(
         target: target images — a Dataset, DataLoader or image tensor. **Its labels are
             never read.**
         method: a registered name (:data:`METHODS`: ``"none"``, ``"coral"``, ``"mmd"``,
-            ``"dann"``) or an ``nn.Module`` whose ``forward(zs, zt)`` returns a scalar loss.
+            ``"dann"``, ``"cdan"``, ``"cdan_e"``) or an ``nn.Module`` whose
+            ``forward(zs, zt)`` returns a scalar loss.
         weight: w in ``CE + w·ℓ_align``; None → the method's default (1 for your module).
         epochs, lr, optimizer (``"adam"``/``"sgd"``), weight_decay: as in ``train.fit``;
             None → the method's default.
@@ -269,11 +298,12 @@ def fit_adapt(
             target test data here to pick epochs or weights: that is target-label leakage.
         callbacks, device, amp, progress: as in ``train.fit``.
         **method_options: passed to the method's module (``kernel=`` for ``"mmd"``,
-            ``discriminator=`` for ``"dann"``).
+            ``discriminator=`` for ``"dann"``; ``randomized=``, ``discriminator=`` … for
+            ``"cdan"``: see ``ConditionalAdversarialLoss``).
 
     Returns:
         ``train.History``: per epoch ``train_loss``, ``train_accuracy`` (source),
-        ``class_loss``, ``align_loss``, the module's ``logs`` (DANN: ``domain_accuracy``,
+        ``class_loss``, ``align_loss``, the module's ``logs`` (DANN, CDAN: ``domain_accuracy``,
         ``lambda``), ``lr``, ``seconds`` (and ``val_*`` with ``val``).
 
     >>> from tlearn import data, models
@@ -322,7 +352,7 @@ def fit_adapt(
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
     stream = _target_stream(target, min(batch_size, data_length(target)), generator)
     with FeatureHook(model, layer) as hook:
-        align = spec.build(_feature_dim(model, hook, xs, device), **method_options)
+        align = _build(spec, *_probe(model, hook, xs, device), method_options)
         objective = AlignedObjective(align, weight, stream, hook, bn, name)
         history = train.fit(model, source, objective=objective, **fit_options)
     if reestimate_bn:
