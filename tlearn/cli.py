@@ -38,12 +38,34 @@ def info() -> dict[str, object]:
         "device": str(device)
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "cpu threads": torch.get_num_threads(),
-        "cache dir (TLEARN_CACHE)": str(runtime.cache_dir()),
+        **_cache_facts(),
         "data dir (TLEARN_DATA)": str(runtime.data_dir()),
     }
     for name, ok in data.available_offline().items():
         facts[f"domain {name}"] = "available" if ok else "not found (needs files or download=True)"
     facts.update(_weights_offline())
+    return facts
+
+
+def _cache_facts() -> dict[str, str]:
+    """The cache layers of ``TLEARN_CACHE`` (searched in this order) and the one written to.
+
+    Never raises: a cache with no writable layer is reported, since reading it still works.
+    """
+    from tlearn import runtime
+
+    facts = {}
+    layers = runtime.cache_dirs()
+    try:
+        written = runtime.cache_dir()
+    except PermissionError:
+        written = None
+    for i, layer in enumerate(layers, 1):
+        role = "written" if layer == written else "read only" if layer.is_dir() else "missing"
+        name = "cache dir (TLEARN_CACHE)" if len(layers) == 1 else f"cache layer {i} (TLEARN_CACHE)"
+        facts[name] = f"{layer}  ({role})"
+    if written is None:
+        facts["cache written to"] = "nowhere: no layer is writable (add one to TLEARN_CACHE)"
     return facts
 
 
