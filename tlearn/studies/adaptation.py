@@ -3,9 +3,10 @@
 A domain-adaptation comparison is many trainings: seven methods × three seeds is more than
 two minutes of CPU. So every run here is described by a :class:`RunConfig`, and its result
 (accuracies, proxy A-distance, the training history — and the trained weights) is stored
-under ``runtime.cache_dir() / "results"`` with a key that hashes the *whole* config and
-the tlearn version. A notebook asks for a result; it is read from disk when it is there
-and complete, and computed honestly (then stored) when it is missing or corrupt::
+under ``results/`` in the cache with a key that hashes the *whole* config and the tlearn
+version. A notebook asks for a result; it is read from the first layer of ``TLEARN_CACHE``
+that has it complete, and computed honestly (then stored in the first writable layer) when
+it is missing or corrupt::
 
     from tlearn.studies import adaptation as ex
     res = ex.run(ex.config("coral", seed=0))          # trains, or loads in milliseconds
@@ -157,8 +158,19 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- cache
+#
+# A run is two cache entries: results/<key>.json (the numbers) and, for a method that trains
+# a network, results/<key>.pt (its weights) beside it. Reads search every layer of
+# TLEARN_CACHE in order (runtime.load_cached); writes go to the first writable layer
+# (results_dir()). Nothing here ever deletes a file: a broken entry is skipped with a warning
+# and replaced by the recomputed one in results_dir().
+
+
 def results_dir() -> Path:
-    """``runtime.cache_dir() / "results"`` (created on first use)."""
+    """Where runs are written: ``runtime.cache_dir() / "results"`` (created on first use).
+
+    Reads search ``results/`` in every cache layer, this folder among them.
+    """
     path = runtime.cache_dir() / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -169,22 +181,32 @@ def _write_atomic(path: Path, data: bytes) -> None:
     runtime.atomic_write(path, lambda f: f.write(data))
 
 
-def _read_result(cfg: RunConfig) -> dict | None:
-    """The cached result of ``cfg``, or None when it is missing, corrupt or for another config."""
-    path = results_dir() / f"{cfg.key()}.json"
-    try:
+def _read_result(cfg: RunConfig, into: torch.nn.Module | None = None) -> dict | None:
+    """The cached result of ``cfg`` from the first cache layer whose copy is complete, or
+    None. ``into`` (a trained method's network) also gets that copy's weights loaded.
+
+    A copy that is corrupt, for another config, or lacks its weights file is skipped with a
+    warning (``runtime.load_cached``), so the run is computed again.
+    """
+
+    def read(path: Path) -> dict:
         res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (
-        isinstance(res, dict)
-        and res.get("format") == RESULTS_FORMAT
-        and res.get("config") == dataclasses.asdict(cfg)
-        and isinstance(res.get("target_accuracy"), float)
-    )
-    if ok and cfg.method in TRAINED and not (results_dir() / f"{cfg.key()}.pt").is_file():
-        ok = False  # the weights are part of a trained run's result
-    return res if ok else None
+        ok = (
+            isinstance(res, dict)
+            and res.get("format") == RESULTS_FORMAT
+            and res.get("config") == dataclasses.asdict(cfg)
+            and isinstance(res.get("target_accuracy"), float)
+        )
+        if not ok:
+            raise ValueError("it holds another config's result, or an incomplete one")
+        weights = path.with_suffix(".pt")
+        if cfg.method in TRAINED and not weights.is_file():
+            raise FileNotFoundError(f"its weights {weights.name} are missing")
+        if into is not None:
+            into.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return res
+
+    return runtime.load_cached(f"results/{cfg.key()}.json", read)
 
 
 # --------------------------------------------------------------------------- data
@@ -362,19 +384,14 @@ def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
 
     if cfg.method not in TRAINED:
         raise ValueError(f"{cfg.method!r} trains no network of its own; use one of {TRAINED}")
-    path = results_dir() / f"{cfg.key()}.pt"
     net = models.DigitNet()
-    for attempt in range(2):
-        if _read_result(cfg) is None:
-            run(cfg, progress=progress, cache=False)
-        try:
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return net.eval()
-        except Exception:  # noqa: BLE001 - a corrupt weights file: recompute once
-            if attempt:
-                raise
-            path.unlink(missing_ok=True)
-    raise AssertionError("unreachable")
+    if _read_result(cfg, into=net) is None:  # not in any layer (or broken there): train it
+        run(cfg, progress=progress, cache=False)
+        weights = torch.load(
+            results_dir() / f"{cfg.key()}.pt", map_location="cpu", weights_only=True
+        )
+        net.load_state_dict(weights)
+    return net.eval()
 
 
 # --------------------------------------------------------------------------- grids
