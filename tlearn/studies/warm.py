@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The lessons whose caches :func:`lesson_steps` knows, by number.
-LESSONS = ("00", "01", "02", "03", "04")
+LESSONS = ("00", "01", "02", "03", "04", "06")
 
 # The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
 SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
@@ -55,6 +55,8 @@ CORAL_SEED = 0  # lesson 03: SEED
 LAMBDAS = (0, 3, 30, 300)  # lesson 03: LAMBDAS (Deep CORAL weights of the trade-off)
 COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
 RUN = {"source": "synth", "target": "uci"}  # lessons 03 and 04: RUN
+CHOOSING_SEEDS = (0, 1, 2)  # lesson 06: SEEDS
+CHOOSING = {"per_class": 10, "image_size": 64, "target": "uci"}  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,8 @@ def _source_steps(lessons: set[str]) -> list[Step]:
 
     steps = []
     for seed in SOURCE_SEEDS:  # lesson 00 reads each seed's; 01 and 02 read seed 0's
-        wanted = tuple(sorted(lessons & ({"00", "01", "02"} if seed == 0 else {"00"})))
+        readers = {"00", "01", "02", "06"} if seed == 0 else {"00"}
+        wanted = tuple(sorted(lessons & readers))
         if wanted:
             steps.append(
                 Step(
@@ -157,7 +160,21 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
     steps = _source_steps(wanted)
     if "02" in wanted:
         steps.append(Step(("02",), "features: 3 networks, layer sweeps", _lesson02_features))
-    return steps + _adaptation_steps(wanted)
+    return steps + _adaptation_steps(wanted) + _choosing_steps(wanted)
+
+
+def _choosing_steps(lessons: set[str]) -> list[Step]:
+    """Lesson 06's ``choosing.comparison``: every candidate × seed, one step per candidate."""
+    from tlearn.studies import choosing
+
+    if "06" not in lessons:
+        return []
+    return [
+        Step(("06",), f"candidate: {name}, {len(CHOOSING_SEEDS)} seeds",
+             lambda name=name: choosing.comparison(CHOOSING_SEEDS, [name], progress=False,
+                                                   **CHOOSING))
+        for name in choosing.CANDIDATES
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- running them

@@ -1,0 +1,457 @@
+"""Lesson 06: rank starting points with transferability scores, then check the ranking.
+
+Which network should you fine-tune on your few target labels? Fine-tuning every candidate
+and keeping the best is the honest answer and the expensive one. Transferability scores
+estimate the answer from one forward pass over the labelled target images:
+
+* **LEEP** (Nguyen et al., ICML 2020, :func:`tlearn.probes.leep`) needs the candidate's
+  softmax over its *own* source classes — for ImageNet EfficientNet-Lite0, its 1,000 classes;
+  for a random network, its random head. A network cut at an inner block has no source
+  classifier, so LEEP cannot score it.
+* **LogME** (You et al., ICML 2021, :func:`tlearn.probes.logme`) needs only the candidate's
+  features and the target labels, so it scores any block.
+
+This module computes both scores on the few labelled target images (never on test labels),
+then fine-tunes every candidate with the same budget (:class:`tlearn.studies.finetune.Recipe`,
+``"full"``: new head, every weight trains) and measures target test accuracy. A candidate's
+result for a seed is cached (``results/choosing-<key>.json`` in ``TLEARN_CACHE``, the key
+hashing the whole configuration and tlearn's version)::
+
+    from tlearn.studies import choosing
+    rows = choosing.comparison(seeds=(0, 1, 2))            # trains, or loads in milliseconds
+    print(choosing.format_table(rows))
+    choosing.rank_correlation(score, accuracy)             # Spearman's ρ, Kendall's τ
+
+Candidates (:data:`CANDIDATES`): a random DigitNet, the synth source DigitNet, a DigitNet
+trained on synth digits with **random labels** (the deliberately mismatched source), a randomly
+initialised Lite0, and the ImageNet Lite0 cut after blocks 3 and 5 and whole.
+
+:func:`decision_guide` draws the course's decision chart from measured numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tlearn import runtime
+
+__all__ = [
+    "CANDIDATES",
+    "ChoosingConfig",
+    "candidate",
+    "random_label_source",
+    "source_probabilities",
+    "scores",
+    "run",
+    "comparison",
+    "summarise",
+    "format_table",
+    "ranks",
+    "rank_correlation",
+    "COURSE_NUMBERS",
+    "decision_guide",
+    "claims",
+]
+
+RESULTS_FORMAT = "tlearn-choosing-result-v1"
+
+#: Candidate name → what it is. The Lite0 ones take digits through ``models.for_digits``.
+CANDIDATES: dict[str, str] = {
+    "random DigitNet": "DigitNet, random weights (seed 0): the from-scratch control",
+    "synth DigitNet": "DigitNet trained on synth digits (studies.source, seed 0)",
+    "random-label DigitNet": "DigitNet trained on synth digits with random labels (mismatched)",
+    "Lite0, random init": "EfficientNet-Lite0, random weights (seed 0), all blocks",
+    "Lite0 ImageNet, block 3": "ImageNet EfficientNet-Lite0 cut after features.3 (40 channels)",
+    "Lite0 ImageNet, block 5": "ImageNet EfficientNet-Lite0 cut after features.5 (112 channels)",
+    "Lite0 ImageNet, all blocks": "ImageNet EfficientNet-Lite0, all 9 blocks (1,280 features)",
+}
+
+RANDOM_LABEL_EPOCHS = 15  # long enough to memorise noise (train accuracy well above chance)
+RANDOM_LABEL_SIZE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoosingConfig:
+    """Everything that determines one candidate's result for one seed (and its cache key)."""
+
+    candidate: str
+    seed: int = 0
+    per_class: int = 10
+    image_size: int = 64
+    target: str = "uci"
+    recipe: tuple = ()  # Recipe's fields as (name, value) pairs; () = Recipe()'s defaults
+
+    def key(self) -> str:
+        import tlearn
+
+        blob = json.dumps(
+            {"config": dataclasses.asdict(self), "tlearn": tlearn.__version__,
+             "format": RESULTS_FORMAT},
+            sort_keys=True,
+        )  # fmt: skip
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------- the candidates
+def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
+    """A DigitNet trained on synth digits whose labels were replaced by random ones.
+
+    The images are real digits; the labels carry no information, so the network can only
+    memorise (Zhang et al., "Understanding deep learning requires rethinking generalization",
+    ICLR 2017). ``RANDOM_LABEL_SIZE`` images, ``RANDOM_LABEL_EPOCHS`` epochs of Adam at 1e-3.
+    Cached under ``models/`` like the source model; eval mode, CPU.
+    """
+    import tlearn
+    from tlearn import data, models, train
+
+    config = {"what": "random-label DigitNet", "size": RANDOM_LABEL_SIZE, "seed": seed,
+              "epochs": RANDOM_LABEL_EPOCHS, "lr": 1e-3, "tlearn": tlearn.__version__}  # fmt: skip
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    name = f"models/digitnet-random-labels-{key}.pt"
+
+    def read(path):
+        net = models.DigitNet()
+        if train.load_checkpoint(path, net).get("config") != config:
+            raise train.CheckpointError(f"{path} was saved for a different configuration")
+        return net.eval()
+
+    cached = runtime.load_cached(name, read)
+    if cached is not None:
+        return cached
+    src = data.load_domain("synth", split="train", size=RANDOM_LABEL_SIZE, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    noisy = data.DigitDataset(src.images, torch.randint(0, 10, (len(src),), generator=gen))
+    runtime.seed_everything(seed)
+    net = models.DigitNet()
+    history = train.fit(net, noisy, epochs=RANDOM_LABEL_EPOCHS, lr=1e-3, batch_size=128,
+                        device="cpu", seed=seed, progress=progress)  # fmt: skip
+    train.save_checkpoint(runtime.cache_dir() / name, net, config=config, history=history.records)
+    return net.eval()
+
+
+def _lite0_cut(block: int | None, pretrained: bool, image_size: int) -> nn.Module:
+    """Lite0 for digits (``.features`` → pooled vector, ``.head``), cut after ``block``."""
+    from tlearn import models
+
+    torch.manual_seed(0)  # the random-init Lite0 and every new head: reproducible
+    net = models.for_digits("efficientnet_lite0", size=image_size, pretrained=pretrained)
+    if block is not None:
+        body = net.features.backbone
+        body.features = body.features[: block + 1]
+        channels = [m for m in body.features[block].modules() if isinstance(m, nn.BatchNorm2d)]
+        net.feature_dim = channels[-1].num_features
+        net.head = nn.Linear(net.feature_dim, net.num_classes)
+    return net.eval()
+
+
+def candidate(name: str, image_size: int = 64) -> nn.Module:
+    """The network a candidate fine-tunes: ``.features`` (images → vector) and ``.head``."""
+    from tlearn import models
+    from tlearn.studies.source import source_model
+
+    if name == "random DigitNet":
+        torch.manual_seed(0)
+        return models.DigitNet().eval()
+    if name == "synth DigitNet":
+        return source_model(progress=False)
+    if name == "random-label DigitNet":
+        return random_label_source()
+    if name == "Lite0, random init":
+        return _lite0_cut(None, pretrained=False, image_size=image_size)
+    if name.startswith("Lite0 ImageNet"):
+        block = None if name.endswith("all blocks") else int(name.rsplit(" ", 1)[1])
+        return _lite0_cut(block, pretrained=True, image_size=image_size)
+    raise ValueError(f"unknown candidate {name!r}; expected one of {list(CANDIDATES)}")
+
+
+@torch.no_grad()
+def source_probabilities(name: str, images: torch.Tensor, image_size: int = 64):
+    """The candidate's softmax over its *own source classes* (n × Z), or None when it has none.
+
+    DigitNets: their 10-way head (random for the random net; the random-label net's head
+    predicts its random labels). Lite0 whole: its 1,000 ImageNet classes (random head for
+    the random-init one). Lite0 cut at an inner block: no source classifier — None.
+    """
+    from tlearn import models
+
+    if name.startswith("Lite0 ImageNet, block"):
+        return None
+    if name.startswith("Lite0"):
+        torch.manual_seed(0)
+        body = models.load_backbone("efficientnet_lite0", pretrained=name.startswith("Lite0 Im"))
+        net = nn.Sequential(models.ImageNetInput(image_size), body).eval()
+    else:
+        net = candidate(name, image_size)
+    return torch.softmax(net(images).double(), dim=1).numpy()
+
+
+def scores(name: str, few, image_size: int = 64) -> dict[str, float]:
+    """LEEP and LogME of candidate ``name`` on the labelled few-shot set ``few`` (NaN LEEP
+    when the candidate has no source classifier). Reads ``few``'s labels only."""
+    from tlearn import probes
+
+    net = candidate(name, image_size)
+    with torch.no_grad():
+        z = net.eval().features(few.images).double().numpy()
+    theta = source_probabilities(name, few.images, image_size)
+    y = few.labels.numpy()
+    return {
+        "leep": float("nan") if theta is None else probes.leep(theta, y),
+        "logme": probes.logme(z, y),
+    }
+
+
+# --------------------------------------------------------------------------- the runs
+def _recipe(cfg: ChoosingConfig):
+    from tlearn.studies.finetune import Recipe
+
+    return Recipe(**dict(cfg.recipe))
+
+
+def _compute(cfg: ChoosingConfig) -> dict[str, Any]:
+    from tlearn import data, train
+    from tlearn.studies.finetune import fine_tune
+
+    runtime.seed_everything(cfg.seed)
+    target_train = data.load_domain(cfg.target, split="train")
+    target_test = data.load_domain(cfg.target, split="test")
+    few = data.few_shot(target_train, cfg.per_class, seed=cfg.seed)
+    t0 = time.perf_counter()
+    s = scores(cfg.candidate, few, cfg.image_size)
+    score_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    net, hist = fine_tune(
+        "full", few, source=candidate(cfg.candidate, cfg.image_size), recipe=_recipe(cfg),
+        seed=cfg.seed, device="cpu",
+    )  # fmt: skip
+    acc = train.evaluate(net, target_test, device="cpu")["accuracy"]
+    return {
+        "candidate": cfg.candidate,
+        "seed": cfg.seed,
+        **s,
+        "accuracy": acc,
+        "train_accuracy": hist.last["train_accuracy"],
+        "score_seconds": score_seconds,
+        "fine_tune_seconds": time.perf_counter() - t0,
+        "config": dataclasses.asdict(cfg),
+    }
+
+
+def run(cfg: ChoosingConfig) -> dict[str, Any]:
+    """One candidate, one seed: scores on the few labels, then fine-tuning; cached."""
+    if cfg.candidate not in CANDIDATES:
+        raise ValueError(f"unknown candidate {cfg.candidate!r}; expected one of {list(CANDIDATES)}")
+    name = f"results/choosing-{cfg.key()}.json"
+
+    def read(path):
+        out = json.loads(path.read_text())
+        if out.get("config") != json.loads(json.dumps(dataclasses.asdict(cfg))):
+            raise ValueError("saved for another configuration")
+        return out
+
+    cached = runtime.load_cached(name, read)
+    if cached is not None:
+        return cached
+    out = _compute(cfg)
+    runtime.save_cached(name, lambda f: f.write(json.dumps(out).encode()))
+    return out
+
+
+def comparison(
+    seeds: Sequence[int] = (0, 1, 2),
+    candidates: Sequence[str] = tuple(CANDIDATES),
+    *,
+    progress: bool = True,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
+    """Every candidate × seed (:func:`run`); ``overrides`` sets :class:`ChoosingConfig` fields."""
+    jobs = [(c, s) for c in candidates for s in seeds]
+    rows = []
+    for c, s in runtime.progress_bar(jobs, enabled=progress, desc="candidates", unit="run"):
+        rows.append(run(ChoosingConfig(candidate=c, seed=s, **overrides)))
+    return rows
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per candidate: per-seed lists and means of ``leep``, ``logme``, ``accuracy``."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        d = out.setdefault(r["candidate"], {"leep": [], "logme": [], "accuracy": []})
+        for k in ("leep", "logme", "accuracy"):
+            d[k].append(float(r[k]))
+    for d in out.values():
+        for k in ("leep", "logme", "accuracy"):
+            d[f"{k}_mean"] = float(np.mean(d[k]))
+        d["accuracy_std"] = float(np.std(d["accuracy"], ddof=1)) if len(d["accuracy"]) > 1 else 0.0
+    return out
+
+
+def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """Candidates sorted by LogME: LEEP, LogME (means), test accuracy mean ± std, per seed."""
+    lines = [f"{'candidate':28s} {'LEEP':>7s} {'LogME':>7s}   {'fine-tuned accuracy':21s} per seed"]
+    for name, d in sorted(summary.items(), key=lambda kv: -kv[1]["logme_mean"]):
+        leep = "    —  " if np.isnan(d["leep_mean"]) else f"{d['leep_mean']:7.3f}"
+        per_seed = " ".join(f"{100 * a:.1f}" for a in d["accuracy"])
+        lines.append(
+            f"{name:28s} {leep} {d['logme_mean']:7.3f}   "
+            f"{100 * d['accuracy_mean']:5.1f} ± {100 * d['accuracy_std']:4.1f} %{'':7s} {per_seed}"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- rank correlation
+def ranks(x: Sequence[float]) -> np.ndarray:
+    """Ranks 1…n of ``x`` (smallest = 1), ties sharing their average rank.
+
+    >>> ranks([10, 30, 20, 20]).tolist()
+    [1.0, 4.0, 2.5, 2.5]
+    """
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    r = np.empty(len(x))
+    r[order] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):  # average the ranks of ties
+        tied = x == v
+        r[tied] = r[tied].mean()
+    return r
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Spearman's ρ (Pearson correlation of the ranks) and Kendall's τ-b of two sequences.
+
+    ρ = τ = 1 when ``b`` orders the items exactly as ``a`` does, −1 when exactly reversed.
+
+    >>> rank_correlation([1, 2, 3, 4], [10, 20, 40, 30])
+    {'spearman': 0.8, 'kendall': 0.6666666666666666}
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two 1-D sequences of equal length >= 2, got {a.shape}, {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("rank_correlation got NaN: drop the items a score does not define")
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    spearman = float((ra * rb).sum() / np.sqrt((ra**2).sum() * (rb**2).sum()))
+    i, j = np.triu_indices(len(a), k=1)
+    sa, sb = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    kendall = float((sa * sb).sum() / np.sqrt((sa != 0).sum() * (sb != 0).sum()))
+    return {"spearman": spearman, "kendall": kendall}
+
+
+# --------------------------------------------------------------------------- the decision guide
+#: The course's measured numbers the decision chart cites (uci test accuracy %, mean over 3
+#: seeds, synth → uci), each with the lesson that printed it (README's tables).
+COURSE_NUMBERS: dict[str, tuple[float, str]] = {
+    "scratch_1": (65.0, "01"),  # from scratch, 1 label/class
+    "finetune_1": (70.4, "01"),  # full fine-tune of the synth DigitNet, 1 label/class
+    "scratch_10": (94.1, "01"),
+    "finetune_10": (94.0, "01"),
+    "probe_source_1": (64.0, "02"),  # linear probe, synth DigitNet features, 1 label/class
+    "probe_lite0_block_10": (92.3, "02"),  # Lite0 middle block chosen by CV, 10 labels/class
+    "source_only": (42.8, "04"),
+    "adabn": (42.3, "04"),
+    "mmd": (77.1, "04"),
+    "deep_coral": (67.5, "04"),
+    "target_supervised": (99.8, "04"),
+}
+
+
+def decision_guide(numbers: Mapping[str, tuple[float, str]] | None = None, *, title=None):
+    """The decision chart: labels per class × domain distance × compute → a strategy.
+
+    A flow chart whose every box cites a number the course measured (``COURSE_NUMBERS``
+    updated with ``numbers``, e.g. this lesson's negative-transfer result as
+    ``{"negative": (acc_mismatched, acc_scratch, "06")}``). Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    n = dict(COURSE_NUMBERS)
+    n.update(numbers or {})
+
+    def num(key):
+        v, lesson = n[key][0], n[key][-1]
+        return f"{v:.1f}% (L{lesson})"
+
+    fig, ax = plt.subplots(figsize=(11, 6.6))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.axis("off")
+    q = {"fc": "#fff4d6", "ec": "#b08900"}
+    a = {"fc": "#e3f1e3", "ec": "#2e7d32"}
+
+    def box(x, y, text, style, w=30, h=11):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.6",
+                                    fc=style["fc"], ec=style["ec"], lw=1.2))  # fmt: skip
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.2, wrap=True)
+
+    def arrow(x0, y0, x1, y1, label=""):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.3"})
+        if label:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, fontsize=8, color="0.2",
+                    ha="center", va="center", backgroundcolor="white")  # fmt: skip
+
+    box(50, 92, "Target labels?\nMeasure the shift first: proxy A-distance,\n"
+        "MMD permutation test on source features", q, w=40)  # fmt: skip
+    box(16, 68, "No labels: ADAPT\n"
+        f"MMD (DAN) {num('mmd')}, Deep CORAL {num('deep_coral')}\n"
+        f"vs source only {num('source_only')};\nAdaBN alone {num('adabn')}", a, w=30, h=15)  # fmt: skip
+    box(62, 68, "Few labels. Candidates: score them\n(LogME on features, LEEP on source\n"
+        "classes) on the labelled images, then\nfine-tune the top few", q, w=34, h=15)  # fmt: skip
+    box(30, 36, "≤ 1–5 labels/class, close source:\nFINE-TUNE it\n"
+        f"{num('finetune_1')} vs scratch {num('scratch_1')} at 1/class", a, w=30, h=13)  # fmt: skip
+    box(72, 36, "Little compute, or one frozen net\nfor many tasks: FEATURE EXTRACTION\n"
+        f"(probe, layer by CV): source 1/class {num('probe_source_1')};\n"
+        f"Lite0 middle block 10/class {num('probe_lite0_block_10')}", a, w=36, h=15)  # fmt: skip
+    neg = ""
+    if "negative" in n:
+        bad, scratch, lesson = n["negative"]
+        neg = f"\nmismatched source {bad:.1f}% < scratch {scratch:.1f}% (L{lesson})"
+    box(30, 10, "≥ 10 labels/class on an easy target:\nscratch catches up "
+        f"{num('scratch_10')} vs {num('finetune_10')};\nnever a mismatched source{neg}",
+        a, w=34, h=13)  # fmt: skip
+    box(74, 10, "Labels AND a large shift: COMBINE\nadapt without labels, then fine-tune\n"
+        f"on the few labels (upper bound {num('target_supervised')})", a, w=34, h=13)  # fmt: skip
+    arrow(42, 86, 22, 76, "none")
+    arrow(56, 86, 60, 76, "a few per class")
+    arrow(56, 60, 36, 43, "fast: ≤ 5/class")
+    arrow(66, 60, 70, 44, "compute-bound")
+    arrow(28, 29, 28, 17, "more labels")
+    arrow(22, 60, 66, 17, "labels arrive later")
+    ax.set_title(title or "Choosing a strategy — synth → uci numbers from this course "
+                 "(uci test accuracy, mean over 3 seeds; Lnn = lesson)", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- claims
+def claims(summary: Mapping[str, Mapping[str, Any]], *, scratch: str = "random DigitNet",
+           mismatched: str = "random-label DigitNet", margin: float = 0.01) -> dict[str, bool]:  # fmt: skip
+    """The lesson's claims as booleans, computed from :func:`summarise`'s output.
+
+    * ``negative_transfer``: fine-tuning the mismatched source ends below training the same
+      architecture from scratch by at least ``margin``, mean over seeds;
+    * ``logme_ranks_positively``: LogME's Spearman ρ with the achieved accuracy over every
+      candidate is > 0;
+    * ``logme_misleads``: LogME's top candidate is not the one that fine-tunes best.
+    """
+    names = list(summary)
+    acc = [summary[c]["accuracy_mean"] for c in names]
+    logme = [summary[c]["logme_mean"] for c in names]
+    rho = rank_correlation(logme, acc)["spearman"]
+    return {
+        "negative_transfer": summary[mismatched]["accuracy_mean"]
+        <= summary[scratch]["accuracy_mean"] - margin,
+        "logme_ranks_positively": rho > 0,
+        "logme_misleads": names[int(np.argmax(logme))] != names[int(np.argmax(acc))],
+    }
+
