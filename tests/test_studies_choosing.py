@@ -32,29 +32,48 @@ def test_rank_correlation_extremes_and_bad_input():
         choosing.rank_correlation([1, np.nan], [1, 2])
 
 
-def _summary(**acc_logme):
-    rows = [{"candidate": c, "seed": s, "leep": -1.0, "logme": lm, "accuracy": a}
-            for c, (a, lm) in acc_logme.items() for s in (0, 1)]  # fmt: skip
+def _summary(**table):
+    """``name=(accuracy per seed, logme, leep)`` → summarise()'s output."""
+    rows = [{"candidate": c, "seed": s, "leep": leep, "logme": logme, "accuracy": a}
+            for c, (accs, logme, leep) in table.items() for s, a in enumerate(accs)]  # fmt: skip
     return choosing.summarise(rows)
 
 
-def test_claims_hold_on_a_true_summary_and_fail_on_falsified_ones():
-    true = _summary(**{"random DigitNet": (0.94, 0.08), "random-label DigitNet": (0.80, 0.05),
-                       "synth DigitNet": (0.96, 0.10), "Lite0": (0.90, 0.20)})  # fmt: skip
-    assert choosing.claims(true) == {
-        "negative_transfer": True, "logme_ranks_positively": True, "logme_misleads": True,
-    }  # fmt: skip
-    # the mismatched source no worse than scratch: no negative transfer
-    no_neg = _summary(**{"random DigitNet": (0.94, 0.08), "random-label DigitNet": (0.94, 0.05),
-                         "synth DigitNet": (0.96, 0.10), "Lite0": (0.90, 0.20)})  # fmt: skip
-    assert not choosing.claims(no_neg)["negative_transfer"]
-    # LogME ordering the candidates backwards, and picking the true winner
-    backwards = _summary(**{"random DigitNet": (0.94, 0.08), "random-label DigitNet": (0.80, 0.30),
-                            "synth DigitNet": (0.96, 0.01), "Lite0": (0.90, 0.20)})  # fmt: skip
-    assert not choosing.claims(backwards)["logme_ranks_positively"]
-    right = _summary(**{"random DigitNet": (0.94, 0.08), "random-label DigitNet": (0.80, 0.05),
-                        "synth DigitNet": (0.96, 0.30), "Lite0": (0.90, 0.20)})  # fmt: skip
+TRUE = {  # the shape of lesson 06's result
+    "random DigitNet": ([0.94, 0.93, 0.93], 0.09, -2.30),
+    "random-label DigitNet": ([0.93, 0.92, 0.91], 0.04, -2.07),
+    "synth DigitNet": ([0.96, 0.94, 0.94], 0.15, -1.56),
+    "Lite0 all": ([0.66, 0.67, 0.71], -0.01, -2.27),
+    "Lite0 block 3": ([0.90, 0.90, 0.90], -0.03, float("nan")),
+}
+
+
+def _with(**changes):
+    return _summary(**{**TRUE, **changes})
+
+
+def test_claims_hold_on_the_lessons_shape_of_result():
+    assert all(choosing.claims(_summary(**TRUE)).values())
+
+
+def test_each_claim_fails_when_its_sentence_is_false():
+    # the mismatched source better than scratch on one seed: no negative transfer on every seed
+    c = choosing.claims(_with(**{"random-label DigitNet": ([0.95, 0.92, 0.91], 0.04, -2.07)}))
+    assert not c["negative_transfer"]
+    # LogME ordering the candidates backwards
+    backwards = {k: (v[0], -v[1], v[2]) for k, v in TRUE.items()}
+    c = choosing.claims(_summary(**backwards))
+    assert not c["logme_ranks_well"] and not c["logme_picks_the_best"]
+    # LogME preferring Lite0 all blocks to synth: its top pick is not the best
+    assert not choosing.claims(_with(**{"Lite0 all": ([0.66, 0.67, 0.71], 0.20, -2.27)}))[
+        "logme_picks_the_best"
+    ]
+    # LogME ordering every pair right: it does not mislead
+    right = _with(**{"Lite0 all": ([0.66, 0.67, 0.71], -0.05, -2.27)})
     assert not choosing.claims(right)["logme_misleads"]
+    # LEEP scoring the mismatched source below the random net
+    c = choosing.claims(_with(**{"random-label DigitNet": ([0.93, 0.92, 0.91], 0.04, -2.4)}))
+    assert not c["leep_prefers_mismatched"]
 
 
 def test_lite0_cut_has_the_block_width_and_a_ten_way_head():

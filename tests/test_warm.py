@@ -279,7 +279,7 @@ def _cached_calls(lesson: str) -> list[str]:
     (path,) = LESSONS.glob(f"{lesson}_*.ipynb")
     cells = json.loads(path.read_text())["cells"]
     reads = ("source_model(", "ex.config(", "ex.run(", "ex.comparison(", "ex.weight_sweep(",
-             "ex.trained_model(", "FeatureCache(")  # fmt: skip
+             "ex.trained_model(", "FeatureCache(", "choosing.comparison(")  # fmt: skip
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     return [line.strip() for line in code.splitlines() if any(r in line for r in reads)]
 
@@ -325,3 +325,12 @@ def test_warm_makes_the_calls_the_lessons_make():
         "table = ex.comparison(SEEDS, **RUN)  # every method × seed: trained once, then cached",
         "net = ex.trained_model(base)",
     ]  # fmt: skip
+    p06 = p["06"]
+    assert tuple(p06["SEEDS"]) == warm.CHOOSING_SEEDS
+    assert warm.CHOOSING == {
+        "per_class": p06["PER_CLASS"], "image_size": p06["IMAGE_SIZE"], "target": p06["TARGET"],
+    }  # fmt: skip
+    assert _cached_calls("06") == [
+        "source = source_model(progress=False)",
+        "rows = choosing.comparison(SEEDS, per_class=PER_CLASS, image_size=IMAGE_SIZE, target=TARGET,",
+    ]

@@ -114,7 +114,11 @@ def check_leep(fn: Callable) -> bool:
         if got > 1e-12 and "LEEP is a log-likelihood of probabilities ≤ 1" not in hints:
             hints.append("LEEP is a log-likelihood of probabilities ≤ 1, so it is ≤ 0")
         for slip, value in _slips(theta, y).items():
-            if np.isfinite(value) and np.isclose(got, value, rtol=1e-6) and _HINTS[slip] not in hints:
+            if (
+                np.isfinite(value)
+                and np.isclose(got, value, rtol=1e-6)
+                and _HINTS[slip] not in hints
+            ):
                 problems.append(f"   that is what '{slip}' gives")
                 hints.append(_HINTS[slip])
     return _feedback(name, problems, hints)

@@ -56,7 +56,11 @@ LAMBDAS = (0, 3, 30, 300)  # lesson 03: LAMBDAS (Deep CORAL weights of the trade
 COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
 RUN = {"source": "synth", "target": "uci"}  # lessons 03 and 04: RUN
 CHOOSING_SEEDS = (0, 1, 2)  # lesson 06: SEEDS
-CHOOSING = {"per_class": 10, "image_size": 64, "target": "uci"}  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
+CHOOSING = {
+    "per_class": 10,
+    "image_size": 32,
+    "target": "uci",
+}  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
 
 
 @dataclasses.dataclass(frozen=True)
