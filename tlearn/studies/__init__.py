@@ -17,6 +17,8 @@ Modules (import the one you need; nothing heavy is imported here):
   ``tlearn.data.register_domain``.
 * :mod:`tlearn.studies.adaptation` — lessons 03 and 04: domain-adaptation runs keyed by a
   ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
+* :mod:`tlearn.studies.choosing` — lesson 06: candidates scored with LEEP and LogME on the few
+  labels, then fine-tuned (``comparison``), rank correlation, the decision chart.
 * :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
   ahead of time (a teacher's shared cache, Binder's postBuild).
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("source", "finetune", "domains", "adaptation", "warm")
+_SUBMODULES = ("source", "finetune", "domains", "adaptation", "choosing", "warm")
 
 __all__ = list(_SUBMODULES)
 
