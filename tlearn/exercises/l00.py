@@ -240,4 +240,4 @@ def check_confusion_reading(per_class_recall: Callable, sink_class: Callable) ->
             )
         else:
             hints.append("errors received by class j: cm[:, j].sum() - cm[j, j]; take the argmax")
-    return _feedback(name, problems, list(dict.fromkeys(hints)))
+    return _feedback(name, list(dict.fromkeys(problems)), list(dict.fromkeys(hints)))
