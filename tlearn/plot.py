@@ -627,6 +627,7 @@ def compare(
             draws grouped bars (one colour per group, e.g. per labels-per-class).
         percent: annotate as percentages; default when every mean is within [0, 1].
         baseline: draw a dotted horizontal line (e.g. chance level).
+        baseline_label: the dotted line's legend entry (none without it).
 
     Returns:
         The Figure with one axis; one bar container per group (one when not nested).
@@ -716,6 +717,7 @@ def curves(
     logx: bool = False,
     percent: bool | None = None,
     baseline: float | None = None,
+    baseline_label: str | None = None,
 ) -> Figure:
     """Mean ± one standard deviation over seeds, one line per method, against ``x``.
 
@@ -728,6 +730,7 @@ def curves(
         results: ``{name: values}``, values an array ``seeds × len(x)`` (a single list of
             ``len(x)`` numbers is one seed: no band). NaN marks a missing point.
         baseline: draw a dotted horizontal line (e.g. chance level).
+        baseline_label: the dotted line's legend entry (none without it).
 
     Returns:
         The Figure with one axis: one line per name (shaded band when ≥ 2 seeds).
@@ -772,7 +775,7 @@ def curves(
         ticks = np.unique(np.concatenate(list(xs_of.values())))
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     if baseline is not None:
-        ax.axhline(baseline, color="0.4", ls=":", lw=1.2)
+        ax.axhline(baseline, color="0.4", ls=":", lw=1.2, label=baseline_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     means = np.concatenate(all_means)
