@@ -627,7 +627,6 @@ def compare(
             draws grouped bars (one colour per group, e.g. per labels-per-class).
         percent: annotate as percentages; default when every mean is within [0, 1].
         baseline: draw a dotted horizontal line (e.g. chance level).
-        baseline_label: the dotted line's legend entry (none without it).
 
     Returns:
         The Figure with one axis; one bar container per group (one when not nested).
