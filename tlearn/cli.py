@@ -113,7 +113,8 @@ def demo(
     * source only — the cached source model (``studies.source.source_model``), trained on synth;
     * fine-tuning and feature extraction — with 5 labelled uci images per class;
     * domain adaptation — the source model adapted for 2 epochs with Deep CORAL and *no*
-      target labels (``adapt.fit_adapt``); ``all_methods=True`` adds MMD and DANN.
+      target labels (``adapt.fit_adapt``); ``all_methods=True`` adds MMD, DANN, CDAN and
+      TENT (test-time adaptation of the source model, lesson 05).
 
     Prints and returns the rows. ``quick=True`` is a much smaller run for smoke tests.
     """
@@ -173,7 +174,7 @@ def demo(
         }
     )
 
-    methods = [("coral", "Deep CORAL"), ("mmd", "MMD (DAN)"), ("dann", "DANN")]
+    methods = [("coral", "Deep CORAL"), ("mmd", "MMD (DAN)"), ("dann", "DANN"), ("cdan", "CDAN")]
     for method, name in methods if all_methods else methods[:1]:
         # Adapt the source model itself: 2 epochs keep the demo near a minute. Lessons 03-04
         # train from scratch with the full defaults (8 epochs) and average over seeds.
@@ -184,13 +185,17 @@ def demo(
             device=device, progress=progress, seed=seed,
         )  # fmt: skip
         row(f"{name} (source model adapted)", "none", net, t0)
+    if all_methods:  # test-time adaptation: no source data, no labels, BatchNorm γ, β only
+        t0 = time.perf_counter()
+        net = adapt.tent(copy.deepcopy(source), tgt_train, device=device, progress=progress)
+        row("TENT (source model, at test time)", "none", net, t0)
 
     print()
     print(_table(rows, ["strategy", "uci labels", "synth test", "uci test", "seconds"]))
     print(
         "\nsynth test: held-out rendered digits; uci test: 540 handwritten digits never used "
         "for training or choices.\nThe lessons explain every row: `tlearn lessons`"
-        + ("." if all_methods else "; `tlearn demo --all` adds MMD and DANN.")
+        + ("." if all_methods else "; `tlearn demo --all` adds MMD, DANN, CDAN and TENT.")
     )
     return rows
 
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="train on synth, evaluate on synth and uci")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
-    p_demo.add_argument("--all", action="store_true", help="also MMD and DANN (slower)")
+    p_demo.add_argument("--all", action="store_true", help="also MMD, DANN, CDAN, TENT (slower)")
     p_demo.add_argument("--no-progress", action="store_true")
     p_warm = sub.add_parser("warm", help="build every cache the lessons read (TLEARN_CACHE)")
     p_warm.add_argument(

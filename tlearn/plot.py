@@ -716,6 +716,7 @@ def curves(
     logx: bool = False,
     percent: bool | None = None,
     baseline: float | None = None,
+    baseline_label: str | None = None,
 ) -> Figure:
     """Mean ± one standard deviation over seeds, one line per method, against ``x``.
 
@@ -728,6 +729,7 @@ def curves(
         results: ``{name: values}``, values an array ``seeds × len(x)`` (a single list of
             ``len(x)`` numbers is one seed: no band). NaN marks a missing point.
         baseline: draw a dotted horizontal line (e.g. chance level).
+        baseline_label: the dotted line's legend entry (none without it).
 
     Returns:
         The Figure with one axis: one line per name (shaded band when ≥ 2 seeds).
@@ -772,7 +774,7 @@ def curves(
         ticks = np.unique(np.concatenate(list(xs_of.values())))
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     if baseline is not None:
-        ax.axhline(baseline, color="0.4", ls=":", lw=1.2)
+        ax.axhline(baseline, color="0.4", ls=":", lw=1.2, label=baseline_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     means = np.concatenate(all_means)

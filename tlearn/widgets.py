@@ -135,7 +135,7 @@ def few_shot_explorer(results, *, title: str = "Fine-tuning with few labels"):
         fig = plot.compare(
             {n: a for n, a in accs.items() if a},
             ylabel="target test accuracy",
-            title=f"{title}: {k} labelled image(s) per class",
+            title=f"{title}\n{k} labelled image(s) per class",  # two lines: not clipped
         )
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)

@@ -1,7 +1,7 @@
 """The fine-tuning experiment: target accuracy against the number of labels, per strategy.
 
 Lesson 01 asks one question: *with only k labelled target images per class, which way of
-reusing a source model works best?* Four strategies, one shared training budget:
+reusing a source model works best?* Five strategies, one shared training budget:
 
 ========================  ==============================================================
 ``"scratch"``             the same architecture, weights re-initialised (no transfer)
@@ -11,6 +11,10 @@ reusing a source model works best?* Four strategies, one shared training budget:
 ``"gradual"``             source weights, new head; ULMFiT's gradual unfreezing
                           (``freeze.GradualUnfreezing``): the head first, one more block
                           each epoch, deeper blocks at smaller learning rates
+``"discriminative"``      source weights, new head; everything trains from the first step,
+                          each block at its own learning rate, spread geometrically from
+                          ``lr / head_lr_mult`` (first block) to ``lr × head_lr_mult`` (head)
+                          (ULMFiT's discriminative fine-tuning, fastai's ``slice``)
 ========================  ==============================================================
 
 Protocol: every hyperparameter lives in :class:`Recipe` and was fixed before looking at any
@@ -63,12 +67,13 @@ __all__ = [
     "FewShotResults",
 ]
 
-METHODS = ("scratch", "head", "full", "gradual")
+METHODS = ("scratch", "head", "full", "gradual", "discriminative")
 METHOD_LABELS = {
     "scratch": "from scratch",
     "head": "head only",
     "full": "full fine-tune",
     "gradual": "gradual unfreezing",
+    "discriminative": "discriminative LRs",
 }
 
 
@@ -95,8 +100,8 @@ class Recipe:
     * ``"target"``: the statistics are first re-estimated on the few-shot training images
       (AdaBN, :func:`tlearn.bn.estimate_bn_statistics`), then frozen.
 
-    "frozen" and "target" apply to "full", "scratch" and "head" (not "gradual", whose
-    callback manages BatchNorm block by block).
+    "frozen" and "target" apply to "full", "discriminative", "scratch" and "head" (not
+    "gradual", whose callback manages BatchNorm block by block).
 
     ``reestimate_bn``: after training, re-estimate the running statistics of every *unfrozen*
     BatchNorm layer over the few-shot training set. After a few dozen steps the exponential
@@ -215,7 +220,10 @@ def fine_tune(
 
     The optimizer is Adam over the trainable parameters, in two groups: the head at
     ``recipe.head_lr_mult × recipe.lr``, the rest at ``recipe.lr``
-    (:func:`tlearn.freeze.param_groups`); "scratch" trains everything at ``recipe.lr``.
+    (:func:`tlearn.freeze.param_groups`); "scratch" trains everything at ``recipe.lr``;
+    "discriminative" gives each block its own group, geometrically from
+    ``recipe.lr / recipe.head_lr_mult`` (first block) to ``recipe.lr × recipe.head_lr_mult``
+    (head) — ``param_groups(net, lr=slice(lo, hi))``.
     ``device``: :func:`tlearn.runtime.get_device` (argument, else ``TLEARN_DEVICE``, else
     the fastest available). Returns ``(model, history)``; the model is in eval mode.
     """
@@ -233,7 +241,10 @@ def fine_tune(
         train_set, batch_size=recipe.batch_size, steps=recipe.steps_per_epoch, seed=seed
     )
     head_lr = recipe.lr if method == "scratch" else recipe.lr * recipe.head_lr_mult
-    groups = fz.param_groups(net, {models.head_name(net): head_lr, "*": recipe.lr})
+    if method == "discriminative":
+        groups = fz.param_groups(net, lr=slice(recipe.lr / recipe.head_lr_mult, head_lr))
+    else:
+        groups = fz.param_groups(net, {models.head_name(net): head_lr, "*": recipe.lr})
     history = train.fit(
         net,
         loader,
@@ -277,7 +288,7 @@ def few_shot_curve(
         raise ValueError(f"per_class must be positive ints, got {per_class!r}")
     if not seeds:
         raise ValueError("seeds must not be empty")
-    results = FewShotResults(recipe=recipe)
+    results = FewShotResults(recipe=recipe, started=time.time())
     jobs = [(s, k, m) for s in seeds for k in per_class for m in methods]
     few_sets: dict[tuple[int, int], Dataset] = {}
     for seed, k, method in runtime.progress_bar(
@@ -435,11 +446,13 @@ class FewShotResults:
 
     ``summary()`` → ``{(method, k): (mean, std, n)}`` (std with ddof=1, over seeds);
     ``curves()`` → what :func:`tlearn.plot.curves` takes; ``plot()`` → a Figure;
-    prints as a text table, renders as an HTML table in Jupyter.
+    prints as a text table, renders as an HTML table in Jupyter. ``started``: when
+    :func:`few_shot_curve` began (``time.time()``), so a prediction can be shown to predate it.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     recipe: Recipe | None = None
+    started: float | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -484,8 +497,16 @@ class FewShotResults:
             out[METHOD_LABELS.get(m, m)] = a
         return out
 
-    def plot(self, title: str | None = None) -> Figure:
-        """Accuracy against labels per class (log axis), mean ± std band per method."""
+    def plot(
+        self,
+        title: str | None = None,
+        *,
+        baseline: float | None = None,
+        baseline_label: str | None = None,
+    ) -> Figure:
+        """Accuracy against labels per class (log axis), mean ± std band per method;
+        ``baseline`` (e.g. the source model with no target label) as a dotted line with
+        ``baseline_label`` in the legend."""
         from tlearn import plot
 
         return plot.curves(
@@ -495,6 +516,8 @@ class FewShotResults:
             ylabel="target test accuracy",
             title=title or "Fine-tuning with few labels (mean ± std over seeds)",
             logx=True,
+            baseline=baseline,
+            baseline_label=baseline_label,
         )
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
