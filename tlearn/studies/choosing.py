@@ -354,10 +354,10 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> dict[str, float]
 #: seeds, synth → uci), each with the lesson that printed it (README's tables).
 COURSE_NUMBERS: dict[str, tuple[float, str]] = {
     "scratch_1": (65.0, "01"),  # from scratch, 1 label/class
-    "finetune_1": (70.4, "01"),  # full fine-tune of the synth DigitNet, 1 label/class
-    "scratch_10": (94.1, "01"),
-    "finetune_10": (94.0, "01"),
-    "probe_source_1": (64.0, "02"),  # linear probe, synth DigitNet features, 1 label/class
+    "finetune_1": (70.7, "01"),  # full fine-tune of the synth DigitNet, 1 label/class
+    "scratch_10": (94.2, "01"),
+    "finetune_10": (94.2, "01"),
+    "probe_source_1": (65.1, "02"),  # linear probe, synth DigitNet features, 1 label/class
     "probe_lite0_block_10": (92.3, "02"),  # Lite0 middle block chosen by CV, 10 labels/class
     "source_only": (42.8, "04"),
     "adabn": (42.3, "04"),
