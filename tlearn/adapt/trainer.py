@@ -53,7 +53,8 @@ from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
 from tlearn.adapt.mmd import MMDLoss
 from tlearn.bn import estimate_bn_statistics
-from tlearn.data.base import batches, data_length, input_batches
+from tlearn.data.base import as_dataset, batches, data_length, input_batches
+from tlearn.data.real import check_same_classes
 from tlearn.features import FeatureHook
 
 __all__ = ["fit_adapt", "register_method", "METHODS", "DEFAULTS", "BN", "Method"]
@@ -348,6 +349,7 @@ def fit_adapt(
     )
     if not uses_target:
         return train.fit(model, source, **fit_options)
+    check_same_classes(as_dataset(source), as_dataset(target))  # label k means one class in both
     xs = _first_images(source, target)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
     stream = _target_stream(target, min(batch_size, data_length(target)), generator)

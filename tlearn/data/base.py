@@ -209,9 +209,23 @@ def batches(
         for idx in chunks:
             yield images[idx], labels[idx]
         return
+    yield from map(_labelled, _loader(data, data, chunks, batch_size))
+
+
+def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: int) -> DataLoader:
+    """A DataLoader over the rows of ``chunks``, in that order. A streamed dataset (one with a
+    ``num_workers`` attribute, e.g. ``ImageFolderDomain``) is decoded in that many worker
+    processes, into pinned memory when a GPU will receive the batches."""
     rows = torch.cat(chunks).tolist() if chunks else []
-    loader = DataLoader(Subset(data, rows), batch_size=batch_size, generator=QUIET_GENERATOR)
-    yield from map(_labelled, loader)
+    workers = getattr(data, "num_workers", 0)
+    return DataLoader(
+        Subset(items, rows),
+        batch_size=batch_size,
+        generator=QUIET_GENERATOR,
+        num_workers=workers,
+        pin_memory=workers > 0 and torch.cuda.is_available(),
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def _labelled(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,10 +258,7 @@ def input_batches(
         for idx in chunks:
             yield images[idx]
         return
-    rows = torch.cat(chunks).tolist() if chunks else []
-    yield from DataLoader(
-        Subset(_InputsOnly(data), rows), batch_size=batch_size, generator=QUIET_GENERATOR
-    )
+    yield from _loader(_InputsOnly(data), data, chunks, batch_size)
 
 
 def few_shot_indices(
@@ -277,15 +288,18 @@ def few_shot_indices(
     return rng.permutation(np.concatenate(chosen))
 
 
-def few_shot(dataset: DigitDataset, per_class: int, seed: int = 0) -> DigitDataset:
+def few_shot(dataset, per_class: int, seed: int = 0):
     """``per_class`` labelled examples of every class, drawn at random (reproducible by ``seed``).
 
-    This is the "few labels in the target domain" setting of fine-tuning. Raises ValueError
-    when a class has fewer than ``per_class`` examples.
+    This is the "few labels in the target domain" setting of fine-tuning. ``dataset`` is a
+    :class:`DigitDataset` or a streamed ``ImageFolderDomain`` (labels are read from its list,
+    no image is decoded); the result is of the same kind. Raises ValueError when a class has
+    fewer than ``per_class`` examples.
     """
     order = few_shot_indices(
-        dataset.labels.numpy(), per_class, seed, range(dataset.num_classes), name=repr(dataset.name)
-    )
+        np.asarray(dataset.labels), per_class, seed, range(dataset.num_classes),
+        name=repr(dataset.name),
+    )  # fmt: skip
     return dataset.subset(order, name=f"{dataset.name}[{per_class}/class]")
 
 
