@@ -145,12 +145,16 @@ DEFAULTS: Mapping[str, dict[str, Any]] = _Defaults()
 
 
 # --------------------------------------------------------------------------- the objective
-def _target_stream(target: Any, batch_size: int, generator: torch.Generator) -> Iterator:
-    """Endless target image batches of a fixed size: the target cycled, reshuffled each pass."""
+def _target_stream(
+    target: Any, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+) -> Iterator:
+    """Endless target image batches of a fixed size: the target cycled, reshuffled each pass
+    (under torchrun: this process's shard of each pass)."""
     while True:
         yield from input_batches(
-            target, batch_size, shuffle=True, generator=generator, drop_last=True
-        )
+            target, batch_size, shuffle=True, generator=generator, drop_last=True,
+            rank=rank, world_size=world,
+        )  # fmt: skip
 
 
 class AlignedObjective(nn.Module):
@@ -351,8 +355,11 @@ def fit_adapt(
         return train.fit(model, source, **fit_options)
     check_same_classes(as_dataset(source), as_dataset(target))  # label k means one class in both
     xs = _first_images(source, target)
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-    stream = _target_stream(target, min(batch_size, data_length(target)), generator)
+    rank, world = train.distributed(device)  # (0, 1) unless started by torchrun
+    seed_t = train.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
+    generator = torch.Generator().manual_seed(seed_t)
+    shard = -(-data_length(target) // world)  # target images per process
+    stream = _target_stream(target, min(batch_size, shard), generator, rank, world)
     with FeatureHook(model, layer) as hook:
         align = _build(spec, *_probe(model, hook, xs, device), method_options)
         objective = AlignedObjective(align, weight, stream, hook, bn, name)
