@@ -97,7 +97,9 @@ def estimate_bn_statistics(
     mode (as ``torch.optim.swa_utils.update_bn`` does): each layer sees inputs that the layers
     before it normalised with *batch* statistics — close to the population's for batches of a
     few hundred images. Every other module (Dropout, stochastic depth …) stays in eval mode.
-    A trailing batch of one image is merged into the batch before it.
+    A trailing batch of one image is merged into the batch before it. Under torchrun each
+    process runs its shard of ``data`` and the sums are all-reduced, so every process ends
+    with the same statistics.
 
     Args:
         model: the network (changed in place and returned, in its original train/eval modes).
@@ -122,19 +124,34 @@ def estimate_bn_statistics(
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
-    sums: dict[str, list] = {name: [0.0, 0.0, 0] for name in layers}  # Σx, Σx², count
+    sums = {  # per layer [Σx, Σx², count] per channel, in float64
+        name: [torch.zeros_like(m.running_mean, dtype=torch.float64) for _ in range(3)]
+        for name, m in layers.items()
+    }
     handles = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
+    rank, world = _process_group()
     try:
-        batches = _forward_in_batch_mode(model, layers, data, batch_size, device, progress)
+        batches = _forward_in_batch_mode(
+            model, layers, data, batch_size, device, progress, rank, world
+        )
     finally:
         for h in handles:
             h.remove()
+    if world > 1:  # under torchrun each process saw its shard: add up every process's sums
+        flat = [t for name in layers for t in sums[name]]
+        count = torch.full((1,), float(batches), dtype=torch.float64, device=flat[0].device)
+        packed = torch.cat([*flat, count])
+        torch.distributed.all_reduce(packed)
+        pieces = packed.split([t.numel() for t in flat] + [1])
+        for i, name in enumerate(layers):
+            sums[name] = list(pieces[3 * i : 3 * i + 3])
+        batches = int(pieces[-1].item())
     if batches == 0:
         raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
     for name, m in layers.items():
         s, s2, n = sums[name]
         mean = s / n
-        var = (s2 / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))  # unbiased
+        var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
         m.running_mean.copy_(mean.to(m.running_mean.dtype))
         m.running_var.copy_(var.to(m.running_var.dtype))
         if m.num_batches_tracked is not None:
@@ -150,9 +167,17 @@ def _accumulate(sums: list) -> Callable:
         dims = [0, *range(2, x.dim())]  # every axis except the channels
         sums[0] = sums[0] + x.sum(dims)
         sums[1] = sums[1] + (x * x).sum(dims)
-        sums[2] += x.numel() // x.shape[1]
+        sums[2] = sums[2] + x.numel() // x.shape[1]
 
     return hook
+
+
+def _process_group() -> tuple[int, int]:
+    """``(rank, world_size)`` when a torchrun process group is up, else ``(0, 1)``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _forward_in_batch_mode(
@@ -162,6 +187,8 @@ def _forward_in_batch_mode(
     batch_size: int,
     device: torch.device | str,
     progress: bool,
+    rank: int = 0,
+    world: int = 1,
 ) -> int:
     """Run ``data`` through ``model`` with the BN ``layers`` in ``"batch"`` mode and everything
     else in eval mode; restore every mode afterwards. Returns the number of batches run."""
@@ -179,7 +206,10 @@ def _forward_in_batch_mode(
                 m.mode = "batch"
         pending = None  # held back one batch, so a trailing single image can join it
         for x in progress_bar(
-            input_batches(data, batch_size), desc="BN statistics", enabled=progress, leave=False
+            input_batches(data, batch_size, rank=rank, world_size=world),
+            desc="BN statistics",
+            enabled=progress and rank == 0,
+            leave=False,
         ):
             if pending is not None and len(x) < 2:
                 pending = torch.cat([pending, x])

@@ -352,13 +352,21 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     return None
 
 
+def is_main_process() -> bool:
+    """True unless this is a torchrun process of rank > 0 (which must not write files)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def save_cached(relpath: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write entry ``relpath`` into :func:`cache_dir` with :func:`atomic_write`; its path.
 
     ``write(f)`` writes the bytes to the open binary file ``f``, e.g.
-    ``save_cached("models/net.pt", lambda f: torch.save(state, f))``.
+    ``save_cached("models/net.pt", lambda f: torch.save(state, f))``. Under torchrun only
+    rank 0 writes (every rank computed the same entry).
     """
-    return atomic_write(cache_dir() / _entry_name(relpath), write)
+    path = cache_dir() / _entry_name(relpath)
+    return atomic_write(path, write) if is_main_process() else path
 
 
 def data_dir() -> Path:

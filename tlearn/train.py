@@ -12,6 +12,14 @@ The heart of this module is :func:`fit`, in the spirit of torchvision's referenc
 It is the library's only training loop: ``adapt.fit_adapt`` is ``fit`` with an objective
 that adds an alignment term (and a target batch) to the cross-entropy.
 
+**Several GPUs.** Started by ``torchrun --nproc_per_node=N script.py``, the same script runs
+as N processes: ``fit`` sees torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``),
+joins the process group (:func:`distributed`), wraps model and objective in PyTorch's
+``DistributedDataParallel`` (gradients averaged across processes at every step), gives each
+process its own shard of every epoch's shuffled order, and sums the epoch's metrics over all
+processes. ``batch_size`` is per process: the global batch is N × ``batch_size``. Only rank 0
+shows progress and writes checkpoints.
+
 Everything else — input checks, progress bars, validation, callbacks, checkpoints — sits
 around that loop without hiding it. Only parameters with ``requires_grad=True`` are handed
 to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) never move.
@@ -19,15 +27,19 @@ to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) nev
 
 from __future__ import annotations
 
+import atexit
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -38,6 +50,7 @@ from tlearn.runtime import (
     atomic_write,
     autocast,
     get_device,
+    is_main_process,
     make_grad_scaler,
     progress_bar,
     seed_everything,
@@ -47,6 +60,8 @@ __all__ = [
     "History",
     "FitState",
     "fit",
+    "distributed",
+    "same_on_every_rank",
     "classification_loss",
     "check_labels",
     "evaluate",
@@ -222,6 +237,92 @@ def _call(callbacks: Sequence, hook: str, state: FitState) -> None:
             fn(state)
 
 
+# --- several processes (torchrun) -------------------------------------------------------
+
+#: Seconds a process waits for the others in a collective before it gives up with an error:
+#: a rank that failed brings the rest down instead of leaving them waiting forever.
+DIST_TIMEOUT = float(os.environ.get("TLEARN_DIST_TIMEOUT", "600"))
+
+
+def distributed(device: torch.device | str | None = None) -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: ``(0, 1)`` unless started by torchrun.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the first call joins the process group — NCCL when
+    ``device`` is a GPU (each process on GPU ``LOCAL_RANK``), Gloo on the CPU — with a
+    timeout of :data:`DIST_TIMEOUT` seconds. Later calls only read it.
+
+    >>> distributed("cpu")   # a plain Python process
+    (0, 1)
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    cuda = get_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=DIST_TIMEOUT))
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+    return dist.get_rank(), dist.get_world_size()
+
+
+def same_on_every_rank(value: int) -> int:
+    """Rank 0's ``value`` on every process (a shuffling seed: all ranks must cut one order)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class _Step(nn.Module):
+    """``objective(model, x, y, progress)`` as one module, so that DistributedDataParallel
+    averages the gradients of the model *and* of a trainable objective (a discriminator)."""
+
+    def __init__(self, model: nn.Module, objective: Callable):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, x, y, progress):
+        return self.objective(self.model, x, y, progress)
+
+
+def _training_step(model: nn.Module, objective: Callable, device: torch.device, world: int):
+    """What the loop calls: the objective, wrapped in DistributedDataParallel under torchrun."""
+    if world == 1:
+        return lambda x, y, p: objective(model, x, y, p)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(_Step(model, objective), device_ids=ids)
+
+
+def _all_reduce_sums(sums: dict, seen: int, device: torch.device) -> tuple[dict, int]:
+    """Add every process's epoch sums (and image counts): the metrics of the global epoch."""
+    keys = sorted(sums)
+    packed = torch.tensor([sums[k] for k in keys] + [seen], dtype=torch.float64, device=device)
+    dist.all_reduce(packed)
+    return dict(zip(keys, packed[:-1].tolist(), strict=True)), int(packed[-1].item())
+
+
+def _average_buffers(model: nn.Module) -> None:
+    """Average floating buffers (BatchNorm running statistics) over the processes: each one
+    updated its own from its own batches after DDP's last broadcast of rank 0's."""
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= dist.get_world_size()
+
+
+def _check_shards(data, batch_size: int, world: int, steps: int) -> None:
+    if (world > 1 and steps == 0) or world > _steps_per_epoch(data, batch_size, False, 1):
+        n = len(_as_dataset(data))
+        raise ValueError(
+            f"{world} processes but {n} images make only "
+            f"{_steps_per_epoch(data, batch_size, False, 1)} batch(es) of {batch_size}: every "
+            "process needs at least one batch. Start fewer processes (torchrun "
+            "--nproc_per_node), or use a smaller batch_size or more data."
+        )
+
+
 # --- the loop --------------------------------------------------------------------------
 
 
@@ -296,11 +397,14 @@ def fit(
     if seed is not None:
         seed_everything(seed)
     device = get_device(device)
+    rank, world = distributed(device)  # (0, 1) unless started by torchrun
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     model.to(device)
     _check_inputs(model, train, device)
     # Each epoch shuffles with its own generator, seeded from base_seed and the epoch number,
     # so a run resumed from a checkpoint sees exactly the batches it would have seen.
-    base_seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    base_seed = same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
     params = [p for p in model.parameters() if p.requires_grad]
     if isinstance(objective, nn.Module):
         objective.to(device)
@@ -319,11 +423,13 @@ def fit(
         torch.set_rng_state(extra["torch_rng"])
 
     _call(callbacks, "on_fit_start", state)
-    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last)
+    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last, world)
+    _check_shards(train, batch_size, world, steps_per_epoch)
+    training_step = _training_step(model, objective, device, world)
     total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
     bar = progress_bar(
         total=steps_per_epoch * (epochs - start_epoch),
-        enabled=progress,
+        enabled=progress and rank == 0,
         desc=getattr(objective, "name", "fit"),
         unit="batch",
     )
@@ -336,15 +442,16 @@ def fit(
         generator = torch.Generator().manual_seed(base_seed + epoch)
         t0, sums, seen = time.perf_counter(), defaultdict(float), 0
         for x, y in batches(
-            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last
-        ):
+            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last,
+            rank=rank, world_size=world,  # this process's shard of the epoch
+        ):  # fmt: skip
             p = step / max(total_steps - 1, 1)
             if lr_schedule is not None:
                 for group, lr0 in zip(opt.param_groups, initial_lrs, strict=True):
                     group["lr"] = lr0 * lr_schedule(p)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device, amp):
-                loss, logits, logs = objective(model, x, y, p)
+                loss, logits, logs = training_step(x, y, p)  # objective(model, x, y, p)
             _check_finite(loss, x, epoch, step)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -363,6 +470,8 @@ def fit(
                 loss=f"{sums['train_loss'] / seen:.3f}",
                 refresh=False,
             )
+        if world > 1:
+            sums, seen = _all_reduce_sums(sums, seen, device)
         record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}}
         record["lr"] = opt.param_groups[0]["lr"]
         if val is not None:
@@ -371,7 +480,7 @@ def fit(
         record["seconds"] = time.perf_counter() - t0
         state.history.append(record)
         _call(callbacks, "on_epoch_end", state)
-        if checkpoint is not None:
+        if checkpoint is not None and is_main_process():
             save_checkpoint(
                 checkpoint, model, opt, epoch=epoch, base_seed=base_seed,
                 history=state.history.records, torch_rng=torch.get_rng_state(),
@@ -379,14 +488,17 @@ def fit(
         if state.stop:
             break
     bar.close()
+    if world > 1:
+        _average_buffers(model)
     model.eval()
     return state.history
 
 
-def _steps_per_epoch(data, batch_size: int, drop_last: bool) -> int:
+def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> int:
     if isinstance(data, DataLoader):
         return len(data)
-    full, ragged = divmod(len(_as_dataset(data)), batch_size)
+    shard = -(-len(_as_dataset(data)) // world)  # rows per process, padded as in data.shard
+    full, ragged = divmod(shard, batch_size)
     return full + (1 if ragged and not (drop_last and full) else 0)
 
 

@@ -53,7 +53,8 @@ from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
 from tlearn.adapt.mmd import MMDLoss
 from tlearn.bn import estimate_bn_statistics
-from tlearn.data.base import batches, data_length, input_batches
+from tlearn.data.base import as_dataset, batches, data_length, input_batches
+from tlearn.data.real import check_same_classes
 from tlearn.features import FeatureHook
 
 __all__ = ["fit_adapt", "register_method", "METHODS", "DEFAULTS", "BN", "Method"]
@@ -144,12 +145,16 @@ DEFAULTS: Mapping[str, dict[str, Any]] = _Defaults()
 
 
 # --------------------------------------------------------------------------- the objective
-def _target_stream(target: Any, batch_size: int, generator: torch.Generator) -> Iterator:
-    """Endless target image batches of a fixed size: the target cycled, reshuffled each pass."""
+def _target_stream(
+    target: Any, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+) -> Iterator:
+    """Endless target image batches of a fixed size: the target cycled, reshuffled each pass
+    (under torchrun: this process's shard of each pass)."""
     while True:
         yield from input_batches(
-            target, batch_size, shuffle=True, generator=generator, drop_last=True
-        )
+            target, batch_size, shuffle=True, generator=generator, drop_last=True,
+            rank=rank, world_size=world,
+        )  # fmt: skip
 
 
 class AlignedObjective(nn.Module):
@@ -348,9 +353,13 @@ def fit_adapt(
     )
     if not uses_target:
         return train.fit(model, source, **fit_options)
+    check_same_classes(as_dataset(source), as_dataset(target))  # label k means one class in both
     xs = _first_images(source, target)
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-    stream = _target_stream(target, min(batch_size, data_length(target)), generator)
+    rank, world = train.distributed(device)  # (0, 1) unless started by torchrun
+    seed_t = train.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
+    generator = torch.Generator().manual_seed(seed_t)
+    shard = -(-data_length(target) // world)  # target images per process
+    stream = _target_stream(target, min(batch_size, shard), generator, rank, world)
     with FeatureHook(model, layer) as hook:
         align = _build(spec, *_probe(model, hook, xs, device), method_options)
         objective = AlignedObjective(align, weight, stream, hook, bn, name)

@@ -4,8 +4,11 @@
     tgt = load_domain("uci", split="train")                        # handwriting (target)
     few = few_shot(tgt, per_class=5, seed=0)
 
-Embedded (offline): ``synth``, ``uci``. Real (files under ``TLEARN_DATA``, or ``download=True``):
-``mnist``, ``usps``, ``svhn``, ``fashion_mnist``, ``office31`` (``domain="amazon"|"dslr"|"webcam"``).
+Embedded (offline): ``synth``, ``uci``, and ``synth_m`` (synth blended with photos, MNIST-M
+style). Real (files under ``TLEARN_DATA``, or ``download=True``): ``mnist``, ``mnist_m``,
+``usps``, ``svhn``, ``fashion_mnist``; photo folders, streamed from disk (:class:`ImageFolderDomain`):
+``office31`` (``domain="amazon"|"dslr"|"webcam"``), ``office_home`` (``domain="Art"|"Clipart"|
+"Product"|"Real_World"``) and ``folder`` (``root=`` your own ``<root>/<class>/`` photos).
 """
 
 from __future__ import annotations
@@ -26,12 +29,26 @@ from tlearn.data.base import (
     to_canonical,
 )
 from tlearn.data.handwritten import uci_digits
-from tlearn.data.real import FASHION_CLASSES, image_folder, torchvision_digits
+from tlearn.data.real import (
+    FASHION_CLASSES,
+    DataFileError,
+    ImageFolderDomain,
+    check_same_classes,
+    folder_transform,
+    image_folder,
+    torchvision_digits,
+)
+from tlearn.data.shifted import blend_with_photos
 from tlearn.data.synthetic import synthetic_digits
 from tlearn.runtime import data_dir
 
 __all__ = [
     "DigitDataset",
+    "ImageFolderDomain",
+    "DataFileError",
+    "check_same_classes",
+    "folder_transform",
+    "image_folder",
     "load_domain",
     "domains",
     "register_domain",
@@ -81,16 +98,69 @@ def _torchvision(name: str) -> Callable:
     return load
 
 
-def _office31(split, *, domain: str = "amazon", root=None, image_size=224, size=None, seed=0, **_):
-    """Office-31 (Saenko et al. 2010): one domain, all images (DA protocols use all of them)."""
-    if domain not in ("amazon", "dslr", "webcam"):
-        raise ValueError(f"office31 domain must be 'amazon', 'dslr' or 'webcam', got {domain!r}")
-    base = Path(root) if root is not None else data_dir() / "office31"
-    folder = base / domain / "images" if (base / domain / "images").is_dir() else base / domain
-    images, labels, classes = image_folder(folder, image_size=image_size)
-    return (*_subsample(images, labels, size, seed), classes)
+def _blended(base: Callable) -> Callable:
+    """A digit domain blended with photo patches (MNIST-M style, see ``data.shifted``)."""
+
+    def load(split, *, seed=0, **kw):
+        images, labels, classes = base(split, seed=seed, **kw)
+        return blend_with_photos(images, seed=seed), labels, classes
+
+    return load
 
 
+OFFICE31 = ("amazon", "dslr", "webcam")
+OFFICE_HOME = ("Art", "Clipart", "Product", "Real_World")
+
+
+def _photos(
+    folder: Path,
+    split: str,
+    *,
+    image_size: int,
+    channels: int,
+    augment: bool | None = None,
+    normalize=None,
+    size: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    num_workers: int | None = None,
+) -> ImageFolderDomain:
+    """A streamed photo domain: ``split="train"`` augments (unless ``augment=False``);
+    ``"test"`` gives the test-time view. DA protocols use every image of a domain for both."""
+    _check_split(split)
+    augment = split == "train" if augment is None else augment
+    tf = folder_transform(image_size, train=augment, channels=channels, normalize=normalize)
+    ds = ImageFolderDomain(folder, transform=tf, name=name, num_workers=num_workers)
+    if size is not None and size < len(ds):
+        rows = np.sort(np.random.default_rng(seed).choice(len(ds), size=size, replace=False))
+        ds = ds.subset(rows)
+    return ds
+
+
+def _benchmark_folder(dataset: str, domains: tuple[str, ...]) -> Callable:
+    def load(split, *, domain: str = domains[0], root=None, **kw):
+        """Office-31 (Saenko et al. 2010), Office-Home (Venkateswara et al. 2017): one domain."""
+        if domain not in domains:
+            raise ValueError(
+                f"{dataset} domain must be one of {', '.join(map(repr, domains))}, got {domain!r}"
+            )
+        base = Path(root) if root is not None else data_dir() / dataset
+        images = base / domain / "images"  # Office-31's archive has this extra level
+        folder = images if images.is_dir() else base / domain
+        return _photos(folder, split, name=f"{dataset}/{domain}", **kw)
+
+    return load
+
+
+def _folder(split, *, root=None, **kw):
+    """Your own photos: ``root/<class name>/<image files>``."""
+    if root is None:
+        raise ValueError('the "folder" domain needs root= the folder that holds <class>/ folders')
+    return _photos(Path(root), split, **kw)
+
+
+_PHOTO_DOMAINS = {"office31", "office_home", "folder"}
+_COLOUR_DIGITS = {"synth_m", "mnist_m"}  # 3 channels by default: colour is the domain shift
 _REGISTRY: dict[str, Callable] = {
     "synth": _synth,
     "uci": _uci,
@@ -98,13 +168,18 @@ _REGISTRY: dict[str, Callable] = {
     "usps": _torchvision("usps"),
     "svhn": _torchvision("svhn"),
     "fashion_mnist": _torchvision("fashion_mnist"),
-    "office31": _office31,
+    "synth_m": _blended(_synth),
+    "mnist_m": _blended(_torchvision("mnist")),
+    "office31": _benchmark_folder("office31", OFFICE31),
+    "office_home": _benchmark_folder("office_home", OFFICE_HOME),
+    "folder": _folder,
 }
-_EMBEDDED = ("synth", "uci")
+_EMBEDDED = ("synth", "uci", "synth_m")
 
 
 def register_domain(name: str, loader: Callable) -> None:
-    """Add a domain: ``loader(split, **kw) -> (images N×C×H×W in [0,1], labels, class names)``."""
+    """Add a domain: ``loader(split, **kw) -> (images N×C×H×W in [0,1], labels, class names)``
+    (held in memory), or a ready Dataset with ``.classes`` and ``.targets`` (streamed)."""
     if not name or not callable(loader):
         raise ValueError("register_domain needs a non-empty name and a callable loader")
     _REGISTRY[name] = loader
@@ -124,18 +199,24 @@ def load_domain(
     channels: int | None = None,
     image_size: int | None = None,
     **kwargs,
-) -> DigitDataset:
-    """Load a domain as a :class:`DigitDataset` (items ``(x, y)``, x float32 C×H×W in [0, 1]).
+) -> DigitDataset | ImageFolderDomain:
+    """Load a domain: items ``(x, y)``, x float32 C×H×W (in [0, 1] unless ``normalize=``).
+
+    Digit domains come back as an in-memory :class:`DigitDataset`; photo domains
+    (``office31``, ``office_home``, ``folder``) as an :class:`ImageFolderDomain` that reads
+    its files as batches need them.
 
     Args:
         name: one of :func:`domains` (``"synth"``, ``"uci"``, ``"mnist"``, …).
-        split: ``"train"`` or ``"test"`` (uci's split is fixed and stratified).
+        split: ``"train"`` or ``"test"`` (uci's split is fixed and stratified; photo domains
+            have one set of files: ``"train"`` augments it, ``"test"`` gives the test view).
         size: number of images (synth renders exactly this many; others subsample at random).
-        seed: randomness of rendering / subsampling.
-        channels: 1 (grey) or 3 (grey repeated, for ImageNet backbones); default 1 for
-            digit domains, 3 for office31 photos.
-        image_size: side length; default 32 for digit domains, 224 for office31.
-        **kwargs: passed to the loader (``root=``, ``download=``, office31's ``domain=``).
+        seed: randomness of rendering / blending / subsampling.
+        channels: 1 (grey) or 3; default 1 for grey digit domains, 3 for photos, ``synth_m``
+            and ``mnist_m``.
+        image_size: side length; default 32 for digit domains, 224 for photos.
+        **kwargs: passed to the loader (``root=``, ``download=``, ``domain=`` of office31 /
+            office_home; for photos ``normalize=(mean, std)``, ``augment=``, ``num_workers=``).
     """
     if name not in _REGISTRY:
         close = get_close_matches(str(name), _REGISTRY, n=2)
@@ -143,19 +224,17 @@ def load_domain(
         raise ValueError(f"unknown domain {name!r}; valid names: {', '.join(domains())}.{hint}")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ValueError(f"size must be a positive int (number of images) or None, got {size!r}")
-    if name == "office31":
-        kwargs.setdefault("image_size", image_size or 224)
-    images, labels, classes = _REGISTRY[name](split, size=size, seed=seed, **kwargs)
-    photos = name == "office31"
-    images = to_canonical(
-        images,
-        channels=channels or (3 if photos else 1),
-        image_size=image_size or (224 if photos else 32),
-    )
-    label = (
-        f"{name}:{split}" if name != "office31" else f"office31/{kwargs.get('domain', 'amazon')}"
-    )
-    return DigitDataset(images, torch.as_tensor(labels), name=label, classes=classes)
+    photos = name in _PHOTO_DOMAINS
+    channels = channels or (3 if photos or name in _COLOUR_DIGITS else 1)
+    image_size = image_size or (224 if photos else 32)
+    if photos:
+        kwargs.update(image_size=image_size, channels=channels)
+    loaded = _REGISTRY[name](split, size=size, seed=seed, **kwargs)
+    if isinstance(loaded, torch.utils.data.Dataset):
+        return loaded  # streamed: already in its final format
+    images, labels, classes = loaded
+    images = to_canonical(images, channels=channels, image_size=image_size)
+    return DigitDataset(images, torch.as_tensor(labels), name=f"{name}:{split}", classes=classes)
 
 
 def available_offline() -> dict[str, bool]:
@@ -167,5 +246,7 @@ def available_offline() -> dict[str, bool]:
         "usps": (root / "usps.bz2").is_file(),
         "svhn": (root / "train_32x32.mat").is_file(),
         "office31": (root / "office31").is_dir(),
+        "office_home": (root / "office_home").is_dir(),
     }
+    found["mnist_m"] = found["mnist"]
     return {**dict.fromkeys(_EMBEDDED, True), **found}

@@ -29,6 +29,7 @@ __all__ = [
     "batches",
     "input_batches",
     "data_length",
+    "shard",
 ]
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
@@ -166,13 +167,37 @@ def data_length(data: Any, name: str = "data") -> int:
 QUIET_GENERATOR = torch.Generator().manual_seed(0)
 
 
+def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Process ``rank``'s share of ``order``, as ``DistributedSampler`` deals it: pad ``order``
+    with its own first rows to a multiple of ``world_size``, then take every
+    ``world_size``-th row from ``rank`` on. Every process gets the same number of rows.
+
+    >>> shard(torch.arange(5), 0, 2).tolist(), shard(torch.arange(5), 1, 2).tolist()
+    ([0, 2, 4], [1, 3, 0])
+    """
+    if world_size == 1:
+        return order
+    padded = -(-len(order) // world_size) * world_size
+    order = torch.cat([order, order[: padded - len(order)]])
+    return order[rank::world_size]
+
+
 def _index_batches(
-    n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool
+    n: int,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    drop_last: bool,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> list[torch.Tensor]:
-    """Row indices of each batch of one pass (shuffled with ``torch.randperm(n, generator)``)."""
+    """Row indices of each batch of one pass (shuffled with ``torch.randperm(n, generator)``);
+    with ``world_size`` > 1 only process ``rank``'s shard of that order (:func:`shard`)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = shard(order, rank, world_size)
+    n = len(order)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     return list(order[:stop].split(batch_size))
 
@@ -184,12 +209,17 @@ def batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One pass over labelled ``data`` in ``(x, y)`` batches: the one batching helper.
 
     ``data`` is a Dataset of ``(x, y)`` items, or a DataLoader (used as it is: its own
     batching and order). In-memory images (a :class:`DigitDataset`) are sliced directly,
     without a DataLoader. ``drop_last`` drops a ragged last batch (when there is a full one).
+    With ``world_size`` > 1 (several processes, see ``train.fit``) each ``rank`` gets its own
+    shard of the (shuffled) order — ``DistributedSampler``'s semantics; a DataLoader is
+    used as it is.
 
     >>> ds = DigitDataset(torch.zeros(5, 1, 8, 8), torch.arange(5))
     >>> [y.tolist() for _, y in batches(ds, 2)]
@@ -203,15 +233,31 @@ def batches(
             "expected labelled data (a Dataset of (x, y) pairs), got a bare tensor of images; "
             "wrap it with DigitDataset(images, labels), or pass it as an unlabelled target."
         )
-    chunks = _index_batches(data_length(data), batch_size, shuffle, generator, drop_last)
+    chunks = _index_batches(
+        data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
+    )
     images, labels = getattr(data, "images", None), getattr(data, "labels", None)
     if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
         for idx in chunks:
             yield images[idx], labels[idx]
         return
+    yield from map(_labelled, _loader(data, data, chunks, batch_size))
+
+
+def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: int) -> DataLoader:
+    """A DataLoader over the rows of ``chunks``, in that order. A streamed dataset (one with a
+    ``num_workers`` attribute, e.g. ``ImageFolderDomain``) is decoded in that many worker
+    processes, into pinned memory when a GPU will receive the batches."""
     rows = torch.cat(chunks).tolist() if chunks else []
-    loader = DataLoader(Subset(data, rows), batch_size=batch_size, generator=QUIET_GENERATOR)
-    yield from map(_labelled, loader)
+    workers = getattr(data, "num_workers", 0)
+    return DataLoader(
+        Subset(items, rows),
+        batch_size=batch_size,
+        generator=QUIET_GENERATOR,
+        num_workers=workers,
+        pin_memory=workers > 0 and torch.cuda.is_available(),
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def _labelled(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,6 +276,8 @@ def input_batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[torch.Tensor]:
     """Like :func:`batches`, but only the *inputs* ``x``: labels are never touched.
 
@@ -238,16 +286,15 @@ def input_batches(
     if isinstance(data, DataLoader):
         yield from map(inputs_of, data)
         return
-    chunks = _index_batches(data_length(data), batch_size, shuffle, generator, drop_last)
+    chunks = _index_batches(
+        data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
+    )
     images = _input_tensor(data)
     if images is not None:
         for idx in chunks:
             yield images[idx]
         return
-    rows = torch.cat(chunks).tolist() if chunks else []
-    yield from DataLoader(
-        Subset(_InputsOnly(data), rows), batch_size=batch_size, generator=QUIET_GENERATOR
-    )
+    yield from _loader(_InputsOnly(data), data, chunks, batch_size)
 
 
 def few_shot_indices(
@@ -277,15 +324,18 @@ def few_shot_indices(
     return rng.permutation(np.concatenate(chosen))
 
 
-def few_shot(dataset: DigitDataset, per_class: int, seed: int = 0) -> DigitDataset:
+def few_shot(dataset, per_class: int, seed: int = 0):
     """``per_class`` labelled examples of every class, drawn at random (reproducible by ``seed``).
 
-    This is the "few labels in the target domain" setting of fine-tuning. Raises ValueError
-    when a class has fewer than ``per_class`` examples.
+    This is the "few labels in the target domain" setting of fine-tuning. ``dataset`` is a
+    :class:`DigitDataset` or a streamed ``ImageFolderDomain`` (labels are read from its list,
+    no image is decoded); the result is of the same kind. Raises ValueError when a class has
+    fewer than ``per_class`` examples.
     """
     order = few_shot_indices(
-        dataset.labels.numpy(), per_class, seed, range(dataset.num_classes), name=repr(dataset.name)
-    )
+        np.asarray(dataset.labels), per_class, seed, range(dataset.num_classes),
+        name=repr(dataset.name),
+    )  # fmt: skip
     return dataset.subset(order, name=f"{dataset.name}[{per_class}/class]")
 
 
