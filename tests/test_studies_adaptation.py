@@ -196,3 +196,49 @@ def test_development_targets_load_as_domains():
     assert torch.equal(degraded.labels, synth.labels)
     default = ex.datasets(ex.config("none", target="synth_degraded", source_size=20))
     assert [len(d) for d in default[2:]] == [2000, 1000]
+
+
+def test_an_older_result_is_remeasured_from_its_weights_not_retrained(cache):
+    cfg = _cfg("coral")
+    first = ex.run(cfg, progress=False)
+    path = ex.results_dir() / f"{cfg.key()}.json"
+    weights = (ex.results_dir() / f"{cfg.key()}.pt").read_bytes()
+    old = {**first, "format": ex.OLD_FORMATS[0], "proxy_a_distance": 99.0, "seconds": -1.0}
+    path.write_text(json.dumps(old))
+    again = ex.run(cfg, progress=False)
+    assert _was_read(again) and again["history"] == first["history"]  # not retrained
+    assert again["format"] == ex.RESULTS_FORMAT and again["proxy_a_distance"] <= 2
+    assert (ex.results_dir() / f"{cfg.key()}.pt").read_bytes() == weights
+    assert json.loads(path.read_text())["format"] == ex.RESULTS_FORMAT
+    path.write_text(json.dumps(old))  # trained_model re-measures too, never retrains
+    ex.trained_model(cfg, progress=False)
+    assert json.loads(path.read_text())["seconds"] == -1.0
+
+
+def test_domain_features_see_each_domain_with_its_own_statistics(cache):
+    from tlearn import features
+
+    cfg = _cfg("coral")  # per-domain BatchNorm, re-estimated on the target after training
+    assert ex.target_calibrated(cfg) and not ex.target_calibrated(_cfg("none"))
+    net = ex.trained_model(cfg, progress=False)
+    zs, _, zt, _ = ex.domain_features(net, cfg, n=20)
+    _, src_val, _, tgt_test = ex.datasets(cfg)
+    own, _ = features.extract(ex.source_statistics(net, cfg), src_val.subset(range(20)),
+                              "features", progress=False)  # fmt: skip
+    as_is, _ = features.extract(net, src_val.subset(range(20)), "features", progress=False)
+    tgt, _ = features.extract(net, tgt_test.subset(range(20)), "features", progress=False)
+    torch.testing.assert_close(zs, own)
+    torch.testing.assert_close(zt, tgt)
+    assert not torch.allclose(zs, as_is)  # target statistics would change the source features
+    zs_mixed, *_ = ex.domain_features(net, cfg, n=20, own_statistics=False)
+    torch.testing.assert_close(zs_mixed, as_is)
+
+
+def test_linear_rows_report_their_own_classifier(cache):
+    st = ex.run(_cfg("standardised"), progress=False)
+    cf = ex.run(_cfg("coral_closed_form"), progress=False)
+    assert st["target_accuracy"] == st["standardised"] == cf["standardised"]
+    assert cf["target_accuracy"] == cf["coral"]
+    assert cf["source_accuracy"] == cf["source_coral"]  # the classifier's, not the network's
+    assert st["source_accuracy"] == st["source_standardised"]
+    assert "standardised (linear)" in ex.COMPARISON_ROWS

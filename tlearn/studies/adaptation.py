@@ -20,8 +20,16 @@ Methods a config can name:
   (an oracle no real adaptation problem has);
 * ``"adabn"`` — the source-only network of the same seed, BatchNorm statistics re-estimated
   on the target (:func:`tlearn.adapt.adabn`);
-* ``"coral_closed_form"`` — the source-only network's features, closed-form CORAL, and a
-  logistic regression (Sun, Feng & Saenko 2016).
+* ``"standardised"`` — the source-only network's features, each domain standardised with
+  its own mean and standard deviation, and a logistic regression: CORAL's first ingredient
+  alone, so a table can show what re-colouring adds on top of it;
+* ``"coral_closed_form"`` — the same, then closed-form CORAL re-colouring (Sun, Feng &
+  Saenko 2016).
+
+The proxy A-distance of a run is measured on each domain's features *with that domain's
+own BatchNorm statistics* — the space training aligned (:func:`domain_features`): a
+network whose statistics were re-estimated on the target (``reestimate_bn``, AdaBN) sees
+the source images through a copy re-estimated on the source.
 
 Every accuracy is on the target *test* split, measured once at the end of training: no
 epoch or weight is ever chosen on it.
@@ -75,14 +83,21 @@ __all__ = [
     "COMPARISON_ROWS",
 ]
 
-RESULTS_FORMAT = "tlearn-adapt-result-v1"
+#: What the stored measurements mean. v2: the proxy A-distance sees each domain with its own
+#: BatchNorm statistics; the closed-form rows report their classifier's own source accuracy;
+#: ``source_accuracy_own_bn``. A v1 result whose weights are stored is re-measured, not retrained.
+RESULTS_FORMAT = "tlearn-adapt-result-v2"
+#: Part of the cache key: what determines the trained *weights* (bump it when training changes).
+TRAINING_FORMAT = "tlearn-adapt-result-v1"
+OLD_FORMATS = ("tlearn-adapt-result-v1",)
 TRAINED = ("none", "coral", "mmd", "dann", "target")
-DERIVED = ("adabn", "coral_closed_form")
+DERIVED = ("adabn", "standardised", "coral_closed_form")
 
 #: Lesson 04's table: row name → method.
 COMPARISON_ROWS: dict[str, str] = {
     "source only": "none",
     "AdaBN": "adabn",
+    "standardised (linear)": "standardised",
     "CORAL (closed form)": "coral_closed_form",
     "Deep CORAL": "coral",
     "MMD (DAN)": "mmd",
@@ -127,7 +142,7 @@ class RunConfig:
             {
                 "config": dataclasses.asdict(self),
                 "tlearn": tlearn.__version__,
-                "format": RESULTS_FORMAT,
+                "format": TRAINING_FORMAT,
             },
             sort_keys=True,
         )
@@ -169,16 +184,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
     runtime.atomic_write(path, lambda f: f.write(data))
 
 
-def _read_result(cfg: RunConfig) -> dict | None:
-    """The cached result of ``cfg``, or None when it is missing, corrupt or for another config."""
-    path = results_dir() / f"{cfg.key()}.json"
+def _read_json(cfg: RunConfig) -> dict | None:
     try:
-        res = json.loads(path.read_text())
+        res = json.loads((results_dir() / f"{cfg.key()}.json").read_text())
     except (OSError, ValueError):
         return None
+    return res if isinstance(res, dict) else None
+
+
+def _read_result(cfg: RunConfig, formats: tuple[str, ...] = (RESULTS_FORMAT,)) -> dict | None:
+    """The cached result of ``cfg``, or None when it is missing, corrupt or for another config."""
+    res = _read_json(cfg)
     ok = (
-        isinstance(res, dict)
-        and res.get("format") == RESULTS_FORMAT
+        res is not None
+        and res.get("format") in formats
         and res.get("config") == dataclasses.asdict(cfg)
         and isinstance(res.get("target_accuracy"), float)
     )
@@ -206,15 +225,44 @@ def datasets(cfg: RunConfig):
     )
 
 
-def domain_features(model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES):
-    """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt)."""
+def target_calibrated(cfg: RunConfig) -> bool:
+    """Does the network of ``cfg`` hold BatchNorm statistics estimated on the *target*?
+    (AdaBN, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
+    return cfg.method == "adabn" or (cfg.method in TRAINED and cfg.method != "target"
+                                     and cfg.reestimate_bn)  # fmt: skip
+
+
+def source_statistics(model: torch.nn.Module, cfg: RunConfig) -> torch.nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are re-estimated on the source train
+    images of ``cfg`` (weights untouched): how the network normalised the source in training."""
+    from tlearn import bn
+
+    src = datasets(cfg)[0]
+    return bn.estimate_bn_statistics(copy.deepcopy(model), src, device=runtime.get_device())
+
+
+def domain_features(
+    model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES, *, own_statistics: bool = True
+):
+    """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt).
+
+    Each domain passes through BatchNorm with **its own** statistics (``own_statistics``):
+    when the network holds target statistics (:func:`target_calibrated`), the source
+    features come from a copy re-estimated on the source (:func:`source_statistics`) — the
+    space a per-domain training aligned. ``own_statistics=False`` puts both domains through
+    ``model`` as it is (so source images see target statistics).
+    """
     from tlearn import features
 
     _, src_val, _, tgt_test = datasets(cfg)
     n_s, n_t = min(n, len(src_val)), min(n, len(tgt_test))
+    src_model = model
+    if own_statistics and target_calibrated(cfg):
+        src_model = source_statistics(model, cfg)
     zs, ys = features.extract(
-        model, src_val.subset(range(n_s)), "features", device=runtime.get_device(), progress=False
-    )
+        src_model, src_val.subset(range(n_s)), "features", device=runtime.get_device(),
+        progress=False,
+    )  # fmt: skip
     zt, yt = features.extract(
         model, tgt_test.subset(range(n_t)), "features", device=runtime.get_device(), progress=False
     )
@@ -240,8 +288,9 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
 
 
 def closed_form_coral(
-    model: torch.nn.Module, source, target, target_test, *, reg: float = 1.0, max_source: int = 2000
-) -> dict[str, float]:
+    model: torch.nn.Module, source, target, target_test, source_val=None, *, reg: float = 1.0,
+    max_source: int = 2000,
+) -> dict[str, float]:  # fmt: skip
     """Closed-form CORAL on ``model.features`` with a logistic-regression classifier.
 
     The recipe of Sun, Feng & Saenko (AAAI 2016) on frozen deep features: standardise each
@@ -251,12 +300,14 @@ def closed_form_coral(
     Returns target-test accuracies of three linear classifiers (no target labels used):
     ``"no_adaptation"`` (both domains standardised with the *source* statistics),
     ``"standardised"`` (each domain with its own: aligns means and variances) and
-    ``"coral"`` (per-domain standardisation + covariance re-colouring).
+    ``"coral"`` (per-domain standardisation + covariance re-colouring). With ``source_val``
+    also each classifier's own source accuracy, ``"source_<name>"``: source-validation
+    features put through the same transformation as the source training features.
     """
     from sklearn.linear_model import LogisticRegression
 
     from tlearn import features
-    from tlearn.adapt import coral
+    from tlearn.adapt.coral import coral_matrices
 
     src = source.subset(range(min(max_source, len(source))))
     dev = runtime.get_device()
@@ -265,24 +316,30 @@ def closed_form_coral(
     xtt, ytt = features.extract(model, target_test, "features", device=dev, progress=False)
     xs, xt, xtt = (a.double().numpy() for a in (xs, xt, xtt))
     ys, ytt = ys.numpy(), ytt.numpy()
+    if source_val is not None:
+        xsv, ysv = features.extract(model, source_val, "features", device=dev, progress=False)
+        xsv, ysv = xsv.double().numpy(), ysv.numpy()
 
     def z(a, ref):
         return standardise(a, ref)
 
-    def fit_score(train_x, test_x):
-        clf = LogisticRegression(max_iter=2000, C=1.0)
-        return float(clf.fit(train_x, ys).score(test_x, ytt))
-
-    return {
-        "no_adaptation": fit_score(z(xs, xs), z(xtt, xs)),
-        "standardised": fit_score(z(xs, xs), z(xtt, xt)),
-        "coral": fit_score(coral(z(xs, xs), z(xt, xt), reg=reg), z(xtt, xt)),
-    }
+    whiten, recolor = coral_matrices(z(xs, xs), z(xt, xt), reg)  # X_S* = X_S W R
+    out: dict[str, float] = {}
+    for name, train_x, test_x, transform in (
+        ("no_adaptation", z(xs, xs), z(xtt, xs), lambda a: a),
+        ("standardised", z(xs, xs), z(xtt, xt), lambda a: a),
+        ("coral", z(xs, xs) @ whiten @ recolor, z(xtt, xt), lambda a: a @ whiten @ recolor),
+    ):
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(train_x, ys)
+        out[name] = float(clf.score(test_x, ytt))
+        if source_val is not None:
+            out[f"source_{name}"] = float(clf.score(transform(z(xsv, xs)), ysv))
+    return out
 
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt import adabn, coral, fit_adapt, proxy_a_distance
+    from tlearn.adapt import adabn, fit_adapt
 
     device = runtime.get_device()
     src, src_val, tgt, tgt_test = datasets(cfg)
@@ -294,7 +351,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         if cfg.method == "adabn":
             adabn(net, tgt, device=device, progress=False)
         else:
-            extra = closed_form_coral(net, src, tgt, tgt_test)
+            extra = closed_form_coral(net, src, tgt, tgt_test, src_val)
     else:
         runtime.seed_everything(cfg.seed)
         net = models.DigitNet(num_classes=src.num_classes, in_channels=src.images.shape[1])
@@ -311,23 +368,68 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
                 progress=progress,
             )  # fmt: skip
         history = hist.records
-    zs, _, zt, _ = domain_features(net, cfg)
-    if cfg.method == "coral_closed_form":  # the distance the linear classifier works on
-        zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
-        zs = coral(zs, zt, reg=1.0)
     result = {
         "format": RESULTS_FORMAT,
         "config": dataclasses.asdict(cfg),
-        "target_accuracy": train.evaluate(net, tgt_test, device=device)["accuracy"],
-        "source_accuracy": train.evaluate(net, src_val, device=device)["accuracy"],
-        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+        **_measure(net, cfg),
         "history": history,
         "seconds": time.perf_counter() - t0,
         **extra,
     }
-    if cfg.method == "coral_closed_form":
-        result["target_accuracy"] = extra["coral"]
+    if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's own
+        own = "coral" if cfg.method == "coral_closed_form" else "standardised"
+        result["target_accuracy"] = extra[own]
+        result["source_accuracy"] = result["source_accuracy_own_bn"] = extra[f"source_{own}"]
     return result, (net if cfg.method in TRAINED else None)
+
+
+def _measure(net: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
+    """Target-test and source-val accuracy of ``net`` as it is, source-val accuracy with
+    the source's own BatchNorm statistics, and the proxy A-distance (each domain with its
+    own statistics; for the linear rows, on the features their classifier sees)."""
+    from tlearn import train
+    from tlearn.adapt import coral, proxy_a_distance
+
+    device = runtime.get_device()
+    _, src_val, _, tgt_test = datasets(cfg)
+    zs, _, zt, _ = domain_features(net, cfg)
+    if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's space
+        zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
+        if cfg.method == "coral_closed_form":
+            zs = coral(zs, zt, reg=1.0)
+    on_source = source_statistics(net, cfg) if target_calibrated(cfg) else net
+    src_acc = train.evaluate(net, src_val, device=device)["accuracy"]
+    return {
+        "target_accuracy": train.evaluate(net, tgt_test, device=device)["accuracy"],
+        "source_accuracy": src_acc,
+        "source_accuracy_own_bn": (
+            train.evaluate(on_source, src_val, device=device)["accuracy"]
+            if on_source is not net
+            else src_acc
+        ),
+        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+    }
+
+
+def _remeasure(cfg: RunConfig) -> dict | None:
+    """A result stored in an older format (:data:`OLD_FORMATS`) with its weights, measured
+    again from those weights — the training and its history are kept, nothing is retrained.
+    None when there is nothing to re-measure."""
+    if cfg.method not in TRAINED:
+        return None
+    old = _read_result(cfg, OLD_FORMATS)
+    if old is None:
+        return None
+    from tlearn import models
+
+    net = models.DigitNet()
+    try:
+        net.load_state_dict(
+            torch.load(results_dir() / f"{cfg.key()}.pt", map_location="cpu", weights_only=True)
+        )
+    except Exception:  # noqa: BLE001 - corrupt weights: the caller recomputes
+        return None
+    return {**old, **_measure(net.eval(), cfg), "format": RESULTS_FORMAT}
 
 
 def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[str, Any]:
@@ -345,6 +447,10 @@ def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[st
     if cache:
         res = _read_result(cfg)
         if res is not None:
+            return res
+        res = _remeasure(cfg)
+        if res is not None:
+            _write_atomic(results_dir() / f"{cfg.key()}.json", json.dumps(res, indent=1).encode())
             return res
     res, net = _compute(cfg, progress)
     key = cfg.key()
@@ -365,8 +471,8 @@ def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
     path = results_dir() / f"{cfg.key()}.pt"
     net = models.DigitNet()
     for attempt in range(2):
-        if _read_result(cfg) is None:
-            run(cfg, progress=progress, cache=False)
+        if _read_result(cfg) is None:  # missing, or stored in an older format: re-measured
+            run(cfg, progress=progress, cache=attempt == 0)
         try:
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return net.eval()
