@@ -242,3 +242,31 @@ def test_linear_rows_report_their_own_classifier(cache):
     assert cf["source_accuracy"] == cf["source_coral"]  # the classifier's, not the network's
     assert st["source_accuracy"] == st["source_standardised"]
     assert "standardised (linear)" in ex.COMPARISON_ROWS
+
+
+def test_lesson03_claims_fail_when_their_sentence_is_false():
+    def lin(no, st, co):
+        return {"no_adaptation": no, "standardised": st, "coral": co}
+
+    def res(acc, pad, own=0.99):
+        return {"target_accuracy": acc, "proxy_a_distance": pad, "source_accuracy_own_bn": own}
+
+    linear = [lin(0.35, 0.44, 0.45), lin(0.40, 0.50, 0.50)]
+    so, deep = [res(0.35, 2.0), res(0.40, 2.0)], [res(0.70, 1.8), res(0.65, 1.9)]
+    gaps = {1.0: 8.0, 0.1: 5.0, 0.01: 2.0}
+    true = ex.coral_claims(linear, so, deep, gaps, 27.0)
+    assert all(ok for ok, _ in true.values())
+
+    def broken(**kw):
+        args = dict(linear=linear, source_only=so, deep=deep, gaps=gaps, gap_before=27.0)
+        args.update(kw)
+        return [s for s, (ok, _) in ex.coral_claims(**args).items() if not ok]
+
+    assert len(broken(gaps={1.0: 20.0, 0.1: 5.0, 0.01: 2.0})) == 1  # gap barely moved
+    assert len(broken(gaps={1.0: 8.0, 0.1: 9.0, 0.01: 2.0})) == 1  # not shrinking with ε
+    recolour_helps = [lin(0.35, 0.44, 0.55), lin(0.40, 0.50, 0.60)]  # CORAL adds most
+    assert broken(linear=recolour_helps) == [next(s for s in true if "re-colouring" in s)]
+    assert len(broken(linear=[lin(0.35, 0.38, 0.38), linear[1]])) == 1  # one seed < 5 points
+    assert len(broken(deep=[res(0.45, 1.8), deep[1]])) >= 1  # a seed gains only 10 points
+    assert len(broken(deep=[res(0.70, 1.8, own=0.90), deep[1]])) == 1  # source lost
+    assert len(broken(deep=[res(0.70, 2.0), deep[1]])) == 1  # A-distance not lowered
