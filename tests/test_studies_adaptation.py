@@ -270,3 +270,6 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert len(broken(deep=[res(0.45, 1.8), deep[1]])) >= 1  # a seed gains only 10 points
     assert len(broken(deep=[res(0.70, 1.8, own=0.90), deep[1]])) == 1  # source lost
     assert len(broken(deep=[res(0.70, 2.0), deep[1]])) == 1  # A-distance not lowered
+    assert broken(control=res(0.36, 0.5)) == []
+    assert len(broken(control=res(0.36, 1.5))) == 1  # the control's A-distance is high
+    assert len(broken(control=res(0.60, 0.5))) == 1  # the control adapts after all
