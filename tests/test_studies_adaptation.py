@@ -199,3 +199,81 @@ def test_development_targets_load_as_domains():
     assert torch.equal(degraded.labels, synth.labels)
     default = ex.datasets(ex.config("none", target="synth_degraded", source_size=20))
     assert [len(d) for d in default[2:]] == [2000, 1000]
+
+
+def test_an_older_result_is_remeasured_from_its_weights_not_retrained(cache):
+    cfg = _cfg("coral")
+    first = ex.run(cfg, progress=False)
+    path = ex.results_dir() / f"{cfg.key()}.json"
+    weights = (ex.results_dir() / f"{cfg.key()}.pt").read_bytes()
+    old = {**first, "format": ex.OLD_FORMATS[0], "proxy_a_distance": 99.0, "seconds": -1.0}
+    path.write_text(json.dumps(old))
+    again = ex.run(cfg, progress=False)
+    assert _was_read(again) and again["history"] == first["history"]  # not retrained
+    assert again["format"] == ex.RESULTS_FORMAT and again["proxy_a_distance"] <= 2
+    assert (ex.results_dir() / f"{cfg.key()}.pt").read_bytes() == weights
+    assert json.loads(path.read_text())["format"] == ex.RESULTS_FORMAT
+    path.write_text(json.dumps(old))  # trained_model re-measures too, never retrains
+    ex.trained_model(cfg, progress=False)
+    assert json.loads(path.read_text())["seconds"] == -1.0
+
+
+def test_domain_features_see_each_domain_with_its_own_statistics(cache):
+    from tlearn import features
+
+    cfg = _cfg("coral")  # per-domain BatchNorm, re-estimated on the target after training
+    assert ex.target_calibrated(cfg) and not ex.target_calibrated(_cfg("none"))
+    net = ex.trained_model(cfg, progress=False)
+    zs, _, zt, _ = ex.domain_features(net, cfg, n=20)
+    _, src_val, _, tgt_test = ex.datasets(cfg)
+    own, _ = features.extract(ex.source_statistics(net, cfg), src_val.subset(range(20)),
+                              "features", progress=False)  # fmt: skip
+    as_is, _ = features.extract(net, src_val.subset(range(20)), "features", progress=False)
+    tgt, _ = features.extract(net, tgt_test.subset(range(20)), "features", progress=False)
+    torch.testing.assert_close(zs, own)
+    torch.testing.assert_close(zt, tgt)
+    assert not torch.allclose(zs, as_is)  # target statistics would change the source features
+    zs_mixed, *_ = ex.domain_features(net, cfg, n=20, own_statistics=False)
+    torch.testing.assert_close(zs_mixed, as_is)
+
+
+def test_linear_rows_report_their_own_classifier(cache):
+    st = ex.run(_cfg("standardised"), progress=False)
+    cf = ex.run(_cfg("coral_closed_form"), progress=False)
+    assert st["target_accuracy"] == st["standardised"] == cf["standardised"]
+    assert cf["target_accuracy"] == cf["coral"]
+    assert cf["source_accuracy"] == cf["source_coral"]  # the classifier's, not the network's
+    assert st["source_accuracy"] == st["source_standardised"]
+    assert "standardised (linear)" in ex.COMPARISON_ROWS
+
+
+def test_lesson03_claims_fail_when_their_sentence_is_false():
+    def lin(no, st, co):
+        return {"no_adaptation": no, "standardised": st, "coral": co}
+
+    def res(acc, pad, own=0.99):
+        return {"target_accuracy": acc, "proxy_a_distance": pad, "source_accuracy_own_bn": own}
+
+    linear = [lin(0.35, 0.44, 0.45), lin(0.40, 0.50, 0.50)]
+    so, deep = [res(0.35, 2.0), res(0.40, 2.0)], [res(0.70, 1.8), res(0.65, 1.9)]
+    gaps = {1.0: 8.0, 0.1: 5.0, 0.01: 2.0}
+    true = ex.coral_claims(linear, so, deep, gaps, 27.0)
+    assert all(ok for ok, _ in true.values())
+
+    def broken(**kw):
+        args = dict(linear=linear, source_only=so, deep=deep, gaps=gaps, gap_before=27.0)
+        args.update(kw)
+        return [s for s, (ok, _) in ex.coral_claims(**args).items() if not ok]
+
+    assert len(broken(gaps={1.0: 20.0, 0.1: 5.0, 0.01: 2.0})) == 1  # gap barely moved
+    assert len(broken(gaps={1.0: 8.0, 0.1: 9.0, 0.01: 2.0})) == 1  # not shrinking with ε
+    recolour_helps = [lin(0.35, 0.44, 0.55), lin(0.40, 0.50, 0.60)]  # CORAL adds most
+    assert broken(linear=recolour_helps) == [next(s for s in true if "re-colouring" in s)]
+    assert len(broken(linear=[lin(0.35, 0.36, 0.36), linear[1]])) == 1  # one seed +1 point
+    assert len(broken(linear=[lin(0.35, 0.38, 0.38), lin(0.40, 0.43, 0.43)])) == 1  # mean +3
+    assert len(broken(deep=[res(0.45, 1.8), deep[1]])) >= 1  # a seed gains only 10 points
+    assert len(broken(deep=[res(0.70, 1.8, own=0.90), deep[1]])) == 1  # source lost
+    assert len(broken(deep=[res(0.70, 2.0), deep[1]])) == 1  # A-distance not lowered
+    assert broken(control=res(0.36, 0.5)) == []
+    assert len(broken(control=res(0.36, 1.5))) == 1  # the control's A-distance is high
+    assert len(broken(control=res(0.60, 0.5))) == 1  # the control adapts after all

@@ -256,7 +256,7 @@ def test_lesson_steps_cover_each_cache_once():
     assert [s.what for s in warm.lesson_steps(["01"])] == ["source model, seed 0"]
     runs = [s for s in warm.lesson_steps(["04"]) if s.what.startswith("adaptation run")]
     assert len(runs) == len(ex.COMPARISON_ROWS) * len(warm.COMPARISON_SEEDS)
-    shared = next(s for s in steps if s.what == "adaptation run: coral, λ = 30, seed 0")
+    shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
     assert shared.lessons == ("03", "04")  # lesson 03's sweep and lesson 04's table share it
     with pytest.raises(ValueError, match="unknown lessons"):
         warm.lesson_steps(["07"])
@@ -295,7 +295,7 @@ def test_warm_makes_the_calls_the_lessons_make():
         warm.SWEEP_PER_CLASS,
         warm.IMAGE_SIZE,
     )
-    assert (p["03"]["SEED"], tuple(p["03"]["LAMBDAS"])) == (warm.CORAL_SEED, warm.LAMBDAS)
+    assert (tuple(p["03"]["SEEDS"]), tuple(p["03"]["WEIGHTS"])) == (warm.CORAL_SEEDS, warm.WEIGHTS)
     assert tuple(p["04"]["SEEDS"]) == warm.COMPARISON_SEEDS
     assert p["03"]["RUN"] == p["04"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
@@ -311,12 +311,12 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert _cached_calls("03") == [
         'base = ex.config("none", seed=SEED, **RUN)  # source only: the baseline every method must beat',
         "source_only = ex.trained_model(base)  # trained once, then read from the cache",
-        'src_acc = ex.run(base)["target_accuracy"]',
+        'src_runs = [ex.run(ex.config("none", seed=s, **RUN)) for s in SEEDS]',
+        'linear = [ex.run(ex.config("coral_closed_form", seed=s, **RUN)) for s in SEEDS]',
+        'deep_runs = [ex.run(ex.config("coral", seed=s, **RUN)) for s in SEEDS]',
         'deep_cfg = ex.config("coral", seed=SEED, **RUN)',
-        "deep = ex.run(deep_cfg)",
         "deep_net = ex.trained_model(deep_cfg)",
-        "f\"source validation:      source only {ex.run(base)['source_accuracy']:.1%} → Deep CORAL \"",
-        "sweep = ex.weight_sweep(LAMBDAS, seed=SEED, **RUN)",
+        "sweep = ex.weight_sweep(WEIGHTS, seed=SEED, progress=False, **RUN)",
     ]  # fmt: skip
     assert _cached_calls("04") == [
         "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",

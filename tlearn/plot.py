@@ -377,6 +377,7 @@ def embedding(
     perplexity: float = 30.0,
     max_points: int | None = 3000,
     point_size: float = 14.0,
+    label_title: str = "class",
 ) -> Figure:
     """2-D map of feature vectors: colour = class, marker = domain.
 
@@ -387,7 +388,7 @@ def embedding(
 
     Args:
         Z: ``N×D`` features (tensor or array; more dims are flattened).
-        labels: ``N`` class labels.
+        labels: ``N`` class labels (or any grouping: name it with ``label_title``).
         domains: optional ``N`` domain ids or names (e.g. ``"synth"``/``"uci"``).
         max_points: subsample (seeded, stratified by nothing) to at most this many points so
             t-SNE stays fast; ``None`` keeps all.
@@ -458,7 +459,7 @@ def embedding(
         Line2D([], [], ls="", marker="o", color=color_of[c], label=_label_text(c, class_names))
         for c in classes
     ]
-    legend = ax.legend(handles=handles, title="class", loc="upper left", bbox_to_anchor=(1, 1))
+    legend = ax.legend(handles=handles, title=label_title, loc="upper left", bbox_to_anchor=(1, 1))
     if show_domains:
         ax.add_artist(legend)
         dom_handles = [

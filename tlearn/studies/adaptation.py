@@ -21,8 +21,16 @@ Methods a config can name:
   (an oracle no real adaptation problem has);
 * ``"adabn"`` — the source-only network of the same seed, BatchNorm statistics re-estimated
   on the target (:func:`tlearn.adapt.adabn`);
-* ``"coral_closed_form"`` — the source-only network's features, closed-form CORAL, and a
-  logistic regression (Sun, Feng & Saenko 2016).
+* ``"standardised"`` — the source-only network's features, each domain standardised with
+  its own mean and standard deviation, and a logistic regression: CORAL's first ingredient
+  alone, so a table can show what re-colouring adds on top of it;
+* ``"coral_closed_form"`` — the same, then closed-form CORAL re-colouring (Sun, Feng &
+  Saenko 2016).
+
+The proxy A-distance of a run is measured on each domain's features *with that domain's
+own BatchNorm statistics* — the space training aligned (:func:`domain_features`): a
+network whose statistics were re-estimated on the target (``reestimate_bn``, AdaBN) sees
+the source images through a copy re-estimated on the source.
 
 Every accuracy is on the target *test* split, measured once at the end of training: no
 epoch or weight is ever chosen on it.
@@ -76,14 +84,21 @@ __all__ = [
     "COMPARISON_ROWS",
 ]
 
-RESULTS_FORMAT = "tlearn-adapt-result-v1"
+#: What the stored measurements mean. v2: the proxy A-distance sees each domain with its own
+#: BatchNorm statistics; the closed-form rows report their classifier's own source accuracy;
+#: ``source_accuracy_own_bn``. A v1 result whose weights are stored is re-measured, not retrained.
+RESULTS_FORMAT = "tlearn-adapt-result-v2"
+#: Part of the cache key: what determines the trained *weights* (bump it when training changes).
+TRAINING_FORMAT = "tlearn-adapt-result-v1"
+OLD_FORMATS = ("tlearn-adapt-result-v1",)
 TRAINED = ("none", "coral", "mmd", "dann", "target")
-DERIVED = ("adabn", "coral_closed_form")
+DERIVED = ("adabn", "standardised", "coral_closed_form")
 
 #: Lesson 04's table: row name → method.
 COMPARISON_ROWS: dict[str, str] = {
     "source only": "none",
     "AdaBN": "adabn",
+    "standardised (linear)": "standardised",
     "CORAL (closed form)": "coral_closed_form",
     "Deep CORAL": "coral",
     "MMD (DAN)": "mmd",
@@ -128,7 +143,7 @@ class RunConfig:
             {
                 "config": dataclasses.asdict(self),
                 "tlearn": tlearn.__version__,
-                "format": RESULTS_FORMAT,
+                "format": TRAINING_FORMAT,
             },
             sort_keys=True,
         )
@@ -185,15 +200,17 @@ def _read_result(cfg: RunConfig, into: torch.nn.Module | None = None) -> dict | 
     """The cached result of ``cfg`` from the first cache layer whose copy is complete, or
     None. ``into`` (a trained method's network) also gets that copy's weights loaded.
 
-    A copy that is corrupt, for another config, or lacks its weights file is skipped with a
-    warning (``runtime.load_cached``), so the run is computed again.
+    A result stored in an older format (:data:`OLD_FORMATS`) is returned too: :func:`run`
+    re-measures it from its weights. A copy that is corrupt, for another config, or lacks its
+    weights file is skipped with a warning (``runtime.load_cached``), so the run is computed
+    again.
     """
 
     def read(path: Path) -> dict:
         res = json.loads(path.read_text())
         ok = (
             isinstance(res, dict)
-            and res.get("format") == RESULTS_FORMAT
+            and res.get("format") in (RESULTS_FORMAT, *OLD_FORMATS)
             and res.get("config") == dataclasses.asdict(cfg)
             and isinstance(res.get("target_accuracy"), float)
         )
@@ -228,15 +245,44 @@ def datasets(cfg: RunConfig):
     )
 
 
-def domain_features(model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES):
-    """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt)."""
+def target_calibrated(cfg: RunConfig) -> bool:
+    """Does the network of ``cfg`` hold BatchNorm statistics estimated on the *target*?
+    (AdaBN, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
+    return cfg.method == "adabn" or (cfg.method in TRAINED and cfg.method != "target"
+                                     and cfg.reestimate_bn)  # fmt: skip
+
+
+def source_statistics(model: torch.nn.Module, cfg: RunConfig) -> torch.nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are re-estimated on the source train
+    images of ``cfg`` (weights untouched): how the network normalised the source in training."""
+    from tlearn import bn
+
+    src = datasets(cfg)[0]
+    return bn.estimate_bn_statistics(copy.deepcopy(model), src, device=runtime.get_device())
+
+
+def domain_features(
+    model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES, *, own_statistics: bool = True
+):
+    """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt).
+
+    Each domain passes through BatchNorm with **its own** statistics (``own_statistics``):
+    when the network holds target statistics (:func:`target_calibrated`), the source
+    features come from a copy re-estimated on the source (:func:`source_statistics`) — the
+    space a per-domain training aligned. ``own_statistics=False`` puts both domains through
+    ``model`` as it is (so source images see target statistics).
+    """
     from tlearn import features
 
     _, src_val, _, tgt_test = datasets(cfg)
     n_s, n_t = min(n, len(src_val)), min(n, len(tgt_test))
+    src_model = model
+    if own_statistics and target_calibrated(cfg):
+        src_model = source_statistics(model, cfg)
     zs, ys = features.extract(
-        model, src_val.subset(range(n_s)), "features", device=runtime.get_device(), progress=False
-    )
+        src_model, src_val.subset(range(n_s)), "features", device=runtime.get_device(),
+        progress=False,
+    )  # fmt: skip
     zt, yt = features.extract(
         model, tgt_test.subset(range(n_t)), "features", device=runtime.get_device(), progress=False
     )
@@ -262,8 +308,9 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
 
 
 def closed_form_coral(
-    model: torch.nn.Module, source, target, target_test, *, reg: float = 1.0, max_source: int = 2000
-) -> dict[str, float]:
+    model: torch.nn.Module, source, target, target_test, source_val=None, *, reg: float = 1.0,
+    max_source: int = 2000,
+) -> dict[str, float]:  # fmt: skip
     """Closed-form CORAL on ``model.features`` with a logistic-regression classifier.
 
     The recipe of Sun, Feng & Saenko (AAAI 2016) on frozen deep features: standardise each
@@ -273,12 +320,14 @@ def closed_form_coral(
     Returns target-test accuracies of three linear classifiers (no target labels used):
     ``"no_adaptation"`` (both domains standardised with the *source* statistics),
     ``"standardised"`` (each domain with its own: aligns means and variances) and
-    ``"coral"`` (per-domain standardisation + covariance re-colouring).
+    ``"coral"`` (per-domain standardisation + covariance re-colouring). With ``source_val``
+    also each classifier's own source accuracy, ``"source_<name>"``: source-validation
+    features put through the same transformation as the source training features.
     """
     from sklearn.linear_model import LogisticRegression
 
     from tlearn import features
-    from tlearn.adapt import coral
+    from tlearn.adapt.coral import coral_matrices
 
     src = source.subset(range(min(max_source, len(source))))
     dev = runtime.get_device()
@@ -287,24 +336,30 @@ def closed_form_coral(
     xtt, ytt = features.extract(model, target_test, "features", device=dev, progress=False)
     xs, xt, xtt = (a.double().numpy() for a in (xs, xt, xtt))
     ys, ytt = ys.numpy(), ytt.numpy()
+    if source_val is not None:
+        xsv, ysv = features.extract(model, source_val, "features", device=dev, progress=False)
+        xsv, ysv = xsv.double().numpy(), ysv.numpy()
 
     def z(a, ref):
         return standardise(a, ref)
 
-    def fit_score(train_x, test_x):
-        clf = LogisticRegression(max_iter=2000, C=1.0)
-        return float(clf.fit(train_x, ys).score(test_x, ytt))
-
-    return {
-        "no_adaptation": fit_score(z(xs, xs), z(xtt, xs)),
-        "standardised": fit_score(z(xs, xs), z(xtt, xt)),
-        "coral": fit_score(coral(z(xs, xs), z(xt, xt), reg=reg), z(xtt, xt)),
-    }
+    whiten, recolor = coral_matrices(z(xs, xs), z(xt, xt), reg)  # X_S* = X_S W R
+    out: dict[str, float] = {}
+    for name, train_x, test_x, transform in (
+        ("no_adaptation", z(xs, xs), z(xtt, xs), lambda a: a),
+        ("standardised", z(xs, xs), z(xtt, xt), lambda a: a),
+        ("coral", z(xs, xs) @ whiten @ recolor, z(xtt, xt), lambda a: a @ whiten @ recolor),
+    ):
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(train_x, ys)
+        out[name] = float(clf.score(test_x, ytt))
+        if source_val is not None:
+            out[f"source_{name}"] = float(clf.score(transform(z(xsv, xs)), ysv))
+    return out
 
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt import adabn, coral, fit_adapt, proxy_a_distance
+    from tlearn.adapt import adabn, fit_adapt
 
     device = runtime.get_device()
     src, src_val, tgt, tgt_test = datasets(cfg)
@@ -316,7 +371,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         if cfg.method == "adabn":
             adabn(net, tgt, device=device, progress=False)
         else:
-            extra = closed_form_coral(net, src, tgt, tgt_test)
+            extra = closed_form_coral(net, src, tgt, tgt_test, src_val)
     else:
         runtime.seed_everything(cfg.seed)
         net = models.DigitNet(num_classes=src.num_classes, in_channels=src.images.shape[1])
@@ -333,23 +388,47 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
                 progress=progress,
             )  # fmt: skip
         history = hist.records
-    zs, _, zt, _ = domain_features(net, cfg)
-    if cfg.method == "coral_closed_form":  # the distance the linear classifier works on
-        zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
-        zs = coral(zs, zt, reg=1.0)
     result = {
         "format": RESULTS_FORMAT,
         "config": dataclasses.asdict(cfg),
-        "target_accuracy": train.evaluate(net, tgt_test, device=device)["accuracy"],
-        "source_accuracy": train.evaluate(net, src_val, device=device)["accuracy"],
-        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+        **_measure(net, cfg),
         "history": history,
         "seconds": time.perf_counter() - t0,
         **extra,
     }
-    if cfg.method == "coral_closed_form":
-        result["target_accuracy"] = extra["coral"]
+    if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's own
+        own = "coral" if cfg.method == "coral_closed_form" else "standardised"
+        result["target_accuracy"] = extra[own]
+        result["source_accuracy"] = result["source_accuracy_own_bn"] = extra[f"source_{own}"]
     return result, (net if cfg.method in TRAINED else None)
+
+
+def _measure(net: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
+    """Target-test and source-val accuracy of ``net`` as it is, source-val accuracy with
+    the source's own BatchNorm statistics, and the proxy A-distance (each domain with its
+    own statistics; for the linear rows, on the features their classifier sees)."""
+    from tlearn import train
+    from tlearn.adapt import coral, proxy_a_distance
+
+    device = runtime.get_device()
+    _, src_val, _, tgt_test = datasets(cfg)
+    zs, _, zt, _ = domain_features(net, cfg)
+    if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's space
+        zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
+        if cfg.method == "coral_closed_form":
+            zs = coral(zs, zt, reg=1.0)
+    on_source = source_statistics(net, cfg) if target_calibrated(cfg) else net
+    src_acc = train.evaluate(net, src_val, device=device)["accuracy"]
+    return {
+        "target_accuracy": train.evaluate(net, tgt_test, device=device)["accuracy"],
+        "source_accuracy": src_acc,
+        "source_accuracy_own_bn": (
+            train.evaluate(on_source, src_val, device=device)["accuracy"]
+            if on_source is not net
+            else src_acc
+        ),
+        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+    }
 
 
 def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[str, Any]:
@@ -365,17 +444,33 @@ def run(cfg: RunConfig, *, progress: bool = True, cache: bool = True) -> dict[st
             f"cfg must be a RunConfig (use adaptation.config(...)), got {type(cfg).__name__}"
         )
     if cache:
-        res = _read_result(cfg)
-        if res is not None:
+        net = _network() if cfg.method in TRAINED else None
+        res = _read_result(cfg, into=net)
+        if res is not None and res["format"] == RESULTS_FORMAT:
+            return res
+        if res is not None and net is not None:  # an older format: re-measure, don't retrain
+            res = {**res, **_measure(net.eval(), cfg), "format": RESULTS_FORMAT}
+            _save(cfg, res, net)
             return res
     res, net = _compute(cfg, progress)
+    _save(cfg, res, net)
+    return res
+
+
+def _network() -> torch.nn.Module:
+    from tlearn import models
+
+    return models.DigitNet()
+
+
+def _save(cfg: RunConfig, res: dict, net: torch.nn.Module | None) -> None:
+    """Store a result (and a trained network's weights) in the writable cache layer."""
     key = cfg.key()
     if net is not None:
         buf = io.BytesIO()
         torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
         _write_atomic(results_dir() / f"{key}.pt", buf.getvalue())
     _write_atomic(results_dir() / f"{key}.json", json.dumps(res, indent=1).encode())
-    return res
 
 
 def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
@@ -561,3 +656,83 @@ def null_distribution_figure(test: dict, *, title: str = ""):
     if title:
         ax.set_title(title)
     return fig
+
+
+# --------------------------------------------------------------------------- lesson 03 claims
+def coral_claims(
+    linear: list[dict],
+    source_only: list[dict],
+    deep: list[dict],
+    gaps: dict[float, float],
+    gap_before: float,
+    control: dict | None = None,
+) -> dict[str, tuple[bool, str]]:
+    """Lesson 03's message, each sentence checked on the numbers: ``{sentence: (holds, numbers)}``.
+
+    ``linear``: ``coral_closed_form`` results per seed (with ``no_adaptation``,
+    ``standardised``, ``coral``); ``source_only``/``deep``: ``none``/``coral`` results of
+    the same seeds; ``gaps``: ``{ε: ‖cov(CORAL(zs, ε)) − cov(zt)‖_F}``; ``gap_before``:
+    the same before CORAL; ``control``: the ``w = 0`` run of the first seed (per-domain
+    BatchNorm without the CORAL loss), compared with ``source_only[0]``. Every check fails when its sentence is false (tests feed it
+    falsified numbers).
+    """
+    no = np.array([r["no_adaptation"] for r in linear])
+    st = np.array([r["standardised"] for r in linear])
+    co = np.array([r["coral"] for r in linear])
+    so = np.array([r["target_accuracy"] for r in source_only])
+    dc = np.array([r["target_accuracy"] for r in deep])
+    own = np.array([r["source_accuracy_own_bn"] for r in deep])
+    pad_so = np.array([r["proxy_a_distance"] for r in source_only])
+    pad_dc = np.array([r["proxy_a_distance"] for r in deep])
+    eps = sorted(gaps)
+    std_gain, coral_gain = (st - no).mean(), (co - st).mean()
+
+    def pct(a):
+        return ", ".join(f"{100 * v:+.1f}" for v in np.atleast_1d(a))
+
+    claims = {
+        "with ε = 1, CORAL moves the source covariance towards the target's (gap more than "
+        "halved) but leaves a gap, which shrinks as ε shrinks": (
+            bool(
+                gaps[1.0] < 0.5 * gap_before
+                and all(gaps[a] < gaps[b] for a, b in zip(eps, eps[1:], strict=False))
+            ),
+            f"{gap_before:.2f} → " + ", ".join(f"{gaps[e]:.2f} (ε={e:g})" for e in eps[::-1]),
+        ),  # fmt: skip
+        "standardising each domain gains over no adaptation on every seed (2+ points), "
+        "5+ points on average": (
+            bool(((st - no) >= 0.02).all() and std_gain >= 0.05),
+            pct(st - no),
+        ),
+        "re-colouring adds less than a third of what standardising adds (mean over seeds)": (
+            bool(coral_gain < std_gain / 3),
+            f"{100 * coral_gain:+.1f} vs {100 * std_gain:+.1f}",
+        ),
+        "Deep CORAL beats source only by 15+ points on every seed": (
+            bool(((dc - so) >= 0.15).all()),
+            pct(dc - so),
+        ),
+        "Deep CORAL beats the standardised linear classifier by 10+ points (mean)": (
+            bool(dc.mean() - st.mean() >= 0.10),
+            pct(dc.mean() - st.mean()),
+        ),
+        "with the source's BatchNorm statistics, Deep CORAL keeps 95%+ on the source, every seed": (
+            bool((own >= 0.95).all()),
+            ", ".join(f"{100 * v:.1f}%" for v in own),
+        ),
+        "measured with each domain's own statistics, Deep CORAL lowers the proxy A-distance "
+        "on every seed": (
+            bool((pad_dc < pad_so).all()),
+            ", ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(pad_so, pad_dc, strict=True)),
+        ),
+    }
+    if control is not None:
+        gain = control["target_accuracy"] - so[0]
+        claims[
+            "the w = 0 control (per-domain BatchNorm, no CORAL loss) has a proxy A-distance "
+            "below 1 yet gains under 5 points on the target: a low A-distance is not adaptation"
+        ] = (
+            bool(control["proxy_a_distance"] < 1 and gain < 0.05),
+            f"A-distance {control['proxy_a_distance']:.2f}, gain {100 * gain:+.1f}",
+        )
+    return claims

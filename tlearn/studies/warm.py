@@ -51,8 +51,8 @@ SOURCE_SIZE = 6000  # lesson 00: SOURCE_SIZE (01 and 02 call source_model() with
 FEATURE_SEEDS = (0, 1, 2)  # lesson 02: SEEDS (few-shot draws of the layer sweep)
 SWEEP_PER_CLASS = 10  # lesson 02: SWEEP_PER_CLASS
 IMAGE_SIZE = 64  # lesson 02: IMAGE_SIZE (EfficientNet-Lite0 input side)
-CORAL_SEED = 0  # lesson 03: SEED
-LAMBDAS = (0, 3, 30, 300)  # lesson 03: LAMBDAS (Deep CORAL weights of the trade-off)
+CORAL_SEEDS = (0, 1, 2)  # lesson 03: SEEDS (its SEED is SEEDS[0])
+WEIGHTS = (0, 3, 30, 300)  # lesson 03: WEIGHTS (Deep CORAL loss weights of the trade-off)
 COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
 RUN = {"source": "synth", "target": "uci"}  # lessons 03 and 04: RUN
 CHOOSING_SEEDS = (0, 1, 2)  # lesson 06: SEEDS
@@ -133,11 +133,12 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
 
     readers: dict = {}  # RunConfig -> the lessons that read its result
     if "03" in lessons:
-        # source-only (trained_model + run), Deep CORAL (run + trained_model), the λ sweep
-        for method in ("none", "coral"):
-            readers.setdefault(ex.config(method, seed=CORAL_SEED, **RUN), set()).add("03")
-        for w in LAMBDAS:
-            cfg = ex.config("coral", seed=CORAL_SEED, weight=w, **RUN)
+        # per seed: source only, closed-form CORAL, Deep CORAL; then the weight sweep (SEED)
+        for method in ("none", "coral_closed_form", "coral"):
+            for seed in CORAL_SEEDS:
+                readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("03")
+        for w in WEIGHTS:
+            cfg = ex.config("coral", seed=CORAL_SEEDS[0], weight=w, **RUN)
             readers.setdefault(cfg, set()).add("03")
     if "04" in lessons:  # comparison(SEEDS): every row × seed (source-only first, as it does)
         for method in ex.COMPARISON_ROWS.values():
@@ -145,7 +146,7 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
                 readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("04")
 
     def what(cfg) -> str:
-        weight = f", λ = {cfg.weight:g}" if cfg.method in ("coral", "mmd", "dann") else ""
+        weight = f", w = {cfg.weight:g}" if cfg.method in ("coral", "mmd", "dann") else ""
         return f"adaptation run: {cfg.method}{weight}, seed {cfg.seed}"
 
     return [
