@@ -4,7 +4,7 @@
     tgt = load_domain("uci", split="train")                        # handwriting (target)
     few = few_shot(tgt, per_class=5, seed=0)
 
-Embedded (offline): ``synth``, ``uci``. Real (files under ``TLEARN_DATA``, or ``download=True``):
+Embedded (offline): ``synth``, ``uci``, ``fashion`` (3,000 Fashion-MNIST photos). Real (files under ``TLEARN_DATA``, or ``download=True``):
 ``mnist``, ``usps``, ``svhn``, ``fashion_mnist``, ``office31`` (``domain="amazon"|"dslr"|"webcam"``).
 """
 
@@ -25,6 +25,7 @@ from tlearn.data.base import (
     make_loader,
     to_canonical,
 )
+from tlearn.data.fashion import fashion_small
 from tlearn.data.handwritten import uci_digits
 from tlearn.data.real import FASHION_CLASSES, image_folder, torchvision_digits
 from tlearn.data.synthetic import synthetic_digits
@@ -71,6 +72,11 @@ def _uci(split, *, size=None, seed=0, **_):
     return (*_subsample(images, labels, size, seed), DIGIT_CLASSES)
 
 
+def _fashion(split, *, size=None, seed=0, **_):
+    images, labels = fashion_small(split)
+    return (*_subsample(images, labels, size, seed), FASHION_CLASSES)
+
+
 def _torchvision(name: str) -> Callable:
     def load(split, *, size=None, seed=0, root=None, download=False, **_):
         _check_split(split)
@@ -94,13 +100,14 @@ def _office31(split, *, domain: str = "amazon", root=None, image_size=224, size=
 _REGISTRY: dict[str, Callable] = {
     "synth": _synth,
     "uci": _uci,
+    "fashion": _fashion,
     "mnist": _torchvision("mnist"),
     "usps": _torchvision("usps"),
     "svhn": _torchvision("svhn"),
     "fashion_mnist": _torchvision("fashion_mnist"),
     "office31": _office31,
 }
-_EMBEDDED = ("synth", "uci")
+_EMBEDDED = ("synth", "uci", "fashion")
 
 
 def register_domain(name: str, loader: Callable) -> None:
