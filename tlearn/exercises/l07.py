@@ -1,6 +1,6 @@
 """Lesson 07's grader: a data-augmentation pipeline for upright product photos.
 
-``check_augmentation(fn)`` applies the student's ``fn`` (one 3×64×64 image in [0, 1] → one
+``check_augmentation(fn)`` applies the student's ``fn`` (one 3×32×32 image in [0, 1] → one
 augmented image) many times to a fixed, deliberately asymmetric test image and checks the
 effects a good pipeline for Fashion-MNIST-like photos has — and the slips people make.
 """
@@ -18,7 +18,7 @@ __all__ = ["check_augmentation", "test_image"]
 TRIALS = 64
 
 
-def test_image(size: int = 64) -> torch.Tensor:
+def test_image(size: int = 32) -> torch.Tensor:
     """A fixed 3×size×size image in [0, 1], unlike its mirror images and rotations: a bright
     "boot" — a tall shaft on the left, a sole running to the right at the bottom."""
     img = torch.full((3, size, size), 0.1)
@@ -34,8 +34,8 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a @ b) / (a.norm() * b.norm() + 1e-12))
 
 
-def check_augmentation(fn: Callable) -> bool:
-    """``fn(img)`` must return a randomly changed copy of ``img`` (3×64×64, float, in [0, 1])
+def check_augmentation(fn: Callable, size: int = 32) -> bool:
+    """``fn(img)`` must return a randomly changed copy of ``img`` (3×size×size, float, in [0, 1])
     that keeps the label of an upright product photo. Checked on :func:`test_image` over
     64 calls:
 
@@ -49,7 +49,7 @@ def check_augmentation(fn: Callable) -> bool:
     problems: list[str] = []
     hints: list[str] = []
     torch.manual_seed(0)
-    img = test_image()
+    img = test_image(size)
     original = img.clone()
     outs = []
     for _ in range(TRIALS):
@@ -65,7 +65,7 @@ def check_augmentation(fn: Callable) -> bool:
                          ["torchvision.transforms.v2 transforms take and return tensors"])  # fmt: skip
     if tuple(out.shape) != tuple(img.shape):
         problems.append(f"expected shape {tuple(img.shape)}, got {tuple(out.shape)}")
-        hints.append("end with a crop/resize to 64 (v2.RandomResizedCrop(64, …)) or keep the size")
+        hints.append(f"keep the size: v2.RandomResizedCrop({size}, …) ends at {size}×{size}")
         return _feedback(name, problems, hints)
     if not out.is_floating_point():
         problems.append(f"expected a float image, got {out.dtype}")
@@ -108,7 +108,7 @@ def check_augmentation(fn: Callable) -> bool:
             "expected ≥ 0.5): the object is cropped away or drowned"
         )
         hints.append(
-            "keep most of the object: RandomResizedCrop(64, scale=(0.7, 1.0)) instead of the "
+            "keep most of the object: RandomResizedCrop(32, scale=(0.7, 1.0)) instead of the "
             "default scale=(0.08, 1.0); mild ColorJitter; small noise"
         )
     return _feedback(name, problems, list(dict.fromkeys(hints)))

@@ -50,6 +50,7 @@ __all__ = [
     "augmentation",
     "build_model",
     "lr_range_test",
+    "lowest_loss_lr",
     "suggest_lr",
     "cached_lr_range_test",
     "run",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 STRATEGIES = ("finetune", "scratch")
+# Fashion-MNIST photos are 28×28: 32 px keeps every detail they have and costs a quarter of 64 px
+IMAGE_SIZE = 32
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # suggest_lr snaps to these half-decades
 
 
@@ -67,17 +70,22 @@ class RunConfig:
 
     ``epochs × ceil(10·per_class / batch_size)`` optimizer steps (8 × 4 = 32 by default) of
     Adam at ``lr``; ``augment``: :func:`augmentation` on every training batch.
+    ``reestimate_bn``: after training, BatchNorm's running statistics are re-estimated on the
+    few-shot training photos (``bn.estimate_bn_statistics``): after 32 steps the running
+    averages still lag behind the weights, and a network evaluated with them can fall to
+    chance (lesson 01's recipe does the same).
     """
 
     strategy: str
     seed: int = 0
     per_class: int = 10
-    image_size: int = 64
+    image_size: int = IMAGE_SIZE
     epochs: int = 8
     batch_size: int = 25
     lr: float = 1e-3
     augment: bool = True
     domain: str = "fashion"
+    reestimate_bn: bool = True
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -95,7 +103,7 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- the ingredients
-def augmentation(image_size: int = 64):
+def augmentation(image_size: int = IMAGE_SIZE):
     """Label-preserving changes of one C×H×W photo in [0, 1] (torchvision.transforms.v2).
 
     A product photo stays the same product when it is mirrored left–right, shifted or
@@ -146,7 +154,7 @@ def build_model(strategy: str = "finetune", *, num_classes: int = 10, seed: int 
     return nn.Sequential(OrderedDict(normalize=v2.Normalize(mean, std), net=backbone))
 
 
-def load_data(domain: str = "fashion", *, image_size: int = 64, **kwargs):
+def load_data(domain: str = "fashion", *, image_size: int = IMAGE_SIZE, **kwargs):
     """``(train, test)`` of ``domain`` as 3-channel ``image_size`` photos (``data.load_domain``)."""
     from tlearn import data
 
@@ -214,28 +222,33 @@ def lr_range_test(
     return {"lr": lrs, "loss": losses}
 
 
-def suggest_lr(result: dict[str, list[float]], *, grid=LR_GRID) -> float:
-    """A learning rate from an LR range test: the rate of the lowest (3-step moving average)
-    loss, divided by 10 — still on the falling part of the curve, well before it blows up
-    (Smith 2017; fastai's "minimum / 10" rule) — snapped to the nearest value of ``grid``
-    in log scale, so small changes of the curve do not change the run.
-
-    >>> suggest_lr({"lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "loss": [2.3, 2.2, 1.5, 1.4, 9.0]})
-    0.003
-    """
+def lowest_loss_lr(result: dict[str, list[float]]) -> float:
+    """The learning rate where the LR range test's loss, smoothed over 3 steps, is lowest."""
     loss = np.asarray(result["loss"], dtype=float)
     lr = np.asarray(result["lr"], dtype=float)
     if len(loss) < 3 or len(loss) != len(lr):
-        raise ValueError("suggest_lr needs an LR range test result with >= 3 steps")
+        raise ValueError("an LR range test result needs >= 3 steps of 'lr' and 'loss'")
     smooth = np.convolve(loss, np.ones(3) / 3, mode="same")
     smooth[0], smooth[-1] = loss[:2].mean(), loss[-2:].mean()
-    best = lr[int(np.argmin(smooth))] / 10
+    return float(lr[int(np.argmin(smooth))])
+
+
+def suggest_lr(result: dict[str, list[float]], *, grid=LR_GRID) -> float:
+    """A learning rate from an LR range test: :func:`lowest_loss_lr` divided by 10 — still on
+    the falling part of the curve, well before it blows up (Smith 2017; fastai's "minimum /
+    10" rule) — snapped to the nearest value of ``grid`` in log scale, so small changes of
+    the curve do not change the runs.
+
+    >>> suggest_lr({"lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "loss": [2.3, 2.2, 1.5, 1.4, 9.0]})
+    0.001
+    """
+    best = lowest_loss_lr(result) / 10
     grid = np.asarray(grid, dtype=float)
     return float(grid[np.argmin(np.abs(np.log(grid) - np.log(best)))])
 
 
 def cached_lr_range_test(
-    strategy: str = "finetune", *, per_class: int = 10, image_size: int = 64, seed: int = 0,
+    strategy: str = "finetune", *, per_class: int = 10, image_size: int = IMAGE_SIZE, seed: int = 0,
     steps: int = 30, augment: bool = True, domain: str = "fashion",
 ) -> dict[str, list[float]]:  # fmt: skip
     """:func:`lr_range_test` of :func:`build_model` on the few-shot training set, cached."""
@@ -270,6 +283,7 @@ def run(config: RunConfig, *, progress: bool = False) -> dict[str, Any]:
      "history": [per-epoch records], "seconds": float}
     """
     from tlearn import data, train
+    from tlearn.bn import estimate_bn_statistics
 
     relpath = f"real_images/{config.strategy}-{config.key()}.pt"
     found = runtime.load_cached(relpath, _read)
@@ -287,6 +301,8 @@ def run(config: RunConfig, *, progress: bool = False) -> dict[str, Any]:
         seed=config.seed, progress=progress,
         **({"objective": objective} if objective is not None else {}),
     )  # fmt: skip
+    if config.reestimate_bn:
+        estimate_bn_statistics(net, few)
     logits = train.predict(net, test_set, return_logits=True)
     losses = F.cross_entropy(logits, test_set.labels, reduction="none")
     result = {
@@ -323,3 +339,57 @@ def trained_model(config: RunConfig) -> nn.Module:
     net = build_model(config.strategy, seed=config.seed)
     net.load_state_dict(entry["state_dict"])
     return net.eval()
+
+
+# --------------------------------------------------------------------------- the lesson's claims
+#: Look-alike groups of Fashion-MNIST classes: upper-body garments, and shoes.
+LOOK_ALIKE = (
+    frozenset({"T-shirt/top", "Pullover", "Coat", "Shirt"}),
+    frozenset({"Sandal", "Sneaker", "Ankle boot"}),
+)
+
+
+def look_alike_fraction(pairs: list[tuple[str, str]]) -> float:
+    """The fraction of ``(true, predicted)`` class-name pairs that fall in one group of
+    :data:`LOOK_ALIKE` (a coat taken for a pullover, a sandal for a sneaker …).
+
+    >>> look_alike_fraction([("Coat", "Pullover"), ("Bag", "Trouser")])
+    0.5
+    """
+    if not pairs:
+        raise ValueError("look_alike_fraction needs at least one (true, predicted) pair")
+    same = sum(any(t in g and p in g for g in LOOK_ALIKE) for t, p in pairs)
+    return same / len(pairs)
+
+
+def claims(
+    acc: dict[str, Any], lr_test: dict[str, list[float]], worst_pairs: list[tuple[str, str]]
+) -> dict[str, bool]:
+    """Lesson 07's message, each sentence checked on this run's numbers.
+
+    ``acc``: per-seed test accuracies under the keys ``"finetune"`` (with augmentation),
+    ``"finetune_no_aug"``, ``"scratch"`` (with augmentation) and ``"probe"`` (linear probe on
+    the frozen last features); ``lr_test``: :func:`lr_range_test`'s result; ``worst_pairs``:
+    the ``(true, predicted)`` names of the top-loss test photos. Returns ``{sentence: holds}``.
+    """
+    a = {k: np.asarray(v, dtype=float) for k, v in acc.items()}
+    ft, no_aug, scratch, probe = a["finetune"], a["finetune_no_aug"], a["scratch"], a["probe"]
+    loss = np.asarray(lr_test["loss"], dtype=float)
+    return {
+        "ImageNet weights beat the same network trained from scratch on every seed, "
+        "by at least 15 points on average": bool(
+            (ft > scratch).all() and (ft - scratch).mean() >= 0.15
+        ),
+        "at this budget (32 steps) augmentation lowered fine-tuning's accuracy, by at least "
+        "3 points on average": bool((no_aug - ft).mean() >= 0.03),
+        "fine-tuning without augmentation beats the linear probe on the frozen last features "
+        "by at least 3 points on average": bool((no_aug - probe).mean() >= 0.03),
+        "the linear probe and fine-tuning with augmentation are within 3 points of each other "
+        "on average": bool(abs((ft - probe).mean()) <= 0.03),
+        "in the LR range test the loss first fell (by at least 0.5) and then blew up "
+        "(above twice its minimum)": bool(
+            loss.min() <= loss[0] - 0.5 and loss[-1] > 2 * loss.min()
+        ),
+        "at least half of the top-loss photos are mistaken for a look-alike class "
+        "(garment for garment, shoe for shoe)": look_alike_fraction(worst_pairs) >= 0.5,
+    }
