@@ -42,7 +42,8 @@ def test_suggest_lr_is_a_tenth_of_the_lowest_snapped_to_the_grid():
     result = {"lr": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], "loss": [2.3, 2.3, 2.0, 1.0, 1.2, 8.0]}
     assert ri.lowest_loss_lr(result) == pytest.approx(1e-2)
     assert ri.suggest_lr(result) == pytest.approx(1e-3)
-    shifted = {"lr": result["lr"], "loss": [2.3, 2.3, 2.0, 1.5, 0.9, 8.0]}
+    lrs = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    shifted = {"lr": lrs, "loss": [2.3, 2.3, 2.2, 1.2, 1.0, 1.3, 9.0]}  # lowest at 1e-1
     assert ri.suggest_lr(shifted) == pytest.approx(1e-2)
     with pytest.raises(ValueError):
         ri.suggest_lr({"lr": [1e-3], "loss": [1.0]})
@@ -85,3 +86,48 @@ def test_run_is_cached_and_keeps_the_fine_tuned_weights(tmp_path, monkeypatch):
     from tlearn import train
 
     assert torch.equal(train.predict(net, small_test), torch.as_tensor(first["test_predictions"]))
+
+
+TRUE = {  # this lesson's numbers (per seed)
+    "finetune": [0.557, 0.552, 0.588],
+    "finetune_no_aug": [0.615, 0.645, 0.602],
+    "scratch": [0.328, 0.368, 0.292],
+    "probe": [0.541, 0.570, 0.590],
+}
+LR_TEST = {"lr": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "loss": [2.4, 2.3, 2.0, 1.5, 7.0]}
+PAIRS = [("Shirt", "T-shirt/top"), ("Sandal", "Sneaker"), ("Bag", "Trouser")]
+
+
+def _falsify(**changes):
+    acc = {k: list(v) for k, v in TRUE.items()}
+    acc.update(changes)
+    return acc
+
+
+def test_claims_hold_on_the_lessons_numbers():
+    assert all(ri.claims(TRUE, LR_TEST, PAIRS).values())
+
+
+@pytest.mark.parametrize(
+    "acc, lr_test, pairs, broken",
+    [
+        (_falsify(scratch=[0.50, 0.50, 0.50]), LR_TEST, PAIRS, "from scratch"),
+        (_falsify(scratch=[0.30, 0.30, 0.60]), LR_TEST, PAIRS, "from scratch"),  # one seed
+        (_falsify(finetune_no_aug=[0.57, 0.57, 0.60]), LR_TEST, PAIRS, "augmentation lowered"),
+        (_falsify(probe=[0.60, 0.62, 0.60]), LR_TEST, PAIRS, "beats the linear probe"),
+        (_falsify(probe=[0.50, 0.50, 0.50]), LR_TEST, PAIRS, "within 3 points"),
+        (TRUE, {"lr": LR_TEST["lr"], "loss": [2.4, 2.3, 2.2, 2.2, 7.0]}, PAIRS, "first fell"),
+        (TRUE, {"lr": LR_TEST["lr"], "loss": [2.4, 2.0, 1.5, 1.4, 1.6]}, PAIRS, "blew up"),
+        (TRUE, LR_TEST, [("Bag", "Trouser"), ("Shirt", "Sandal"), ("Coat", "Coat")], "look-alike"),
+    ],
+)
+def test_each_claim_fails_when_its_sentence_is_false(acc, lr_test, pairs, broken):
+    checks = ri.claims(acc, lr_test, pairs)
+    failed = [s for s, ok in checks.items() if not ok]
+    assert any(broken in s for s in failed), failed
+
+
+def test_look_alike_fraction():
+    assert ri.look_alike_fraction(PAIRS) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        ri.look_alike_fraction([])

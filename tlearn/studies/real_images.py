@@ -184,7 +184,8 @@ def lr_range_test(
     it is too large; stops early once the loss exceeds 4× its minimum. ``model`` itself is
     not changed. Returns ``{"lr": [...], "loss": [...]}``.
 
-    >>> torch.manual_seed(0); from tlearn.data import DigitDataset
+    >>> from tlearn.data import DigitDataset
+    >>> _ = torch.manual_seed(0)
     >>> ds = DigitDataset(torch.randn(64, 1, 4, 4), torch.arange(64) % 2)
     >>> out = lr_range_test(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), ds, steps=5,
     ...                     batch_size=16, device="cpu")
