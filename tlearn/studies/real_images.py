@@ -391,6 +391,8 @@ def claims(
         "(above twice its minimum)": bool(
             loss.min() <= loss[0] - 0.5 and loss[-1] > 2 * loss.min()
         ),
-        "at least half of the top-loss photos are mistaken for a look-alike class "
-        "(garment for garment, shoe for shoe)": look_alike_fraction(worst_pairs) >= 0.5,
+        "at least 40 % of the top-loss photos are mistaken for a look-alike class (garment for "
+        "garment, shoe for shoe; 20 % if the wrong class were drawn at random)": (
+            look_alike_fraction(worst_pairs) >= 0.4
+        ),
     }
