@@ -259,9 +259,9 @@ def test_lesson_steps_cover_each_cache_once():
     shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
     assert shared.lessons == ("03", "04")  # lesson 03's sweep and lesson 04's table share it
     with pytest.raises(ValueError, match="unknown lessons"):
-        warm.lesson_steps(["07"])
+        warm.lesson_steps(["09"])
     with pytest.raises(SystemExit):
-        cli.main(["warm", "--lessons", "07"])
+        cli.main(["warm", "--lessons", "09"])
 
 
 def _parameters(lesson: str) -> dict:
@@ -299,6 +299,7 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert tuple(p["04"]["SEEDS"]) == warm.COMPARISON_SEEDS
     assert p["03"]["RUN"] == p["04"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
+    assert {k: p["07"][k] for k in warm.REAL} == {**warm.REAL, "SEEDS": list(warm.REAL["SEEDS"])}
     assert _cached_calls("00") == [
         "net = source_model(seed=seed, size=SOURCE_SIZE, progress=False)",
     ]

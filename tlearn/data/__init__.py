@@ -4,11 +4,12 @@
     tgt = load_domain("uci", split="train")                        # handwriting (target)
     few = few_shot(tgt, per_class=5, seed=0)
 
-Embedded (offline): ``synth``, ``uci``, and ``synth_m`` (synth blended with photos, MNIST-M
-style). Real (files under ``TLEARN_DATA``, or ``download=True``): ``mnist``, ``mnist_m``,
-``usps``, ``svhn``, ``fashion_mnist``; photo folders, streamed from disk (:class:`ImageFolderDomain`):
-``office31`` (``domain="amazon"|"dslr"|"webcam"``), ``office_home`` (``domain="Art"|"Clipart"|
-"Product"|"Real_World"``) and ``folder`` (``root=`` your own ``<root>/<class>/`` photos).
+Embedded (offline): ``synth``, ``uci``, ``fashion`` (3,000 Fashion-MNIST photos) and
+``synth_m`` (synth blended with photos, MNIST-M style). Real (files under ``TLEARN_DATA``, or
+``download=True``): ``mnist``, ``mnist_m``, ``usps``, ``svhn``, ``fashion_mnist``; photo folders,
+streamed from disk (:class:`ImageFolderDomain`): ``office31`` (``domain="amazon"|"dslr"|"webcam"``),
+``office_home`` (``domain="Art"|"Clipart"|"Product"|"Real_World"``) and ``folder`` (``root=`` your
+own ``<root>/<class>/`` photos).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tlearn.data.base import (
     make_loader,
     to_canonical,
 )
+from tlearn.data.fashion import fashion_small
 from tlearn.data.handwritten import uci_digits
 from tlearn.data.real import (
     FASHION_CLASSES,
@@ -86,6 +88,11 @@ def _synth(split, *, size=None, seed=0, **_):
 def _uci(split, *, size=None, seed=0, **_):
     images, labels = uci_digits(split)
     return (*_subsample(images, labels, size, seed), DIGIT_CLASSES)
+
+
+def _fashion(split, *, size=None, seed=0, **_):
+    images, labels = fashion_small(split)
+    return (*_subsample(images, labels, size, seed), FASHION_CLASSES)
 
 
 def _torchvision(name: str) -> Callable:
@@ -164,6 +171,7 @@ _COLOUR_DIGITS = {"synth_m", "mnist_m"}  # 3 channels by default: colour is the 
 _REGISTRY: dict[str, Callable] = {
     "synth": _synth,
     "uci": _uci,
+    "fashion": _fashion,
     "mnist": _torchvision("mnist"),
     "usps": _torchvision("usps"),
     "svhn": _torchvision("svhn"),
@@ -174,7 +182,7 @@ _REGISTRY: dict[str, Callable] = {
     "office_home": _benchmark_folder("office_home", OFFICE_HOME),
     "folder": _folder,
 }
-_EMBEDDED = ("synth", "uci", "synth_m")
+_EMBEDDED = ("synth", "uci", "synth_m", "fashion")
 
 
 def register_domain(name: str, loader: Callable) -> None:

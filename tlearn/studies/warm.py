@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The lessons whose caches :func:`lesson_steps` knows, by number.
-LESSONS = ("00", "01", "02", "03", "04", "06")
+LESSONS = ("00", "01", "02", "03", "04", "06", "07")
 
 # The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
 SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
@@ -61,6 +61,7 @@ CHOOSING = {
     "image_size": 32,
     "target": "uci",
 }  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
+REAL = {"DOMAIN": "fashion", "PER_CLASS": 10, "SEEDS": (0, 1, 2), "IMAGE_SIZE": 32}  # lesson 07
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +156,39 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
     ]
 
 
+def _lesson07_steps() -> list[Step]:
+    """Lesson 07: the LR range test, its 3 training runs × seeds, and the probe's features."""
+    from tlearn.studies import real_images as ri
+
+    kw = {
+        "per_class": REAL["PER_CLASS"],
+        "image_size": REAL["IMAGE_SIZE"],
+        "domain": REAL["DOMAIN"],
+    }
+
+    def lr() -> float:
+        return ri.suggest_lr(ri.cached_lr_range_test(seed=0, **kw))
+
+    def features07() -> None:
+        from tlearn import features
+
+        train_set, test_set = ri.load_data(REAL["DOMAIN"], image_size=REAL["IMAGE_SIZE"])
+        net, cache = ri.build_model("finetune", seed=0), features.FeatureCache()
+        for split in (train_set, test_set):
+            features.extract(net, split, layer="net.avgpool", cache=cache, progress=False)
+
+    steps = [Step(("07",), "LR range test, fashion", lr)]
+    for strategy, augment in (("finetune", True), ("finetune", False), ("scratch", True)):
+        for seed in REAL["SEEDS"]:
+            what = (
+                f"real-image run: {strategy}{'' if augment else ' (no augmentation)'}, seed {seed}"
+            )
+            steps.append(Step(("07",), what, lambda s=strategy, a=augment, seed=seed: ri.run(
+                ri.RunConfig(s, seed=seed, lr=lr(), augment=a, **kw))))  # fmt: skip
+    steps.append(Step(("07",), "features: EfficientNet-Lite0 on fashion", features07))
+    return steps
+
+
 def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
     """The steps that warm every cache ``lessons`` read (each cache once, source models
     first: the later steps read them), for the lessons' default parameters."""
@@ -165,7 +199,8 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
     steps = _source_steps(wanted)
     if "02" in wanted:
         steps.append(Step(("02",), "features: 3 networks, layer sweeps", _lesson02_features))
-    return steps + _adaptation_steps(wanted) + _choosing_steps(wanted)
+    steps += _adaptation_steps(wanted) + _choosing_steps(wanted)
+    return steps + (_lesson07_steps() if "07" in wanted else [])
 
 
 def _choosing_steps(lessons: set[str]) -> list[Step]:
