@@ -356,6 +356,19 @@ def check_in_browser(page, lab: Lab, notebook: str, shot: Path, timeout: float =
         output = outputs.nth(i)
         before, after = slider_moves_its_plot(page, output)
         moves.append((output.inner_text().splitlines()[0], before, after))
+    # Let the redraws finish (the first image changes before the last one is drawn), so the
+    # screenshot shows the settled widget: the kernel idle and the images unchanged, twice.
+    previous, quiet = None, 0
+
+    def settled() -> bool:
+        nonlocal previous, quiet
+        idle = lab.kernel(notebook).get("execution_state") == "idle"
+        images = [outputs.nth(i).evaluate(IMAGE_DIGESTS) for i in range(outputs.count())]
+        quiet = quiet + 1 if idle and images == previous else 0
+        previous = images
+        return quiet >= 2
+
+    _wait(settled, 120, "the widgets to settle", poll=2.0)
     outputs.last.scroll_into_view_if_needed()
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))
