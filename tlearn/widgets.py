@@ -14,10 +14,10 @@ __all__: list[str] = []
 # --- lessons 03/04: domain adaptation (tlearn.adapt) ----------------------------------------
 
 
-def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight λ"):
-    """A slider over precomputed runs ``{λ: result}`` (from ``studies.adaptation.weight_sweep``).
+def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the loss weight w"):
+    """A slider over precomputed runs ``{w: result}`` (from ``studies.adaptation.weight_sweep``).
 
-    For the chosen λ it shows target and source accuracy against λ (every run, the chosen
+    For the chosen w it shows target and source accuracy against w (every run, the chosen
     one circled) and that run's per-epoch loss terms (class loss, alignment loss), read from
     the stored training history. Nothing is trained when the slider moves.
 
@@ -48,7 +48,7 @@ def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight 
     slider = widgets.SelectionSlider(
         options=[(f"{float(w):g}", w) for w in weights],
         value=weights[len(weights) // 2],
-        description="λ",
+        description="w",
         continuous_update=False,
     )
     text = widgets.HTML()
@@ -64,12 +64,12 @@ def adaptation_weight_explorer(results, *, title: str = "Deep CORAL: the weight 
         w = slider.value
         r = results[w]
         text.value = (
-            f"<b>{title}</b> — λ = {float(w):g}: target {r['target_accuracy']:.1%}, "
+            f"<b>{title}</b> — w = {float(w):g}: target {r['target_accuracy']:.1%}, "
             f"source {r['source_accuracy']:.1%}"
         )
         images[0].value = png(weight_sweep_figure(results, highlight=w))
         images[1].value = png(
-            plot.history(r["history"], keys=("class_loss", "align_loss"), title=f"λ = {float(w):g}")
+            plot.history(r["history"], keys=("class_loss", "align_loss"), title=f"w = {float(w):g}")
         )
 
     slider.observe(draw, names="value")

@@ -614,8 +614,8 @@ def bandwidth_curve(
 
 
 def weight_sweep_figure(results: dict, highlight: float | None = None, *, title: str = ""):
-    """Target and source accuracy against the alignment weight λ (log axis; λ = 0 at the
-    left edge) for ``weight_sweep`` results; ``highlight`` circles one λ. Returns the Figure."""
+    """Target and source accuracy against the alignment loss weight w (log axis; w = 0 at the
+    left edge) for ``weight_sweep`` results; ``highlight`` circles one w. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     weights = sorted(results, key=float)
@@ -634,7 +634,7 @@ def weight_sweep_figure(results: dict, highlight: float | None = None, *, title:
     ax.set_xscale("log")
     ax.set_xticks(x, [f"{float(w):g}" for w in weights])
     ax.minorticks_off()
-    ax.set_xlabel("alignment weight λ")
+    ax.set_xlabel("alignment loss weight w")
     ax.set_ylabel("accuracy %")
     ax.set_ylim(0, 105)
     ax.legend(loc="lower right")
