@@ -87,3 +87,21 @@ def test_links_rewrite_a_fork_in_one_step(tmp_path):
         nb = (tmp_path / "lessons" / p.name).read_text()
         assert "teacher/course" in nb and f"gh/{repo}/" not in nb
     assert cli.write_links(tmp_path) == []  # a second run changes nothing
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_the_claims_cell_says_run_from_the_top_when_run_first(path):
+    """Run before the cells it builds on, the claims cell names what to do — not a NameError."""
+    cells = _nb(path)["cells"]
+    heading = next(
+        i for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("## Claims")
+    )  # fmt: skip
+    claims = "".join(cells[heading + 1]["source"])
+    assert claims.startswith("from tlearn.exercises import run_from_top\n")
+    namespace: dict = {}
+    guard = claims.split("\n\n", 1)[1].split(")\n", 1)[0] + ")"  # the run_from_top(...) call
+    exec("from tlearn.exercises import run_from_top", namespace)  # noqa: S102 - the lesson's own line
+    with pytest.raises(Exception, match="Run the lesson from the top") as err:
+        exec(guard, {**namespace, "globals": lambda: {}})  # noqa: S102 - a fresh kernel's globals
+    assert type(err.value).__name__ == "RunFromTheTop"

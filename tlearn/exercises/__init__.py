@@ -427,3 +427,31 @@ def check_freeze(student_fn: Callable) -> bool:
 
 
 __all__ += ["check_freeze"]
+
+
+# --------------------------------------------------------------------------- cell order
+class RunFromTheTop(RuntimeError):
+    """A cell was run before the cells it builds on (e.g. a claims cell first)."""
+
+
+def run_from_top(namespace: dict, *names: str) -> None:
+    """Raise a clear :class:`RunFromTheTop` unless every one of ``names`` was computed above.
+
+    The first line of each lesson's claims cell, so a student who runs it first reads what
+    to do instead of a ``NameError``:
+
+    >>> run_from_top({"accs": [0.9]}, "accs")
+    >>> run_from_top({}, "accs", "gaps")
+    Traceback (most recent call last):
+    ...
+    tlearn.exercises.RunFromTheTop: this cell uses accs, gaps, computed by the cells above it. Run the lesson from the top: Run → Run All Cells (or Kernel → Restart Kernel and Run All Cells).
+    """
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise RunFromTheTop(
+            f"this cell uses {', '.join(missing)}, computed by the cells above it. Run the lesson "
+            "from the top: Run → Run All Cells (or Kernel → Restart Kernel and Run All Cells)."
+        )
+
+
+__all__ += ["run_from_top", "RunFromTheTop"]
