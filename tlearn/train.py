@@ -72,6 +72,241 @@ __all__ = [
     "state_dict_mismatch",
 ]
 
+# --- the loop --------------------------------------------------------------------------
+
+
+def classification_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The supervised objective: cross-entropy of the model's logits (in float32).
+
+    An *objective* maps ``(model, x, y, progress)`` to ``(loss, logits of x, logs)``; ``fit``
+    minimises it. ``adapt.fit_adapt`` passes one that adds an alignment term.
+    """
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), logits, {}
+
+
+def fit(
+    model: nn.Module,
+    train,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    optimizer: str | torch.optim.Optimizer | None = None,
+    batch_size: int = 128,
+    val=None,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+    callbacks: Sequence | None = None,
+    weight_decay: float = 0.0,
+    seed: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    objective: Callable = classification_loss,
+    lr_schedule: Callable[[float], float] | None = None,
+    drop_last: bool = False,
+) -> History:
+    """Train ``model`` on ``train`` for ``epochs`` epochs (cross-entropy unless ``objective`` says).
+
+    Args:
+        model: any classifier ``x → logits``; it is moved to ``device``.
+        train: a Dataset of ``(x, y)`` (shuffled here, reproducibly) or a ready DataLoader.
+        epochs: number of passes over ``train``.
+        lr, weight_decay: for the optimizer ``fit`` builds (Adam unless ``optimizer`` says).
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or an Optimizer you built
+            (e.g. from :func:`tlearn.freeze.param_groups`).
+        val: optional Dataset/DataLoader evaluated after each epoch (``val_loss``, ``val_accuracy``).
+        device: default :func:`tlearn.get_device` (GPU when there is one).
+        amp: mixed precision on CUDA (default on there; always off on the CPU).
+        callbacks: objects with any of ``on_fit_start/on_epoch_start/on_epoch_end(state)``.
+        seed: seeds everything first, so the same seed gives the same weights.
+        checkpoint: save model, optimizer and history here after every epoch (atomically).
+        resume: with ``checkpoint``, continue from the epoch saved there, exactly.
+        objective: ``objective(model, x, y, progress) -> (loss, logits, logs)`` with
+            ``progress`` the fraction of training done, in [0, 1]; the numbers in ``logs``
+            are averaged per epoch into the history. An ``nn.Module`` objective's trainable
+            parameters are optimised too (a domain discriminator, say).
+        lr_schedule: ``progress → factor``; each step every group's lr is its initial lr
+            times the factor (DANN's annealing, for instance).
+        drop_last: drop a ragged last batch of each epoch.
+
+    Returns:
+        a :class:`History` with one record per epoch.
+
+    >>> from tlearn.data import DigitDataset
+    >>> ds = DigitDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 2)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> hist = fit(net, ds, epochs=2, batch_size=8, progress=False, seed=0, device="cpu")
+    >>> len(hist), sorted(hist.last)
+    (2, ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss'])
+    """
+    _check_hyperparameters(epochs, lr, batch_size, weight_decay)
+    if seed is not None:
+        seed_everything(seed)
+    device = get_device(device)
+    rank, world = distributed(device)  # (0, 1) unless started by torchrun
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    model.to(device)
+    _check_inputs(model, train, device)
+    # Each epoch shuffles with its own generator, seeded from base_seed and the epoch number,
+    # so a run resumed from a checkpoint sees exactly the batches it would have seen.
+    base_seed = same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(objective, nn.Module):
+        objective.to(device)
+        params += [p for p in objective.parameters() if p.requires_grad]
+    opt = _make_optimizer(params, optimizer, lr, weight_decay)
+    initial_lrs = [group["lr"] for group in opt.param_groups]
+    scaler = make_grad_scaler(device, amp)
+    state = FitState(model=model, optimizer=opt, device=device, epochs=epochs)
+    callbacks = list(callbacks or [])
+
+    start_epoch = 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        extra = load_checkpoint(checkpoint, model, opt)
+        start_epoch, base_seed = extra["epoch"] + 1, extra["base_seed"]
+        state.history = History(extra["history"])
+        torch.set_rng_state(extra["torch_rng"])
+
+    _call(callbacks, "on_fit_start", state)
+    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last, world)
+    _check_shards(train, batch_size, world, steps_per_epoch)
+    training_step = _training_step(model, objective, device, world)
+    total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
+    bar = progress_bar(
+        total=steps_per_epoch * (epochs - start_epoch),
+        enabled=progress and rank == 0,
+        desc=getattr(objective, "name", "fit"),
+        unit="batch",
+    )
+    for epoch in range(start_epoch, epochs):
+        state.epoch = epoch
+        _call(callbacks, "on_epoch_start", state)
+        model.train()
+        if isinstance(objective, nn.Module):
+            objective.train()
+        generator = torch.Generator().manual_seed(base_seed + epoch)
+        t0, sums, seen = time.perf_counter(), defaultdict(float), 0
+        for x, y in batches(
+            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last,
+            rank=rank, world_size=world,  # this process's shard of the epoch
+        ):  # fmt: skip
+            p = step / max(total_steps - 1, 1)
+            if lr_schedule is not None:
+                for group, lr0 in zip(opt.param_groups, initial_lrs, strict=True):
+                    group["lr"] = lr0 * lr_schedule(p)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast(device, amp):
+                loss, logits, logs = training_step(x, y, p)  # objective(model, x, y, p)
+            _check_finite(loss, x, epoch, step)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            n = len(y)
+            sums["train_loss"] += loss.item() * n
+            sums["train_accuracy"] += (logits.argmax(1) == y).sum().item()
+            for key, value in logs.items():
+                sums[key] += value * n
+            seen, step = seen + n, step + 1
+            bar.update()
+            # refresh=False: shown at the bar's next (throttled) redraw, not one message per batch
+            bar.set_postfix(
+                epoch=f"{epoch + 1}/{epochs}",
+                loss=f"{sums['train_loss'] / seen:.3f}",
+                refresh=False,
+            )
+        if world > 1:
+            sums, seen = _all_reduce_sums(sums, seen, device)
+        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}}
+        record["lr"] = opt.param_groups[0]["lr"]
+        if val is not None:
+            scores = evaluate(model, val, batch_size=max(batch_size, 256), device=device, amp=amp)
+            record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        record["seconds"] = time.perf_counter() - t0
+        state.history.append(record)
+        _call(callbacks, "on_epoch_end", state)
+        if checkpoint is not None and is_main_process():
+            save_checkpoint(
+                checkpoint, model, opt, epoch=epoch, base_seed=base_seed,
+                history=state.history.records, torch_rng=torch.get_rng_state(),
+            )  # fmt: skip
+        if state.stop:
+            break
+    bar.close()
+    if world > 1:
+        _average_buffers(model)
+    model.eval()
+    return state.history
+
+
+def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> int:
+    if isinstance(data, DataLoader):
+        return len(data)
+    shard = -(-len(_as_dataset(data)) // world)  # rows per process, padded as in data.shard
+    full, ragged = divmod(shard, batch_size)
+    return full + (1 if ragged and not (drop_last and full) else 0)
+
+
+def _outputs(model: nn.Module, data, batch_size: int, device, amp):
+    """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
+    device = get_device(device)
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            loader = data if isinstance(data, DataLoader) else None
+            for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
+                x = batch[0] if isinstance(batch, (list, tuple)) else batch
+                y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+                with autocast(device, amp):
+                    logits = model(x.to(device)).float()
+                yield logits, (y.to(device) if y is not None else None)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: nn.Module, data, *, batch_size: int = 256, device=None, amp: bool | None = None
+) -> dict[str, float]:
+    """Accuracy (fraction in [0, 1]) and mean cross-entropy of ``model`` on labelled ``data``."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    for logits, y in _outputs(model, data, batch_size, device, amp):
+        if y is None:
+            raise ValueError("evaluate needs labelled data: items of the form (x, y)")
+        check_labels(y, logits.shape[1])
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    if seen == 0:
+        raise ValueError("the dataset is empty: there is nothing to evaluate")
+    return {"accuracy": correct / seen, "loss": loss_sum / seen}
+
+
+def predict(
+    model: nn.Module,
+    data,
+    *,
+    batch_size: int = 256,
+    device=None,
+    amp: bool | None = None,
+    return_logits: bool = False,
+) -> torch.Tensor:
+    """Predicted classes (or logits, on the CPU) for every item of ``data``, in order."""
+    outs = [
+        logits.cpu() if return_logits else logits.argmax(1).cpu()
+        for logits, _ in _outputs(model, data, batch_size, device, amp)
+    ]
+    if not outs:
+        raise ValueError("the dataset is empty: there is nothing to predict")
+    return torch.cat(outs)
+
+
+# --- what fit records: History, FitState ------------------------------------------
+
 CHECKPOINT_FORMAT = "tlearn-checkpoint-v1"
 
 
@@ -321,239 +556,6 @@ def _check_shards(data, batch_size: int, world: int, steps: int) -> None:
             "process needs at least one batch. Start fewer processes (torchrun "
             "--nproc_per_node), or use a smaller batch_size or more data."
         )
-
-
-# --- the loop --------------------------------------------------------------------------
-
-
-def classification_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """The supervised objective: cross-entropy of the model's logits (in float32).
-
-    An *objective* maps ``(model, x, y, progress)`` to ``(loss, logits of x, logs)``; ``fit``
-    minimises it. ``adapt.fit_adapt`` passes one that adds an alignment term.
-    """
-    logits = model(x)
-    return F.cross_entropy(logits.float(), y), logits, {}
-
-
-def fit(
-    model: nn.Module,
-    train,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    optimizer: str | torch.optim.Optimizer | None = None,
-    batch_size: int = 128,
-    val=None,
-    device: torch.device | str | None = None,
-    amp: bool | None = None,
-    progress: bool = True,
-    callbacks: Sequence | None = None,
-    weight_decay: float = 0.0,
-    seed: int | None = None,
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
-    objective: Callable = classification_loss,
-    lr_schedule: Callable[[float], float] | None = None,
-    drop_last: bool = False,
-) -> History:
-    """Train ``model`` on ``train`` for ``epochs`` epochs (cross-entropy unless ``objective`` says).
-
-    Args:
-        model: any classifier ``x → logits``; it is moved to ``device``.
-        train: a Dataset of ``(x, y)`` (shuffled here, reproducibly) or a ready DataLoader.
-        epochs: number of passes over ``train``.
-        lr, weight_decay: for the optimizer ``fit`` builds (Adam unless ``optimizer`` says).
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or an Optimizer you built
-            (e.g. from :func:`tlearn.freeze.param_groups`).
-        val: optional Dataset/DataLoader evaluated after each epoch (``val_loss``, ``val_accuracy``).
-        device: default :func:`tlearn.get_device` (GPU when there is one).
-        amp: mixed precision on CUDA (default on there; always off on the CPU).
-        callbacks: objects with any of ``on_fit_start/on_epoch_start/on_epoch_end(state)``.
-        seed: seeds everything first, so the same seed gives the same weights.
-        checkpoint: save model, optimizer and history here after every epoch (atomically).
-        resume: with ``checkpoint``, continue from the epoch saved there, exactly.
-        objective: ``objective(model, x, y, progress) -> (loss, logits, logs)`` with
-            ``progress`` the fraction of training done, in [0, 1]; the numbers in ``logs``
-            are averaged per epoch into the history. An ``nn.Module`` objective's trainable
-            parameters are optimised too (a domain discriminator, say).
-        lr_schedule: ``progress → factor``; each step every group's lr is its initial lr
-            times the factor (DANN's annealing, for instance).
-        drop_last: drop a ragged last batch of each epoch.
-
-    Returns:
-        a :class:`History` with one record per epoch.
-
-    >>> from tlearn.data import DigitDataset
-    >>> ds = DigitDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 2)
-    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
-    >>> hist = fit(net, ds, epochs=2, batch_size=8, progress=False, seed=0, device="cpu")
-    >>> len(hist), sorted(hist.last)
-    (2, ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss'])
-    """
-    _check_hyperparameters(epochs, lr, batch_size, weight_decay)
-    if seed is not None:
-        seed_everything(seed)
-    device = get_device(device)
-    rank, world = distributed(device)  # (0, 1) unless started by torchrun
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    model.to(device)
-    _check_inputs(model, train, device)
-    # Each epoch shuffles with its own generator, seeded from base_seed and the epoch number,
-    # so a run resumed from a checkpoint sees exactly the batches it would have seen.
-    base_seed = same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if isinstance(objective, nn.Module):
-        objective.to(device)
-        params += [p for p in objective.parameters() if p.requires_grad]
-    opt = _make_optimizer(params, optimizer, lr, weight_decay)
-    initial_lrs = [group["lr"] for group in opt.param_groups]
-    scaler = make_grad_scaler(device, amp)
-    state = FitState(model=model, optimizer=opt, device=device, epochs=epochs)
-    callbacks = list(callbacks or [])
-
-    start_epoch = 0
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        extra = load_checkpoint(checkpoint, model, opt)
-        start_epoch, base_seed = extra["epoch"] + 1, extra["base_seed"]
-        state.history = History(extra["history"])
-        torch.set_rng_state(extra["torch_rng"])
-
-    _call(callbacks, "on_fit_start", state)
-    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last, world)
-    _check_shards(train, batch_size, world, steps_per_epoch)
-    training_step = _training_step(model, objective, device, world)
-    total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
-    bar = progress_bar(
-        total=steps_per_epoch * (epochs - start_epoch),
-        enabled=progress and rank == 0,
-        desc=getattr(objective, "name", "fit"),
-        unit="batch",
-    )
-    for epoch in range(start_epoch, epochs):
-        state.epoch = epoch
-        _call(callbacks, "on_epoch_start", state)
-        model.train()
-        if isinstance(objective, nn.Module):
-            objective.train()
-        generator = torch.Generator().manual_seed(base_seed + epoch)
-        t0, sums, seen = time.perf_counter(), defaultdict(float), 0
-        for x, y in batches(
-            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last,
-            rank=rank, world_size=world,  # this process's shard of the epoch
-        ):  # fmt: skip
-            p = step / max(total_steps - 1, 1)
-            if lr_schedule is not None:
-                for group, lr0 in zip(opt.param_groups, initial_lrs, strict=True):
-                    group["lr"] = lr0 * lr_schedule(p)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast(device, amp):
-                loss, logits, logs = training_step(x, y, p)  # objective(model, x, y, p)
-            _check_finite(loss, x, epoch, step)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            n = len(y)
-            sums["train_loss"] += loss.item() * n
-            sums["train_accuracy"] += (logits.argmax(1) == y).sum().item()
-            for key, value in logs.items():
-                sums[key] += value * n
-            seen, step = seen + n, step + 1
-            bar.update()
-            # refresh=False: shown at the bar's next (throttled) redraw, not one message per batch
-            bar.set_postfix(
-                epoch=f"{epoch + 1}/{epochs}",
-                loss=f"{sums['train_loss'] / seen:.3f}",
-                refresh=False,
-            )
-        if world > 1:
-            sums, seen = _all_reduce_sums(sums, seen, device)
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}}
-        record["lr"] = opt.param_groups[0]["lr"]
-        if val is not None:
-            scores = evaluate(model, val, batch_size=max(batch_size, 256), device=device, amp=amp)
-            record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        record["seconds"] = time.perf_counter() - t0
-        state.history.append(record)
-        _call(callbacks, "on_epoch_end", state)
-        if checkpoint is not None and is_main_process():
-            save_checkpoint(
-                checkpoint, model, opt, epoch=epoch, base_seed=base_seed,
-                history=state.history.records, torch_rng=torch.get_rng_state(),
-            )  # fmt: skip
-        if state.stop:
-            break
-    bar.close()
-    if world > 1:
-        _average_buffers(model)
-    model.eval()
-    return state.history
-
-
-def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> int:
-    if isinstance(data, DataLoader):
-        return len(data)
-    shard = -(-len(_as_dataset(data)) // world)  # rows per process, padded as in data.shard
-    full, ragged = divmod(shard, batch_size)
-    return full + (1 if ragged and not (drop_last and full) else 0)
-
-
-def _outputs(model: nn.Module, data, batch_size: int, device, amp):
-    """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
-    device = get_device(device)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            loader = data if isinstance(data, DataLoader) else None
-            for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-                with autocast(device, amp):
-                    logits = model(x.to(device)).float()
-                yield logits, (y.to(device) if y is not None else None)
-    finally:
-        model.train(was_training)
-
-
-def evaluate(
-    model: nn.Module, data, *, batch_size: int = 256, device=None, amp: bool | None = None
-) -> dict[str, float]:
-    """Accuracy (fraction in [0, 1]) and mean cross-entropy of ``model`` on labelled ``data``."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    for logits, y in _outputs(model, data, batch_size, device, amp):
-        if y is None:
-            raise ValueError("evaluate needs labelled data: items of the form (x, y)")
-        check_labels(y, logits.shape[1])
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-    if seen == 0:
-        raise ValueError("the dataset is empty: there is nothing to evaluate")
-    return {"accuracy": correct / seen, "loss": loss_sum / seen}
-
-
-def predict(
-    model: nn.Module,
-    data,
-    *,
-    batch_size: int = 256,
-    device=None,
-    amp: bool | None = None,
-    return_logits: bool = False,
-) -> torch.Tensor:
-    """Predicted classes (or logits, on the CPU) for every item of ``data``, in order."""
-    outs = [
-        logits.cpu() if return_logits else logits.argmax(1).cpu()
-        for logits, _ in _outputs(model, data, batch_size, device, amp)
-    ]
-    if not outs:
-        raise ValueError("the dataset is empty: there is nothing to predict")
-    return torch.cat(outs)
 
 
 # --- checkpoints -----------------------------------------------------------------------
