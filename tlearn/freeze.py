@@ -67,6 +67,103 @@ _BN_MODES = ("frozen", "batch")
 
 
 # --------------------------------------------------------------------------------------
+# freeze / unfreeze / freeze_to
+# --------------------------------------------------------------------------------------
+
+
+def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen") -> nn.Module:
+    """Stop the selected parameters — and BatchNorm statistics — from changing.
+
+    For every selected parameter: ``requires_grad=False`` (autograd computes no gradient for
+    it, and skips the backward pass of layers whose inputs need none) and ``.grad = None``
+    (a stale gradient would otherwise still be applied, with momentum and weight decay, by an
+    optimizer that holds the parameter — PyTorch optimizers skip parameters whose grad is None).
+    Every selected BatchNorm is swapped for a :class:`FrozenBatchNorm` in mode ``bn``.
+
+    Args:
+        model: the network; changed in place and returned.
+        *names_or_predicate: dotted module/parameter names, prefixes or globs ("layer4",
+            "features.*", "features.conv1"), or callables ``f(name, module) -> bool``.
+            None given: the whole model.
+        bn: ``"frozen"`` (fixed statistics, the default) or ``"batch"`` (statistics follow
+            the data in train mode, γ and β fixed); see :mod:`tlearn.bn`.
+
+    Raises:
+        ValueError: a name matches nothing (the message lists the blocks and close matches).
+    """
+    _check_bn_mode(bn)
+    params, bns = _select(model, names_or_predicate)
+    for _, p in params:
+        p.requires_grad_(False)
+        p.grad = None
+    for name in bns:
+        m = model.get_submodule(name)
+        if isinstance(m, FrozenBatchNorm):
+            m.mode = bn
+        else:
+            _set_module(model, name, FrozenBatchNorm(m, mode=bn))
+    return model
+
+
+def unfreeze(model: nn.Module, *names_or_predicate: Selector) -> nn.Module:
+    """Make the selected parameters trainable and restore ordinary BatchNorm (same tensors).
+
+    Selection works as in :func:`freeze`; none given unfreezes the whole model. Returns ``model``.
+    """
+    params, bns = _select(model, names_or_predicate)
+    for _, p in params:
+        p.requires_grad_(True)
+    for name in bns:
+        m = model.get_submodule(name)
+        if isinstance(m, FrozenBatchNorm):
+            _set_module(model, name, m.to_batchnorm())
+    return model
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's blocks, input → output, head last (:func:`tlearn.models.blocks`).
+
+    A model that ``models.blocks`` does not know gets its top-level children that hold
+    parameters, in order (so ``freeze_to`` and ``trainable_summary`` work on any nn.Module).
+    """
+    from tlearn import models
+
+    try:
+        return list(models.blocks(model))
+    except ValueError:
+        return [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+
+def freeze_to(model: nn.Module, n: int, *, bn: BNMode = "frozen") -> nn.Module:
+    """Freeze everything except the last ``n`` blocks (``tlearn.models.blocks``), which learn.
+
+    ``freeze_to(net, 1)`` trains the head only; ``freeze_to(net, 0)`` freezes all;
+    ``freeze_to(net, len(blocks(net)))`` unfreezes all. (fastai's ``freeze_to(k)`` counts the
+    *frozen* groups from the input instead; here ``n`` counts trainable blocks from the head.)
+    """
+    blocks = _blocks(model)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(blocks):
+        raise ValueError(
+            f"n must be an int in 0..{len(blocks)} (the number of trainable blocks counted "
+            f"from the head; blocks: {', '.join(b for b, _ in blocks)}), got {n!r}"
+        )
+    freeze(model, bn=bn)
+    if n:
+        unfreeze(model, *[name for name, _ in blocks[len(blocks) - n :]])
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters with ``requires_grad=True`` — what an optimizer should be given."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# --------------------------------------------------------------------------------------
 # FrozenBatchNorm: BatchNorm that train() cannot wake up
 # --------------------------------------------------------------------------------------
 
@@ -264,103 +361,6 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)  # same key → same position in parent._modules
-
-
-# --------------------------------------------------------------------------------------
-# freeze / unfreeze / freeze_to
-# --------------------------------------------------------------------------------------
-
-
-def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen") -> nn.Module:
-    """Stop the selected parameters — and BatchNorm statistics — from changing.
-
-    For every selected parameter: ``requires_grad=False`` (autograd computes no gradient for
-    it, and skips the backward pass of layers whose inputs need none) and ``.grad = None``
-    (a stale gradient would otherwise still be applied, with momentum and weight decay, by an
-    optimizer that holds the parameter — PyTorch optimizers skip parameters whose grad is None).
-    Every selected BatchNorm is swapped for a :class:`FrozenBatchNorm` in mode ``bn``.
-
-    Args:
-        model: the network; changed in place and returned.
-        *names_or_predicate: dotted module/parameter names, prefixes or globs ("layer4",
-            "features.*", "features.conv1"), or callables ``f(name, module) -> bool``.
-            None given: the whole model.
-        bn: ``"frozen"`` (fixed statistics, the default) or ``"batch"`` (statistics follow
-            the data in train mode, γ and β fixed); see :mod:`tlearn.bn`.
-
-    Raises:
-        ValueError: a name matches nothing (the message lists the blocks and close matches).
-    """
-    _check_bn_mode(bn)
-    params, bns = _select(model, names_or_predicate)
-    for _, p in params:
-        p.requires_grad_(False)
-        p.grad = None
-    for name in bns:
-        m = model.get_submodule(name)
-        if isinstance(m, FrozenBatchNorm):
-            m.mode = bn
-        else:
-            _set_module(model, name, FrozenBatchNorm(m, mode=bn))
-    return model
-
-
-def unfreeze(model: nn.Module, *names_or_predicate: Selector) -> nn.Module:
-    """Make the selected parameters trainable and restore ordinary BatchNorm (same tensors).
-
-    Selection works as in :func:`freeze`; none given unfreezes the whole model. Returns ``model``.
-    """
-    params, bns = _select(model, names_or_predicate)
-    for _, p in params:
-        p.requires_grad_(True)
-    for name in bns:
-        m = model.get_submodule(name)
-        if isinstance(m, FrozenBatchNorm):
-            _set_module(model, name, m.to_batchnorm())
-    return model
-
-
-def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's blocks, input → output, head last (:func:`tlearn.models.blocks`).
-
-    A model that ``models.blocks`` does not know gets its top-level children that hold
-    parameters, in order (so ``freeze_to`` and ``trainable_summary`` work on any nn.Module).
-    """
-    from tlearn import models
-
-    try:
-        return list(models.blocks(model))
-    except ValueError:
-        return [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
-
-
-def freeze_to(model: nn.Module, n: int, *, bn: BNMode = "frozen") -> nn.Module:
-    """Freeze everything except the last ``n`` blocks (``tlearn.models.blocks``), which learn.
-
-    ``freeze_to(net, 1)`` trains the head only; ``freeze_to(net, 0)`` freezes all;
-    ``freeze_to(net, len(blocks(net)))`` unfreezes all. (fastai's ``freeze_to(k)`` counts the
-    *frozen* groups from the input instead; here ``n`` counts trainable blocks from the head.)
-    """
-    blocks = _blocks(model)
-    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(blocks):
-        raise ValueError(
-            f"n must be an int in 0..{len(blocks)} (the number of trainable blocks counted "
-            f"from the head; blocks: {', '.join(b for b, _ in blocks)}), got {n!r}"
-        )
-    freeze(model, bn=bn)
-    if n:
-        unfreeze(model, *[name for name, _ in blocks[len(blocks) - n :]])
-    return model
-
-
-def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters with ``requires_grad=True`` — what an optimizer should be given."""
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (each shared tensor counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 # --------------------------------------------------------------------------------------
