@@ -13,8 +13,10 @@ order (nbclient) — and records:
 
 Peak memory is the kernel's resident set (with its child processes), sampled every 50 ms, and
 its anonymous part (``RssAnon``: what the lesson allocated, without the pages of shared
-libraries mapped from disk — a CUDA build of torch maps ≈ 0.5 GB of those that the CPU-only
-build Binder installs does not).
+libraries mapped from disk), and the resident pages of CUDA-only libraries (``libcu*``,
+``libnv*``, ``libtorch_cuda``, cuDNN…): PyPI's Linux torch is the CUDA build, whose import
+alone keeps ≈ 0.26 GB of those resident; Binder installs the CPU-only build, which has none,
+so "peak − CUDA libraries" estimates the footprint there.
 Targets: warm ≤ 120 s and ≤ 1.2 GB; binder ≤ 180 s and not killed. Writes a JSON file and
 prints a table::
 
@@ -66,6 +68,7 @@ class PeakRSS:
         import psutil
 
         self.proc, self.every, self.peak, self.peak_anon = psutil.Process(pid), every, 0, 0
+        self.cuda_libs, self._samples = 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -78,14 +81,36 @@ class PeakRSS:
                 procs = self.proc.children(recursive=True)
                 self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
                 self.peak_anon = max(self.peak_anon, sum(_rss_anon(p.pid) for p in procs))
+                if self._samples % 40 == 0:  # smaps is slow to read: every 2 s
+                    cuda = sum(_cuda_library_rss(p.pid) for p in procs)
+                    self.cuda_libs = max(self.cuda_libs, cuda)
+                self._samples += 1
             except psutil.Error:
                 pass
             self._stop.wait(self.every)
 
-    def stop(self) -> tuple[int, int]:
+    def stop(self) -> tuple[int, int, int]:
         self._stop.set()
         self._thread.join()
-        return self.peak, self.peak_anon
+        return self.peak, self.peak_anon, self.cuda_libs
+
+
+CUDA_LIBRARIES = ("libcu", "libnv", "libtorch_cuda", "libc10_cuda", "libcudnn", "libnccl")
+
+
+def _cuda_library_rss(pid: int) -> int:
+    """Resident bytes of CUDA-only shared libraries mapped by ``pid`` (Linux smaps)."""
+    total, current = 0, ""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                if "-" in line.split(" ", 1)[0]:  # a mapping's header line
+                    current = line.rsplit("/", 1)[-1] if "/" in line else ""
+                elif line.startswith("Rss:") and current.startswith(CUDA_LIBRARIES):
+                    total += int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return total
 
 
 def _rss_anon(pid: int) -> int:
@@ -118,9 +143,10 @@ def run_lesson(path: Path, cache: Path, timeout: float) -> dict:
     except CellExecutionError as e:
         status = f"error: {str(e).strip().splitlines()[-1][:80]}"
     finally:
-        peak, anon = sampler.stop()
+        peak, anon, cuda = sampler.stop()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_bytes": peak, "anon_bytes": anon, "status": status}
+    return {"seconds": seconds, "peak_bytes": peak, "anon_bytes": anon, "cuda_lib_bytes": cuda,
+            "status": status}  # fmt: skip
 
 
 def run_in_mode(path: Path, mode: str, cache: Path, timeout: float) -> dict:
@@ -147,7 +173,8 @@ def run_in_mode(path: Path, mode: str, cache: Path, timeout: float) -> dict:
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        result = {"seconds": float("nan"), "peak_bytes": 0, "anon_bytes": 0, "status": "killed"}
+        result = {"seconds": float("nan"), "peak_bytes": 0, "anon_bytes": 0, "cuda_lib_bytes": 0,
+                  "status": "killed"}  # fmt: skip
     if mode == "binder" and limits.startswith("taskset") and result["peak_bytes"] > BINDER_BYTES:
         result["status"] = "over 2 GB"
     return {**result, "limits": limits}
@@ -192,13 +219,16 @@ def main() -> None:
                 r = run_in_mode(copy, mode, cache, args.timeout)
             rows.append({"lesson": path.stem, "mode": mode, **r, "verdict": verdict(mode, r)})
             print(f"{path.stem:34s} {mode:6s} {r['seconds']:7.1f} s {r['peak_bytes'] / 1e9:5.2f} GB "
-                  f"(anon {r['anon_bytes'] / 1e9:4.2f})  {rows[-1]['verdict']}", flush=True)  # fmt: skip
+                  f"(CUDA libs {r['cuda_lib_bytes'] / 1e9:4.2f}, anon {r['anon_bytes'] / 1e9:4.2f})  "
+                  f"{rows[-1]['verdict']}", flush=True)  # fmt: skip
     print(f"\ncache: {cache}\n")
-    print("| lesson | mode | seconds | peak RSS GB | of it anonymous | limits | verdict |")
-    print("|---|---|---|---|---|---|---|")
+    print("| lesson | mode | seconds | peak RSS GB | CUDA-only libraries | without them | "
+          "anonymous | limits | verdict |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in rows:
-        print(f"| {r['lesson']} | {r['mode']} | {r['seconds']:.0f} | {r['peak_bytes'] / 1e9:.2f} "
-              f"| {r['anon_bytes'] / 1e9:.2f} | {r['limits']} | {r['verdict']} |")  # fmt: skip
+        gb = {k: r[k] / 1e9 for k in ("peak_bytes", "cuda_lib_bytes", "anon_bytes")}
+        print(f"| {r['lesson']} | {r['mode']} | {r['seconds']:.0f} | {gb['peak_bytes']:.2f} "
+              f"| {gb['cuda_lib_bytes']:.2f} | {gb['peak_bytes'] - gb['cuda_lib_bytes']:.2f} "
+              f"| {gb['anon_bytes']:.2f} | {r['limits']} | {r['verdict']} |")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     args.json.write_text(json.dumps({"machine": machine, "runs": rows}, indent=1) + "\n")
