@@ -54,7 +54,7 @@ from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
 from tlearn.adapt.mmd import MMDLoss
 from tlearn.bn import estimate_bn_statistics
 from tlearn.data.base import as_dataset, batches, data_length, input_batches
-from tlearn.data.real import check_same_classes
+from tlearn.data.real import ImageFolderDomain, check_same_classes
 from tlearn.features import FeatureHook
 
 __all__ = ["fit_adapt", "register_method", "METHODS", "DEFAULTS", "BN", "Method"]
@@ -353,7 +353,9 @@ def fit_adapt(
     )
     if not uses_target:
         return train.fit(model, source, **fit_options)
-    check_same_classes(as_dataset(source), as_dataset(target))  # label k means one class in both
+    folders = [as_dataset(d) for d in (source, target)]
+    if all(isinstance(d, ImageFolderDomain) for d in folders):  # class names from folder names:
+        check_same_classes(*folders)  # label k must mean the same class in both domains
     xs = _first_images(source, target)
     rank, world = train.distributed(device)  # (0, 1) unless started by torchrun
     seed_t = train.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
