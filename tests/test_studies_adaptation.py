@@ -78,15 +78,18 @@ def test_corrupt_or_foreign_files_are_recomputed(cache):
     ex.run(cfg, progress=False)
     path = ex.results_dir() / f"{cfg.key()}.json"
     path.write_text('{"format": "tlearn-adapt-res')  # a write cut short
-    assert not _was_read(ex.run(cfg, progress=False))
+    with pytest.warns(RuntimeWarning, match="JSONDecodeError"):
+        assert not _was_read(ex.run(cfg, progress=False))
     assert json.loads(path.read_text())["config"]["method"] == "none"
     _mark_stored(cfg)
     (ex.results_dir() / f"{cfg.key()}.pt").unlink()  # weights missing: recompute too
-    assert not _was_read(ex.run(cfg, progress=False))
+    with pytest.warns(RuntimeWarning, match="weights .* are missing"):
+        assert not _was_read(ex.run(cfg, progress=False))
     _mark_stored(cfg)
     res = json.loads(path.read_text())
     path.write_text(json.dumps({**res, "config": {**res["config"], "seed": 5}}))  # foreign
-    assert not _was_read(ex.run(cfg, progress=False))
+    with pytest.warns(RuntimeWarning, match="another config"):
+        assert not _was_read(ex.run(cfg, progress=False))
 
 
 def test_key_covers_config_and_version(monkeypatch):

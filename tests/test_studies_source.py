@@ -40,7 +40,7 @@ def test_source_model_cache_determinism_and_corruption(tmp_path, monkeypatch):
     # a corrupt cache file is rebuilt with a warning; training is deterministic, so the
     # rebuilt model has exactly the weights of the first one
     path.write_bytes(b"corrupted")
-    with pytest.warns(RuntimeWarning, match="training it again"):
+    with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
         repaired = src.source_model(**SMALL)
     assert _equal_state(net, repaired)
     with warnings.catch_warnings():

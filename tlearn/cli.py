@@ -1,4 +1,4 @@
-"""The ``tlearn`` command: ``tlearn info | demo | lessons`` (also ``python -m tlearn …``)."""
+"""The ``tlearn`` command: ``tlearn info | demo | warm | lessons | links`` (also ``python -m tlearn …``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["main", "info", "demo"]
+__all__ = ["main", "info", "demo", "warm"]
 
 
 def _version(package: str) -> str:
@@ -38,12 +38,34 @@ def info() -> dict[str, object]:
         "device": str(device)
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "cpu threads": torch.get_num_threads(),
-        "cache dir (TLEARN_CACHE)": str(runtime.cache_dir()),
+        **_cache_facts(),
         "data dir (TLEARN_DATA)": str(runtime.data_dir()),
     }
     for name, ok in data.available_offline().items():
         facts[f"domain {name}"] = "available" if ok else "not found (needs files or download=True)"
     facts.update(_weights_offline())
+    return facts
+
+
+def _cache_facts() -> dict[str, str]:
+    """The cache layers of ``TLEARN_CACHE`` (searched in this order) and the one written to.
+
+    Never raises: a cache with no writable layer is reported, since reading it still works.
+    """
+    from tlearn import runtime
+
+    facts = {}
+    layers = runtime.cache_dirs()
+    try:
+        written = runtime.cache_dir()
+    except PermissionError:
+        written = None
+    for i, layer in enumerate(layers, 1):
+        role = "written" if layer == written else "read only" if layer.is_dir() else "missing"
+        name = "cache dir (TLEARN_CACHE)" if len(layers) == 1 else f"cache layer {i} (TLEARN_CACHE)"
+        facts[name] = f"{layer}  ({role})"
+    if written is None:
+        facts["cache written to"] = "nowhere: no layer is writable (add one to TLEARN_CACHE)"
     return facts
 
 
@@ -173,6 +195,21 @@ def demo(
     return rows
 
 
+def warm(lessons: list[str] | None = None, *, progress: bool = True) -> list[dict[str, object]]:
+    """Build every cache the ``lessons`` (default: all) read, into the first writable layer of
+    ``TLEARN_CACHE``; print what was built or found cached, and the disk the cache takes.
+    The work is :func:`tlearn.studies.warm.warm`; returns its rows."""
+    from tlearn import runtime
+    from tlearn.studies import warm as warming
+
+    chosen = warming.LESSONS if lessons is None else lessons
+    folder = runtime.cache_dir()  # fails here, before any work, when no layer is writable
+    print(f"warming the caches of lessons {', '.join(chosen)} into {folder}")
+    rows = warming.warm(chosen, progress=progress)
+    print(warming.format_summary(rows, folder))
+    return rows
+
+
 def lessons(argv: list[str]) -> int:
     """Open JupyterLab on the lessons folder (the repository's ``lessons/``)."""
     folder = Path(__file__).resolve().parent.parent / "lessons"
@@ -292,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p_demo.add_argument("--all", action="store_true", help="also MMD and DANN (slower)")
     p_demo.add_argument("--no-progress", action="store_true")
+    p_warm = sub.add_parser("warm", help="build every cache the lessons read (TLEARN_CACHE)")
+    p_warm.add_argument(
+        "--lessons", nargs="+", metavar="NN", help="only these lessons (default: all), e.g. 00 03"
+    )
+    p_warm.add_argument("--no-progress", action="store_true")
     p_lessons = sub.add_parser("lessons", help="open JupyterLab on lessons/")
     p_lessons.add_argument("jupyter_args", nargs=argparse.REMAINDER)
     sub.add_parser(
@@ -313,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "links":
         changed = write_links(Path.cwd())
         print(f"updated {len(changed)} lesson(s): {', '.join(changed) or 'none needed'}")
+        return 0
+    if args.command == "warm":
+        from tlearn.studies.warm import LESSONS
+
+        unknown = sorted(set(args.lessons or ()) - set(LESSONS))
+        if unknown:
+            parser.error(f"unknown lessons {unknown}; choose from {' '.join(LESSONS)}")
+        warm(args.lessons, progress=not args.no_progress)
         return 0
     return lessons(args.jupyter_args)
 

@@ -483,22 +483,33 @@ class FeatureCache:
     So changing one weight, one pixel, the layer or the pooling gives a different key: a
     *miss*, and the features are computed again. The key is also stored *inside* the file and
     checked on load, together with the tensors' types and shapes; a truncated, corrupt or
-    foreign file is recomputed and overwritten, never silently reused. Files are loaded with
+    foreign file is skipped (the next folder is searched) and recomputed into ``root``, never
+    silently reused. Files are loaded with
     ``torch.load(weights_only=True)`` (no pickled code runs) and written atomically
     (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 
     Args:
-        root: folder; default ``tlearn.runtime.cache_dir() / "features"`` (``TLEARN_CACHE``).
+        root: one folder that is read and written. Default: the layered cache of
+            ``TLEARN_CACHE`` — ``features/`` in every layer is searched in order, and new
+            entries go to ``features/`` of the first writable layer
+            (``tlearn.runtime.cache_dir()``), so a class reads a teacher's read-only cache.
         verbose: print one line per hit / miss.
 
     Attributes:
+        root: the folder entries are written to (and the only one :meth:`clear` empties).
+        folders: the folders searched, in order (``[root]`` when ``root`` was given).
         hits, misses: counters since creation (a corrupt file counts as a miss).
     """
 
     VERSION = 1
 
     def __init__(self, root: str | os.PathLike | None = None, *, verbose: bool = False):
-        self.root = Path(root) if root is not None else runtime.cache_dir() / "features"
+        if root is None:  # the layered cache: read every layer's features/, write the first
+            self.folders = [layer / "features" for layer in runtime.cache_dirs()]
+            self.root = runtime.cache_dir() / "features"
+        else:
+            self.root = Path(root)
+            self.folders = [self.root]
         self.root.mkdir(parents=True, exist_ok=True)
         self.verbose = verbose
         self.hits = 0
@@ -526,16 +537,25 @@ class FeatureCache:
             print(msg)
 
     def load(self, key: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """The stored ``(Z, y)`` for ``key``, or None (no file, corrupt, or not this key)."""
-        path = self.path(key)
-        if not path.is_file():
-            return None
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is recomputed
-            self._say(f"feature cache: {path.name} is unreadable ({type(e).__name__}); recomputing")
-            return None
-        ok = (
+        """The stored ``(Z, y)`` for ``key`` from the first of :attr:`folders` whose file holds
+        them, or None (no file, or each one corrupt or not this key's)."""
+        for folder in self.folders:
+            path = folder / f"{key}.pt"
+            if not path.is_file():
+                continue
+            try:
+                entry = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
+                self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
+                continue
+            if self._holds(entry, key):
+                return entry["Z"], entry.get("y")
+            self._say(f"feature cache: {path} does not hold this key's features; skipped")
+        return None
+
+    def _holds(self, entry: Any, key: str) -> bool:
+        """Is ``entry`` (a loaded file) ``key``'s features, with the types and shapes we write?"""
+        return (
             isinstance(entry, dict)
             and entry.get("key") == key
             and entry.get("version") == self.VERSION
@@ -551,10 +571,6 @@ class FeatureCache:
                 )
             )
         )
-        if not ok:
-            self._say(f"feature cache: {path.name} does not hold this key's features; recomputing")
-            return None
-        return entry["Z"], entry.get("y")
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
@@ -587,10 +603,12 @@ class FeatureCache:
 
     # -- housekeeping
     def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*.pt"))
+        """Entries stored in all of :attr:`folders` (a key in two layers counts once)."""
+        return len({p.name for folder in self.folders for p in folder.glob("*.pt")})
 
     def clear(self) -> int:
-        """Delete every cached entry; return how many files were removed."""
+        """Delete every entry in :attr:`root`, the folder this cache writes to; return how many
+        files were removed. Other layers (a teacher's shared cache) are never touched."""
         n = 0
         for p in self.root.glob("*.pt"):
             p.unlink(missing_ok=True)

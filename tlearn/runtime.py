@@ -9,8 +9,8 @@ changes one environment variable, not twenty call sites:
   (default ``~/.cache/tlearn``). Like ``PATH`` it may list several folders, joined by
   ``os.pathsep`` (``:`` on Linux and macOS): *layers*, searched in order when reading;
   writes go to the first layer this process may write to. A class shares one cache this
-  way — the teacher runs the lessons once with ``TLEARN_CACHE=/srv/tlearn-cache``, the
-  students set ``TLEARN_CACHE=/srv/tlearn-cache:~/.cache/tlearn`` and read the teacher's
+  way — the teacher fills it once (``TLEARN_CACHE=/srv/tlearn-cache tlearn warm``), the
+  students set ``TLEARN_CACHE=~/.cache/tlearn:/srv/tlearn-cache`` and read the teacher's
   entries, while whatever they compute themselves lands in their own folder. A layer that
   is read-only is only ever read: never written, never cleaned, never an error.
 * ``TLEARN_DATA``   — where real datasets (MNIST, USPS, …) are looked for (default: the

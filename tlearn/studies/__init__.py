@@ -17,6 +17,8 @@ Modules (import the one you need; nothing heavy is imported here):
   ``tlearn.data.register_domain``.
 * :mod:`tlearn.studies.adaptation` — lessons 03 and 04: domain-adaptation runs keyed by a
   ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
+* :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
+  ahead of time (a teacher's shared cache, Binder's postBuild).
 
 Example (``studies.source`` etc. load on first use)::
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("source", "finetune", "domains", "adaptation")
+_SUBMODULES = ("source", "finetune", "domains", "adaptation", "warm")
 
 __all__ = list(_SUBMODULES)
 

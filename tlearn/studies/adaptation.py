@@ -3,9 +3,10 @@
 A domain-adaptation comparison is many trainings: seven methods × three seeds is more than
 two minutes of CPU. So every run here is described by a :class:`RunConfig`, and its result
 (accuracies, proxy A-distance, the training history — and the trained weights) is stored
-under ``runtime.cache_dir() / "results"`` with a key that hashes the *whole* config and
-the tlearn version. A notebook asks for a result; it is read from disk when it is there
-and complete, and computed honestly (then stored) when it is missing or corrupt::
+under ``results/`` in the cache with a key that hashes the *whole* config and the tlearn
+version. A notebook asks for a result; it is read from the first layer of ``TLEARN_CACHE``
+that has it complete, and computed honestly (then stored in the first writable layer) when
+it is missing or corrupt::
 
     from tlearn.studies import adaptation as ex
     res = ex.run(ex.config("coral", seed=0))          # trains, or loads in milliseconds
@@ -50,6 +51,7 @@ import hashlib
 import io
 import json
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -172,8 +174,19 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- cache
+#
+# A run is two cache entries: results/<key>.json (the numbers) and, for a method that trains
+# a network, results/<key>.pt (its weights) beside it. Reads search every layer of
+# TLEARN_CACHE in order (runtime.load_cached); writes go to the first writable layer
+# (results_dir()). Nothing here ever deletes a file: a broken entry is skipped with a warning
+# and replaced by the recomputed one in results_dir().
+
+
 def results_dir() -> Path:
-    """``runtime.cache_dir() / "results"`` (created on first use)."""
+    """Where runs are written: ``runtime.cache_dir() / "results"`` (created on first use).
+
+    Reads search ``results/`` in every cache layer, this folder among them.
+    """
     path = runtime.cache_dir() / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -184,26 +197,47 @@ def _write_atomic(path: Path, data: bytes) -> None:
     runtime.atomic_write(path, lambda f: f.write(data))
 
 
-def _read_json(cfg: RunConfig) -> dict | None:
-    try:
-        res = json.loads((results_dir() / f"{cfg.key()}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return res if isinstance(res, dict) else None
+def _read_result(
+    cfg: RunConfig,
+    formats: tuple[str, ...] = (RESULTS_FORMAT,),
+    into: torch.nn.Module | None = None,
+) -> dict | None:
+    """The cached result of ``cfg`` in one of ``formats`` from the first cache layer whose
+    copy is complete, or None. ``into`` (a trained method's network) also gets that copy's
+    weights loaded.
+
+    A copy that is corrupt, for another config, or lacks its weights file is skipped with a
+    warning (``runtime.load_cached``), so the run is computed again; a copy in another known
+    format (:data:`OLD_FORMATS`) is skipped silently (:func:`run` re-measures it).
+    """
+
+    def read(path: Path) -> dict:
+        res = json.loads(path.read_text())
+        if isinstance(res, dict) and res.get("format") in (RESULTS_FORMAT, *OLD_FORMATS):
+            if res.get("format") not in formats:
+                raise _OtherFormat(res.get("format"))
+        ok = (
+            isinstance(res, dict)
+            and res.get("format") in formats
+            and res.get("config") == dataclasses.asdict(cfg)
+            and isinstance(res.get("target_accuracy"), float)
+        )
+        if not ok:
+            raise ValueError("it holds another config's result, or an incomplete one")
+        weights = path.with_suffix(".pt")
+        if cfg.method in TRAINED and not weights.is_file():
+            raise FileNotFoundError(f"its weights {weights.name} are missing")
+        if into is not None:
+            into.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return res
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{_OtherFormat.__name__}.*")
+        return runtime.load_cached(f"results/{cfg.key()}.json", read)
 
 
-def _read_result(cfg: RunConfig, formats: tuple[str, ...] = (RESULTS_FORMAT,)) -> dict | None:
-    """The cached result of ``cfg``, or None when it is missing, corrupt or for another config."""
-    res = _read_json(cfg)
-    ok = (
-        res is not None
-        and res.get("format") in formats
-        and res.get("config") == dataclasses.asdict(cfg)
-        and isinstance(res.get("target_accuracy"), float)
-    )
-    if ok and cfg.method in TRAINED and not (results_dir() / f"{cfg.key()}.pt").is_file():
-        ok = False  # the weights are part of a trained run's result
-    return res if ok else None
+class _OtherFormat(ValueError):
+    """A cached result stored in another known format (not an error: skipped silently)."""
 
 
 # --------------------------------------------------------------------------- data
@@ -417,18 +451,16 @@ def _remeasure(cfg: RunConfig) -> dict | None:
     None when there is nothing to re-measure."""
     if cfg.method not in TRAINED:
         return None
-    old = _read_result(cfg, OLD_FORMATS)
-    if old is None:
-        return None
     from tlearn import models
 
     net = models.DigitNet()
-    try:
-        net.load_state_dict(
-            torch.load(results_dir() / f"{cfg.key()}.pt", map_location="cpu", weights_only=True)
-        )
-    except Exception:  # noqa: BLE001 - corrupt weights: the caller recomputes
+    old = _read_result(cfg, OLD_FORMATS, into=net)
+    if old is None:
         return None
+    # the weights travel with the new result into the writable layer (the old one may be shared)
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
+    _write_atomic(results_dir() / f"{cfg.key()}.pt", buf.getvalue())
     return {**old, **_measure(net.eval(), cfg), "format": RESULTS_FORMAT}
 
 
@@ -468,19 +500,12 @@ def trained_model(cfg: RunConfig, *, progress: bool = True) -> torch.nn.Module:
 
     if cfg.method not in TRAINED:
         raise ValueError(f"{cfg.method!r} trains no network of its own; use one of {TRAINED}")
-    path = results_dir() / f"{cfg.key()}.pt"
     net = models.DigitNet()
-    for attempt in range(2):
-        if _read_result(cfg) is None:  # missing, or stored in an older format: re-measured
-            run(cfg, progress=progress, cache=attempt == 0)
-        try:
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return net.eval()
-        except Exception:  # noqa: BLE001 - a corrupt weights file: recompute once
-            if attempt:
-                raise
-            path.unlink(missing_ok=True)
-    raise AssertionError("unreachable")
+    if _read_result(cfg, into=net) is None:  # not in any layer (or broken there)
+        run(cfg, progress=progress)  # re-measured from older-format weights, or trained
+        if _read_result(cfg, into=net) is None:
+            raise RuntimeError(f"the run {cfg.key()} was computed but cannot be read back")
+    return net.eval()
 
 
 # --------------------------------------------------------------------------- grids

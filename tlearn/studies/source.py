@@ -6,8 +6,8 @@ plentiful. Here that is a :class:`tlearn.models.DigitNet` trained on rendered di
 about 40–45 % on handwriting (``"uci"``): the domain gap the lessons close.
 
 Training it takes about half a minute of CPU, so :func:`source_model` trains it once per
-configuration and caches it on disk (``<cache_dir>/models/``); later calls load it in
-milliseconds. Example::
+configuration and caches it on disk (``models/`` in a layer of ``TLEARN_CACHE``); later
+calls load it in milliseconds. Example::
 
     from tlearn.studies.source import source_model
     source = source_model(seed=0)        # DigitNet, eval mode, on the CPU
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 
 from tlearn.models import DigitNet
@@ -58,6 +57,14 @@ def _source_config(seed: int, size: int, epochs: int, lr: float, batch_size: int
     }
 
 
+def _entry(seed: int, size: int, epochs: int, lr: float, batch_size: int) -> str:
+    """The cache entry's name: ``models/digitnet-synth-<key>.pt``, ``key`` = the first 12 hex
+    digits of the SHA-256 of the configuration (and tlearn's version)."""
+    config = _source_config(seed, size, epochs, lr, batch_size)
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return f"models/digitnet-synth-{key}.pt"
+
+
 def source_model_path(
     seed: int = 0,
     size: int = 6000,
@@ -66,17 +73,17 @@ def source_model_path(
     lr: float = SOURCE_LR,
     batch_size: int = SOURCE_BATCH_SIZE,
 ) -> Path:
-    """Where :func:`source_model` caches the model for this configuration.
+    """Where :func:`source_model` finds the model for this configuration: the copy in the
+    first cache layer that has one (``runtime.find_cached``), else where it will be written
+    (``<cache_dir()>/models/digitnet-synth-<key>.pt``).
 
-    ``<cache_dir>/models/digitnet-synth-<key>.pt``, ``key`` = the first 12 hex digits of the
-    SHA-256 of the configuration (and tlearn's version), so a change to any of them trains a
-    new model instead of reusing a stale one.
+    ``key`` hashes the configuration and tlearn's version, so a change to any of them trains
+    a new model instead of reusing a stale one.
     """
-    from tlearn.runtime import cache_dir
+    from tlearn import runtime
 
-    config = _source_config(seed, size, epochs, lr, batch_size)
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "models" / f"digitnet-synth-{key}.pt"
+    name = _entry(seed, size, epochs, lr, batch_size)
+    return runtime.find_cached(name) or runtime.cache_dir() / name
 
 
 def source_model(
@@ -94,17 +101,18 @@ def source_model(
     Trained with ``train.fit`` (Adam, cross-entropy) on ``data.load_domain("synth",
     split="train", size=size, seed=seed)`` on the CPU, seeded (initial weights and batch order),
     so a rebuild gives the same weights on the same machine, thread count and library versions.
-    The result is cached at :func:`source_model_path` (written atomically); later calls load it
-    in milliseconds. A cache file that cannot be read or was saved for another configuration is
-    rebuilt with a warning — never used. ``rebuild=True`` retrains regardless. Returned in eval
-    mode, on the CPU.
+    The result is cached (``models/`` in ``TLEARN_CACHE``): every cache layer is searched in
+    order, and a trained model is written atomically into the first writable one, so a
+    teacher's read-only cache serves a whole class. Later calls load it in milliseconds. A
+    cached file that cannot be read or was saved for another configuration is skipped with a
+    warning — never used, never deleted — and the model is trained again. ``rebuild=True``
+    retrains regardless. Returned in eval mode, on the CPU.
 
     The default (6000 images, 4 epochs: ≈ 25 s of CPU time) is ≈ 99.7% accurate on held-out
     synthetic digits and only ≈ 40–45% on handwriting (``uci``): the domain gap the lessons
     close. (4 epochs were chosen on synthetic test accuracy, never on ``uci``.)
     """
-    from tlearn import data, train
-    from tlearn.runtime import seed_everything
+    from tlearn import data, runtime, train
 
     _check_int("seed", seed, minimum=0)
     for arg, value in (("size", size), ("epochs", epochs), ("batch_size", batch_size)):
@@ -112,22 +120,19 @@ def source_model(
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     config = _source_config(seed, size, epochs, lr, batch_size)
-    path = source_model_path(seed, size, epochs, lr=lr, batch_size=batch_size)
-    if path.exists() and not rebuild:
+    name = _entry(seed, size, epochs, lr, batch_size)
+
+    def read(path: Path) -> DigitNet:  # raises for a file to skip: corrupt, or another config
         net = DigitNet()
-        try:
-            extra = train.load_checkpoint(path, net)
-            if extra.get("config") != config:
-                raise train.CheckpointError(f"{path} was saved for a different configuration")
-            return net.eval()
-        except (train.CheckpointError, KeyError, TypeError, AttributeError) as e:
-            warnings.warn(
-                f"ignoring the cached source model ({e}); training it again",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if train.load_checkpoint(path, net).get("config") != config:
+            raise train.CheckpointError(f"{path} was saved for a different configuration")
+        return net.eval()
+
+    cached = None if rebuild else runtime.load_cached(name, read)  # every layer, in order
+    if cached is not None:
+        return cached
     source = data.load_domain("synth", split="train", size=size, seed=seed)
-    seed_everything(seed)  # the initial weights, too, come from the seed
+    runtime.seed_everything(seed)  # the initial weights, too, come from the seed
     net = DigitNet()
     start = time.perf_counter()
     history = train.fit(
@@ -140,8 +145,8 @@ def source_model(
         seed=seed,
         progress=progress,
     )
-    train.save_checkpoint(
-        path,
+    train.save_checkpoint(  # atomically, into the first writable layer
+        runtime.cache_dir() / name,
         net,
         config=config,
         history=history.records,

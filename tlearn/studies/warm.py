@@ -1,0 +1,267 @@
+"""``tlearn warm``: build every cache the lessons read, once, before anyone opens them.
+
+A lesson reads three kinds of cached results: source models (:mod:`tlearn.studies.source`),
+domain-adaptation runs (:mod:`tlearn.studies.adaptation`) and extracted features
+(:class:`tlearn.features.FeatureCache`). The first Run All of a lesson computes what is
+missing — minutes of training. ``tlearn warm`` makes exactly the calls the lessons make, with
+their default parameters, so that afterwards every one of those reads is a cache hit.
+
+A teacher warms a shared folder once (``TLEARN_CACHE=/srv/tlearn-cache tlearn warm``); the
+students list it as a read-only layer after their own (``runtime.cache_dirs``), and nothing
+the teacher built trains again. Binder's ``postBuild`` runs it while building the image.
+
+Each :class:`Step` is one such call. Whether it *built* something or found it *cached* is
+read off the disk, not taken on trust: a step that wrote files into the cache folder built
+them. What the lessons compute outside any cache (fine-tuning in lesson 01, the probes and
+fine-tuning of lesson 02, closed-form CORAL and AdaBN shown step by step in lessons 03–04)
+cannot be warmed and runs in the lesson, as it should — a few seconds each.
+
+Example (two tiny steps; ``warm()`` with no ``steps`` builds every lesson's caches)::
+
+    from tlearn.studies import warm
+    from tlearn.studies.source import source_model
+    steps = [warm.Step(("00",), "tiny source model", lambda: source_model(size=64, epochs=1))]
+    rows = warm.warm(steps=steps)    # [{"step": "tiny source model", "status": "built", …}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from tlearn import runtime
+
+__all__ = [
+    "Step",
+    "LESSONS",
+    "lesson_steps",
+    "warm",
+    "disk_usage",
+    "format_summary",
+]
+
+#: The lessons whose caches :func:`lesson_steps` knows, by number.
+LESSONS = ("00", "01", "02", "03", "04")
+
+# The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
+SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
+SOURCE_SIZE = 6000  # lesson 00: SOURCE_SIZE (01 and 02 call source_model() with its defaults)
+FEATURE_SEEDS = (0, 1, 2)  # lesson 02: SEEDS (few-shot draws of the layer sweep)
+SWEEP_PER_CLASS = 10  # lesson 02: SWEEP_PER_CLASS
+IMAGE_SIZE = 64  # lesson 02: IMAGE_SIZE (EfficientNet-Lite0 input side)
+CORAL_SEED = 0  # lesson 03: SEED
+LAMBDAS = (0, 3, 30, 300)  # lesson 03: LAMBDAS (Deep CORAL weights of the trade-off)
+COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
+RUN = {"source": "synth", "target": "uci"}  # lessons 03 and 04: RUN
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One cache a lesson reads: ``build()`` makes the lesson's own call (a hit when cached).
+
+    ``lessons`` are the lessons that read it (``("00", "01")``), ``what`` says what it is.
+    """
+
+    lessons: tuple[str, ...]
+    what: str
+    build: Callable[[], object]
+
+
+# --------------------------------------------------------------------------- the lessons' calls
+def _source_steps(lessons: set[str]) -> list[Step]:
+    from tlearn.studies.source import source_model
+
+    steps = []
+    for seed in SOURCE_SEEDS:  # lesson 00 reads each seed's; 01 and 02 read seed 0's
+        wanted = tuple(sorted(lessons & ({"00", "01", "02"} if seed == 0 else {"00"})))
+        if wanted:
+            steps.append(
+                Step(
+                    wanted,
+                    f"source model, seed {seed}",
+                    lambda seed=seed: source_model(seed=seed, size=SOURCE_SIZE, progress=False),
+                )
+            )
+    return steps
+
+
+def _lesson02_features() -> None:
+    """Lesson 02's feature cache, filled by the lesson's own calls (cells "extractors" and
+    "layer sweep"): features of three networks on the target train and test splits, and at
+    every block for each few-shot draw. The keys hash each network's weights, so the
+    networks are made as the lesson makes them — the same seeding, in the same order."""
+    import tlearn
+    from tlearn import data, features, models
+    from tlearn.studies import layers
+    from tlearn.studies.source import source_model
+
+    target_train = data.load_domain("uci", split="train")
+    target_test = data.load_domain("uci", split="test")
+    source = source_model(progress=False)  # before the seed, as in the lesson
+    tlearn.seed_everything(0)
+    extractors = {
+        "random": models.DigitNet().eval(),
+        "source": source,
+        "lite0": models.for_digits("efficientnet_lite0", size=IMAGE_SIZE),
+    }
+    sweep_layers = {"random": None, "source": None}  # None: the model's blocks
+    sweep_layers["lite0"] = [f"features.backbone.features.{i}" for i in range(9)]
+    cache = features.FeatureCache()
+    for net in extractors.values():
+        features.extract(net, target_train, cache=cache, progress=False)
+        features.extract(net, target_test, cache=cache, progress=False)
+    for seed in FEATURE_SEEDS:
+        few = data.few_shot(target_train, per_class=SWEEP_PER_CLASS, seed=seed)
+        for name, net in extractors.items():
+            layers.layer_sweep(
+                net, few, target_test, layers=sweep_layers[name], unlabeled=target_train,
+                cv=5, cache=cache, progress=False,
+            )  # fmt: skip
+
+
+def _adaptation_steps(lessons: set[str]) -> list[Step]:
+    from tlearn.studies import adaptation as ex
+
+    readers: dict = {}  # RunConfig -> the lessons that read its result
+    if "03" in lessons:
+        # source-only (trained_model + run), Deep CORAL (run + trained_model), the λ sweep
+        for method in ("none", "coral"):
+            readers.setdefault(ex.config(method, seed=CORAL_SEED, **RUN), set()).add("03")
+        for w in LAMBDAS:
+            cfg = ex.config("coral", seed=CORAL_SEED, weight=w, **RUN)
+            readers.setdefault(cfg, set()).add("03")
+    if "04" in lessons:  # comparison(SEEDS): every row × seed (source-only first, as it does)
+        for method in ex.COMPARISON_ROWS.values():
+            for seed in COMPARISON_SEEDS:
+                readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("04")
+
+    def what(cfg) -> str:
+        weight = f", λ = {cfg.weight:g}" if cfg.method in ("coral", "mmd", "dann") else ""
+        return f"adaptation run: {cfg.method}{weight}, seed {cfg.seed}"
+
+    return [
+        Step(tuple(sorted(who)), what(cfg), lambda cfg=cfg: ex.run(cfg, progress=False))
+        for cfg, who in readers.items()
+    ]
+
+
+def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
+    """The steps that warm every cache ``lessons`` read (each cache once, source models
+    first: the later steps read them), for the lessons' default parameters."""
+    wanted = set(lessons)
+    unknown = wanted - set(LESSONS)
+    if unknown:
+        raise ValueError(f"unknown lessons {sorted(unknown)}; expected some of {LESSONS}")
+    steps = _source_steps(wanted)
+    if "02" in wanted:
+        steps.append(Step(("02",), "features: 3 networks, layer sweeps", _lesson02_features))
+    return steps + _adaptation_steps(wanted)
+
+
+# --------------------------------------------------------------------------- running them
+def _files(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under ``folder`` with its (size, mtime in ns)."""
+    out = {}
+    for p in folder.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:  # removed meanwhile (another process's temporary file)
+            continue
+        if p.is_file():
+            out[p] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def disk_usage(folder: str | Path) -> int:
+    """Bytes in the files under ``folder`` (0 when it does not exist).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.bin").write_bytes(b"12345")
+    >>> disk_usage(folder), disk_usage(folder / "missing")
+    (5, 0)
+    """
+    return sum(size for size, _ in _files(Path(folder)).values())
+
+
+def warm(
+    lessons: Iterable[str] = LESSONS,
+    *,
+    steps: Sequence[Step] | None = None,
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """Run ``steps`` (default: :func:`lesson_steps` of ``lessons``) with one progress bar.
+
+    Returns one row per step: ``lessons``, ``step``, ``status`` (``"built"`` when the step
+    wrote files into the cache folder, ``"cached"`` when it wrote nothing: every read was a
+    hit, in this layer or another one), ``seconds`` and ``bytes`` (of the files it wrote).
+    Raises PermissionError (from ``runtime.cache_dir``) when no cache layer is writable.
+    """
+    todo = lesson_steps(lessons) if steps is None else list(steps)
+    folder = runtime.cache_dir()
+    rows = []
+    with runtime.progress_bar(total=len(todo), desc="warming the lessons' caches", unit="step",
+                              enabled=progress) as bar:  # fmt: skip
+        for step in todo:
+            bar.set_postfix_str(step.what, refresh=False)
+            before = _files(folder)
+            t0 = time.perf_counter()
+            step.build()
+            seconds = time.perf_counter() - t0
+            after = _files(folder)
+            written = [p for p, stamp in after.items() if before.get(p) != stamp]
+            rows.append(
+                {
+                    "lessons": " ".join(step.lessons),
+                    "step": step.what,
+                    "status": "built" if written else "cached",
+                    "seconds": round(seconds, 1),
+                    "bytes": sum(after[p][0] for p in written),
+                }
+            )
+            bar.update()
+    return rows
+
+
+def _size(n: int) -> str:
+    """``n`` bytes, readable: ``_size(2_500_000)`` → ``'2.4 MiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_summary(rows: Sequence[dict[str, object]], folder: str | Path | None = None) -> str:
+    """A text table of :func:`warm`'s rows, and the disk the cache folder takes.
+
+    >>> print(format_summary([{"lessons": "00", "step": "source model, seed 0",
+    ...                        "status": "built", "seconds": 21.0, "bytes": 1_700_000}]))
+    lessons  step                  status  seconds  written
+    -------  --------------------  ------  -------  -------
+    00       source model, seed 0  built      21.0  1.6 MiB
+    1 built, 0 already cached
+    """
+    cols = ("lessons", "step", "status", "seconds", "written")
+    cells = [
+        [str(r["lessons"]), str(r["step"]), str(r["status"]), f"{r['seconds']:.1f}",
+         _size(int(r["bytes"])) if r["bytes"] else "-"]
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    right = {"seconds", "written"}
+
+    def line(values):
+        return "  ".join(
+            v.rjust(w) if c in right else v.ljust(w)
+            for c, v, w in zip(cols, values, widths, strict=True)
+        ).rstrip()
+
+    built = sum(r["status"] == "built" for r in rows)
+    out = [line(cols), line(["-" * w for w in widths]), *map(line, cells)]
+    out.append(f"{built} built, {len(rows) - built} already cached")
+    if folder is not None:
+        out.append(f"the cache folder {folder} takes {_size(disk_usage(folder))}")
+    return "\n".join(out)
