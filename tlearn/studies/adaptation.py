@@ -92,8 +92,12 @@ RESULTS_FORMAT = "tlearn-adapt-result-v2"
 #: Part of the cache key: what determines the trained *weights* (bump it when training changes).
 TRAINING_FORMAT = "tlearn-adapt-result-v1"
 OLD_FORMATS = ("tlearn-adapt-result-v1",)
-TRAINED = ("none", "coral", "mmd", "dann", "target")
-DERIVED = ("adabn", "standardised", "coral_closed_form")
+TRAINED = ("none", "coral", "mmd", "dann", "cdan", "cdan_e", "target")
+DERIVED = ("adabn", "tent", "standardised", "coral_closed_form")
+#: TENT's settings in a ``config("tent")``: ``epochs`` = passes over the target, ``lr`` and
+#: ``batch_size`` its optimiser's (``adapt.tent``); chosen on the development pairs
+#: (``benchmarks/adapt_selection.py``).
+TENT_DEFAULTS: dict[str, Any] = {"epochs": 1, "lr": 1e-3, "batch_size": 64}
 
 #: Lesson 04's table: row name → method.
 COMPARISON_ROWS: dict[str, str] = {
@@ -167,6 +171,8 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
         fields = dict(DEFAULTS.get(method, DEFAULTS["none"]))
     if method == "target":
         fields["epochs"] = TARGET_EPOCHS
+    if method == "tent":
+        fields.update(TENT_DEFAULTS)
     fields.update(overrides)
     if "weight" in fields:
         fields["weight"] = float(fields["weight"])
@@ -261,8 +267,8 @@ def datasets(cfg: RunConfig):
 
 def target_calibrated(cfg: RunConfig) -> bool:
     """Does the network of ``cfg`` hold BatchNorm statistics estimated on the *target*?
-    (AdaBN, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
-    return cfg.method == "adabn" or (cfg.method in TRAINED and cfg.method != "target"
+    (AdaBN, TENT, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
+    return cfg.method in ("adabn", "tent") or (cfg.method in TRAINED and cfg.method != "target"
                                      and cfg.reestimate_bn)  # fmt: skip
 
 
@@ -316,8 +322,10 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
     ``config("none", ...)`` names (and caches)."""
     from tlearn.adapt import DEFAULTS
 
-    own = {k: DEFAULTS["none"][k] for k in ("weight", "bn", "reestimate_bn")}
-    base = dataclasses.replace(cfg, method="none", **own)
+    keys = ("weight", "bn", "reestimate_bn", "epochs", "lr", "optimizer")
+    own = {k: DEFAULTS["none"][k] for k in keys if k in DEFAULTS["none"]}
+    batch = RunConfig.__dataclass_fields__["batch_size"].default  # TENT's own batch size differs
+    base = dataclasses.replace(cfg, method="none", batch_size=batch, **own)
     return trained_model(base, progress=progress)
 
 
@@ -373,7 +381,7 @@ def closed_form_coral(
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt import adabn, fit_adapt
+    from tlearn.adapt import adabn, fit_adapt, tent
 
     device = runtime.get_device()
     src, src_val, tgt, tgt_test = datasets(cfg)
@@ -384,6 +392,10 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         net = copy.deepcopy(_source_only_model(cfg, progress))
         if cfg.method == "adabn":
             adabn(net, tgt, device=device, progress=False)
+        elif cfg.method == "tent":  # target images only; BatchNorm γ, β move
+            runtime.seed_everything(cfg.seed)
+            tent(net, tgt, steps=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                 optimizer=cfg.optimizer, device=device, progress=False)  # fmt: skip
         else:
             extra = closed_form_coral(net, src, tgt, tgt_test, src_val)
     else:
