@@ -255,9 +255,11 @@ def test_lesson_steps_cover_each_cache_once():
     assert len(names) == len(set(names))
     assert [s.what for s in warm.lesson_steps(["01"])] == ["source model, seed 0"]
     runs = [s for s in warm.lesson_steps(["04"]) if s.what.startswith("adaptation run")]
-    assert len(runs) == len(ex.COMPARISON_ROWS) * len(warm.COMPARISON_SEEDS)
+    assert len(runs) == len(ex.MMD_ROWS) * len(warm.COMPARISON_SEEDS)
+    runs = [s for s in warm.lesson_steps(["05"]) if s.what.startswith("adaptation run")]
+    assert len(runs) == len(ex.ADVERSARIAL_ROWS) * len(warm.ADVERSARIAL_SEEDS)
     shared = next(s for s in steps if s.what == "adaptation run: coral, λ = 30, seed 0")
-    assert shared.lessons == ("03", "04")  # lesson 03's sweep and lesson 04's table share it
+    assert shared.lessons == ("03", "04", "05")  # lesson 03's sweep, lessons 04 and 05's tables
     with pytest.raises(ValueError, match="unknown lessons"):
         warm.lesson_steps(["07"])
     with pytest.raises(SystemExit):
@@ -295,13 +297,14 @@ def test_warm_makes_the_calls_the_lessons_make():
         warm.SWEEP_PER_CLASS,
         warm.IMAGE_SIZE,
     )
-    assert (p["03"]["SEED"], tuple(p["03"]["LAMBDAS"])) == (warm.CORAL_SEED, warm.LAMBDAS)
+    assert (p["03"]["SEED"], tuple(p["03"]["WEIGHTS"])) == (warm.CORAL_SEED, warm.WEIGHTS)
+    assert tuple(p["03"]["SEEDS"]) == warm.CORAL_SEEDS
     assert tuple(p["04"]["SEEDS"]) == warm.COMPARISON_SEEDS
-    assert p["03"]["RUN"] == p["04"]["RUN"] == warm.RUN
+    assert tuple(p["05"]["SEEDS"]) == warm.ADVERSARIAL_SEEDS
+    assert p["03"]["RUN"] == p["04"]["RUN"] == p["05"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
     assert _cached_calls("00") == [
         "net = source_model(seed=seed, size=SOURCE_SIZE, progress=False)",
-        "net = source_model(seed=SEEDS[0], size=SOURCE_SIZE, progress=False)",
     ]
     assert _cached_calls("01") == ["source = source_model(seed=0, progress=False)"]
     assert _cached_calls("02") == [
@@ -312,16 +315,23 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert _cached_calls("03") == [
         'base = ex.config("none", seed=SEED, **RUN)  # source only: the baseline every method must beat',
         "source_only = ex.trained_model(base)  # trained once, then read from the cache",
-        'src_acc = ex.run(base)["target_accuracy"]',
+        'src_runs = [ex.run(ex.config("none", seed=s, **RUN)) for s in SEEDS]',
+        'linear = [ex.run(ex.config("coral_closed_form", seed=s, **RUN)) for s in SEEDS]',
+        'deep_runs = [ex.run(ex.config("coral", seed=s, **RUN)) for s in SEEDS]',
         'deep_cfg = ex.config("coral", seed=SEED, **RUN)',
-        "deep = ex.run(deep_cfg)",
         "deep_net = ex.trained_model(deep_cfg)",
-        "f\"source validation:      source only {ex.run(base)['source_accuracy']:.1%} → Deep CORAL \"",
-        "sweep = ex.weight_sweep(LAMBDAS, seed=SEED, **RUN)",
+        "sweep = ex.weight_sweep(WEIGHTS, seed=SEED, progress=False, **RUN)",
     ]  # fmt: skip
     assert _cached_calls("04") == [
         "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
         "source_only = ex.trained_model(base)  # the source-only network of lesson 03 (cached)",
-        "table = ex.comparison(SEEDS, **RUN)  # every method × seed: trained once, then cached",
-        "net = ex.trained_model(base)",
+        "table = ex.comparison(SEEDS, rows=ex.MMD_ROWS, **RUN)  # trained once, then cached",
+        "target_cfg = ex.config(\"target\", seed=SEEDS[0], **RUN)",  # in MMD_ROWS' table too
+        "target_net = ex.trained_model(target_cfg)",
+    ]  # fmt: skip
+    assert _cached_calls("05") == [
+        "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
+        "source_only = ex.trained_model(base)  # the source-only network of lessons 03–04 (cached)",
+        "table = ex.comparison(SEEDS, rows=ex.ADVERSARIAL_ROWS, **RUN)  # trained once, then cached",
+        "tent_cfg = ex.config(\"tent\", seed=SEEDS[0], **RUN)",  # its settings only: run in the lesson
     ]  # fmt: skip

@@ -52,7 +52,8 @@ FEATURE_SEEDS = (0, 1, 2)  # lesson 02: SEEDS (few-shot draws of the layer sweep
 SWEEP_PER_CLASS = 10  # lesson 02: SWEEP_PER_CLASS
 IMAGE_SIZE = 64  # lesson 02: IMAGE_SIZE (EfficientNet-Lite0 input side)
 CORAL_SEED = 0  # lesson 03: SEED
-LAMBDAS = (0, 3, 30, 300)  # lesson 03: LAMBDAS (Deep CORAL weights of the trade-off)
+CORAL_SEEDS = (0, 1, 2)  # lesson 03: SEEDS
+WEIGHTS = (0, 3, 30, 300)  # lesson 03: WEIGHTS (Deep CORAL weights of the trade-off)
 COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
 ADVERSARIAL_SEEDS = (0, 1, 2)  # lesson 05: SEEDS
 RUN = {"source": "synth", "target": "uci"}  # lessons 03, 04 and 05: RUN
@@ -128,9 +129,10 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
     readers: dict = {}  # RunConfig -> the lessons that read its result
     if "03" in lessons:
         # source-only (trained_model + run), Deep CORAL (run + trained_model), the λ sweep
-        for method in ("none", "coral"):
-            readers.setdefault(ex.config(method, seed=CORAL_SEED, **RUN), set()).add("03")
-        for w in LAMBDAS:
+        for method in ("none", "coral_closed_form", "coral"):  # each seed
+            for seed in CORAL_SEEDS:
+                readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("03")
+        for w in WEIGHTS:
             cfg = ex.config("coral", seed=CORAL_SEED, weight=w, **RUN)
             readers.setdefault(cfg, set()).add("03")
     # comparison(SEEDS, rows=...): every row × seed (source-only first, as it does)
