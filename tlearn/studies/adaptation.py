@@ -894,8 +894,8 @@ def adversarial_claims(table: dict[str, list[dict]]) -> dict[str, tuple[bool, st
             bool((acc["TENT"] > acc["AdaBN"]).all()),
             _pct(acc["TENT"] - acc["AdaBN"]),
         ),
-        "DANN, CDAN and CDAN+E each beat source only by 10+ points on every seed": (
-            bool(all((gain[k] >= 0.10).all() for k in adversarial)),
+        "DANN, CDAN and CDAN+E each beat source only on every seed": (
+            bool(all((gain[k] > 0).all() for k in adversarial)),
             "; ".join(f"{k} {_pct(gain[k])}" for k in adversarial),
         ),
         "DANN's gain varies by more than 10 points between seeds": (
