@@ -87,6 +87,17 @@ CANDIDATES: dict[str, dict] = {
     "DANN w0.3 joint no-dropout": {
         "method": "dann", "weight": 0.3, "bn": "joint", "dropout": 0.0,
     },
+    # round 4: CDAN / CDAN+E (Long et al. 2018) with DANN's registered settings (weight 1,
+    # per-domain BatchNorm, μ_p schedule) listed first, and weight 0.3 (DANN's best in round 3)
+    "CDAN w1 separate": {"method": "cdan", "weight": 1.0, "bn": "per_domain"},
+    "CDAN w0.3 separate": {"method": "cdan", "weight": 0.3, "bn": "per_domain"},
+    "CDAN+E w1 separate": {"method": "cdan_e", "weight": 1.0, "bn": "per_domain"},
+    "CDAN+E w0.3 separate": {"method": "cdan_e", "weight": 0.3, "bn": "per_domain"},
+    # round 4: TENT (Wang et al. 2021) on the source-only network; the paper's Adam lr 1e-3
+    # and one online pass first, then a smaller step and more passes (batch 64 throughout)
+    "TENT lr1e-3 1 pass": {"method": "tent", "lr": 1e-3, "steps": 1},
+    "TENT lr1e-4 1 pass": {"method": "tent", "lr": 1e-4, "steps": 1},
+    "TENT lr1e-3 3 passes": {"method": "tent", "lr": 1e-3, "steps": 3},
 }  # fmt: skip
 EPOCHS = 8
 SGD_LR = 0.01  # Ganin et al.'s μ₀ with momentum 0.9; Adam runs use fit_adapt's lr 1e-3
@@ -110,21 +121,40 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
     path = ex.results_dir() / f"selection-{hashlib.sha256(spec.encode()).hexdigest()[:24]}.json"
     if path.is_file():
         return {**json.loads(path.read_text()), "name": name, "pair": pair}
-    cfg = ex.config(c["method"], seed=seed, target=pair)
+    cfg = ex.config("none" if c["method"] == "tent" else c["method"], seed=seed, target=pair)
     src, src_val, tgt, tgt_test = ex.datasets(cfg)
     t0 = time.perf_counter()
+    if c["method"] == "tent":  # the source-only network of this seed and pair, then TENT
+        from tlearn.adapt import tent
+
+        net = _source_only(seed, pair, device, epochs)
+        runtime.seed_everything(seed)
+        tent(net, tgt, steps=c["steps"], lr=c["lr"], batch_size=64, device=device,
+             progress=False)  # fmt: skip
+        acc = train.evaluate(net, tgt_test, device=device, amp=False)["accuracy"]
+        res = {
+            "seed": seed, "candidate": c, "device": device,
+            "as_trained": acc, "target_bn": acc,  # TENT ends with target statistics
+            "source_val": train.evaluate(net, src_val, device=device, amp=False)["accuracy"],
+            "domain_accuracy": None, "seconds": time.perf_counter() - t0,
+        }  # fmt: skip
+        path.write_text(json.dumps(res, indent=1))
+        return {**res, "name": name, "pair": pair}
     runtime.seed_everything(seed)
     net = models.DigitNet()
     clf = None
-    if c["method"] == "dann":
+    if c["method"] == "none":  # shared with TENT's candidates (the same training)
+        net, hist = _source_only(seed, pair, device, epochs), None
+    elif c["method"] == "dann":
         slope = 0.2 if c.get("leaky") else 0.0
         clf = DomainClassifier(net.feature_dim, dropout=c.get("dropout", 0.5), negative_slope=slope)
-    hist = fit_adapt(
+    if c["method"] != "none":
+        hist = fit_adapt(
         net, src, tgt, c["method"], weight=c["weight"], bn=c["bn"], epochs=epochs,
         optimizer="sgd" if c.get("sgd") else "adam", lr=SGD_LR if c.get("sgd") else None,
         seed=seed, device=device, amp=False, progress=False, reestimate_bn=False,
         **({"discriminator": clf} if clf is not None else {}),
-    )  # fmt: skip
+        )  # fmt: skip
     as_trained = train.evaluate(net, tgt_test, device=device, amp=False)["accuracy"]
     recal = estimate_bn_statistics(copy.deepcopy(net), tgt, device=device)  # images only
     res = {
@@ -134,11 +164,36 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
         "as_trained": as_trained,
         "target_bn": train.evaluate(recal, tgt_test, device=device, amp=False)["accuracy"],
         "source_val": train.evaluate(net, src_val, device=device, amp=False)["accuracy"],
-        "domain_accuracy": hist.records[-1].get("domain_accuracy"),
+        "domain_accuracy": hist.records[-1].get("domain_accuracy") if hist else None,
         "seconds": time.perf_counter() - t0,
     }
     path.write_text(json.dumps(res, indent=1))
     return {**res, "name": name, "pair": pair}
+
+
+def _source_only(seed: int, pair: str, device: str, epochs: int):
+    """The "source only" candidate's network for ``seed`` and ``pair`` (weights cached beside
+    the selection results, so TENT's candidates share one training)."""
+    import torch
+
+    import tlearn
+    from tlearn import models, runtime
+    from tlearn.adapt import fit_adapt
+    from tlearn.studies import adaptation as ex
+
+    c = CANDIDATES["source only"]
+    spec = json.dumps([c, seed, pair, device, epochs, tlearn.__version__], sort_keys=True)
+    path = ex.results_dir() / f"selection-{hashlib.sha256(spec.encode()).hexdigest()[:24]}.pt"
+    net = models.DigitNet()
+    if path.is_file():
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return net
+    src, _, tgt, _ = ex.datasets(ex.config("none", seed=seed, target=pair))
+    runtime.seed_everything(seed)
+    fit_adapt(net, src, tgt, "none", weight=0.0, bn=c["bn"], epochs=epochs, seed=seed,
+              device=device, amp=False, progress=False, reestimate_bn=False)  # fmt: skip
+    runtime.atomic_write(path, lambda f: torch.save(net.state_dict(), f))
+    return net
 
 
 def _table(results: list[dict], names: list[str], pairs: list[str], seeds: list[int]) -> None:

@@ -277,3 +277,59 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert broken(control=res(0.36, 0.5)) == []
     assert len(broken(control=res(0.36, 1.5))) == 1  # the control's A-distance is high
     assert len(broken(control=res(0.60, 0.5))) == 1  # the control adapts after all
+
+
+def _rows(accs, pad=None):
+    pad = pad or [1.0] * len(accs)
+    return [{"target_accuracy": a, "proxy_a_distance": p} for a, p in zip(accs, pad, strict=True)]
+
+
+def test_lesson04_claims_fail_when_their_sentence_is_false():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    u = rng.normal(0, 1e-3, 100)
+    spread = {"unbiased": u, "biased": u + 0.02}
+    table = {
+        "source only": _rows([0.40, 0.35, 0.50], [1.9, 1.9, 1.9]),
+        "Deep CORAL": _rows([0.65, 0.70, 0.68]),
+        "MMD (DAN)": _rows([0.75, 0.80, 0.70], [1.5, 1.6, 1.7]),
+        "target supervised": _rows([0.99, 0.99, 0.99]),
+    }
+    true = ex.mmd_claims(table, spread, 0.005, 0.9)
+    assert all(ok for ok, _ in true.values()), true
+
+    def broken(**kw):
+        args = dict(table=table, spread=spread, p_domains=0.005, p_halves=0.9)
+        args.update(kw)
+        return [s for s, (ok, _) in ex.mmd_claims(**args).items() if not ok]
+
+    assert len(broken(spread={"unbiased": np.abs(u), "biased": np.abs(u) + 0.02})) == 1
+    assert len(broken(spread={"unbiased": u, "biased": u + 1e-5})) == 1  # no visible bias
+    assert len(broken(p_domains=0.2)) == 1 and len(broken(p_halves=0.01)) == 1
+    weak = {**table, "MMD (DAN)": _rows([0.75, 0.45, 0.70], [1.5, 1.6, 1.7])}  # one seed +10
+    assert len(broken(table=weak)) == 2  # under 15 points on a seed, and now below Deep CORAL
+    over = {**table, "MMD (DAN)": _rows([0.75, 0.995, 0.70], [1.5, 1.6, 1.7])}
+    assert len(broken(table=over)) == 1  # a seed above the bound
+    far = {**table, "MMD (DAN)": _rows([0.75, 0.80, 0.70], [1.5, 1.95, 1.7])}
+    assert len(broken(table=far)) == 1  # A-distance not lowered on one seed
+
+
+def test_lesson05_claims_fail_when_their_sentence_is_false():
+    table = {
+        "source only": _rows([0.40, 0.35, 0.50]),
+        "AdaBN": _rows([0.41, 0.34, 0.49]),
+        "TENT": _rows([0.45, 0.40, 0.52]),
+        "DANN": _rows([0.55, 0.70, 0.62]),
+        "CDAN": _rows([0.60, 0.65, 0.70]),
+        "CDAN+E": _rows([0.62, 0.66, 0.71]),
+    }
+    assert all(ok for ok, _ in ex.adversarial_claims(table).values())
+
+    def broken(**rows):
+        return [s for s, (ok, _) in ex.adversarial_claims({**table, **rows}).items() if not ok]
+
+    assert len(broken(AdaBN=_rows([0.50, 0.40, 0.55]))) == 2  # AdaBN helps; TENT no longer above
+    assert len(broken(TENT=_rows([0.45, 0.33, 0.52]))) == 1  # TENT below AdaBN on one seed
+    assert len(broken(CDAN=_rows([0.60, 0.33, 0.70]))) == 1  # CDAN loses 2 points on a seed
+    assert len(broken(DANN=_rows([0.55, 0.52, 0.62]))) == 1  # span 3 points: stable

@@ -255,9 +255,11 @@ def test_lesson_steps_cover_each_cache_once():
     assert len(names) == len(set(names))
     assert [s.what for s in warm.lesson_steps(["01"])] == ["source model, seed 0"]
     runs = [s for s in warm.lesson_steps(["04"]) if s.what.startswith("adaptation run")]
-    assert len(runs) == len(ex.COMPARISON_ROWS) * len(warm.COMPARISON_SEEDS)
+    assert len(runs) == len(ex.MMD_ROWS) * len(warm.COMPARISON_SEEDS)
+    runs = [s for s in warm.lesson_steps(["05"]) if s.what.startswith("adaptation run")]
+    assert len(runs) == len(ex.ADVERSARIAL_ROWS) * len(warm.ADVERSARIAL_SEEDS)
     shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
-    assert shared.lessons == ("03", "04")  # lesson 03's sweep and lesson 04's table share it
+    assert shared.lessons == ("03", "04", "05")  # lesson 03's sweep, lessons 04 and 05's tables
     with pytest.raises(ValueError, match="unknown lessons"):
         warm.lesson_steps(["09"])
     with pytest.raises(SystemExit):
@@ -297,7 +299,8 @@ def test_warm_makes_the_calls_the_lessons_make():
     )
     assert (tuple(p["03"]["SEEDS"]), tuple(p["03"]["WEIGHTS"])) == (warm.CORAL_SEEDS, warm.WEIGHTS)
     assert tuple(p["04"]["SEEDS"]) == warm.COMPARISON_SEEDS
-    assert p["03"]["RUN"] == p["04"]["RUN"] == warm.RUN
+    assert tuple(p["05"]["SEEDS"]) == warm.ADVERSARIAL_SEEDS
+    assert p["03"]["RUN"] == p["04"]["RUN"] == p["05"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
     assert {k: p["07"][k] for k in warm.REAL} == {**warm.REAL, "SEEDS": list(warm.REAL["SEEDS"])}
     assert _cached_calls("00") == [
@@ -322,8 +325,15 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert _cached_calls("04") == [
         "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
         "source_only = ex.trained_model(base)  # the source-only network of lesson 03 (cached)",
-        "table = ex.comparison(SEEDS, **RUN)  # every method × seed: trained once, then cached",
-        "net = ex.trained_model(base)",
+        "table = ex.comparison(SEEDS, rows=ex.MMD_ROWS, **RUN)  # trained once, then cached",
+        "target_cfg = ex.config(\"target\", seed=SEEDS[0], **RUN)",  # in MMD_ROWS' table too
+        "target_net = ex.trained_model(target_cfg)",
+    ]  # fmt: skip
+    assert _cached_calls("05") == [
+        "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
+        "source_only = ex.trained_model(base)  # the source-only network of lessons 03–04 (cached)",
+        "table = ex.comparison(SEEDS, rows=ex.ADVERSARIAL_ROWS, **RUN)  # trained once, then cached",
+        "tent_cfg = ex.config(\"tent\", seed=SEEDS[0], **RUN)",  # its settings only: run in the lesson
     ]  # fmt: skip
     p06 = p["06"]
     assert tuple(p06["SEEDS"]) == warm.CHOOSING_SEEDS

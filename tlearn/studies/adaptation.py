@@ -82,6 +82,12 @@ __all__ = [
     "weight_sweep_figure",
     "null_distribution_figure",
     "COMPARISON_ROWS",
+    "MMD_ROWS",
+    "ADVERSARIAL_ROWS",
+    "TENT_DEFAULTS",
+    "per_seed_table",
+    "mmd_claims",
+    "adversarial_claims",
 ]
 
 #: What the stored measurements mean. v2: the proxy A-distance sees each domain with its own
@@ -91,8 +97,13 @@ RESULTS_FORMAT = "tlearn-adapt-result-v2"
 #: Part of the cache key: what determines the trained *weights* (bump it when training changes).
 TRAINING_FORMAT = "tlearn-adapt-result-v1"
 OLD_FORMATS = ("tlearn-adapt-result-v1",)
-TRAINED = ("none", "coral", "mmd", "dann", "target")
-DERIVED = ("adabn", "standardised", "coral_closed_form")
+TRAINED = ("none", "coral", "mmd", "dann", "cdan", "cdan_e", "target")
+DERIVED = ("adabn", "tent", "standardised", "coral_closed_form")
+#: TENT's settings in a ``config("tent")``: ``epochs`` = passes over the target, ``lr`` and
+#: ``batch_size`` its optimiser's (``adapt.tent``); chosen on the development pairs
+#: (``benchmarks/adapt_selection.py``, round 4: 3 passes; the paper's single online pass
+#: scored lower on both pairs).
+TENT_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 1e-3, "batch_size": 64}
 
 #: Lesson 04's table: row name → method.
 COMPARISON_ROWS: dict[str, str] = {
@@ -104,6 +115,27 @@ COMPARISON_ROWS: dict[str, str] = {
     "MMD (DAN)": "mmd",
     "DANN": "dann",
     "target supervised": "target",
+}
+
+#: Lesson 04's table (MMD and DAN against lesson 03's methods): row name → method.
+MMD_ROWS: dict[str, str] = {
+    "source only": "none",
+    "standardised (linear)": "standardised",
+    "CORAL (closed form)": "coral_closed_form",
+    "Deep CORAL": "coral",
+    "MMD (DAN)": "mmd",
+    "target supervised": "target",
+}
+#: Lesson 05's table (adversarial and test-time adaptation, and the best of 03–04).
+ADVERSARIAL_ROWS: dict[str, str] = {
+    "source only": "none",
+    "AdaBN": "adabn",
+    "TENT": "tent",
+    "DANN": "dann",
+    "CDAN": "cdan",
+    "CDAN+E": "cdan_e",
+    "Deep CORAL": "coral",
+    "MMD (DAN)": "mmd",
 }
 
 BANDWIDTH_MULTIPLIERS = tuple(2.0**k for k in range(-8, 9, 2))  # α in γ = α·γ₀ for the plot
@@ -166,6 +198,8 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
         fields = dict(DEFAULTS.get(method, DEFAULTS["none"]))
     if method == "target":
         fields["epochs"] = TARGET_EPOCHS
+    if method == "tent":
+        fields.update(TENT_DEFAULTS)
     fields.update(overrides)
     if "weight" in fields:
         fields["weight"] = float(fields["weight"])
@@ -247,8 +281,8 @@ def datasets(cfg: RunConfig):
 
 def target_calibrated(cfg: RunConfig) -> bool:
     """Does the network of ``cfg`` hold BatchNorm statistics estimated on the *target*?
-    (AdaBN, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
-    return cfg.method == "adabn" or (cfg.method in TRAINED and cfg.method != "target"
+    (AdaBN, TENT, and every ``fit_adapt`` run with ``reestimate_bn``.)"""
+    return cfg.method in ("adabn", "tent") or (cfg.method in TRAINED and cfg.method != "target"
                                      and cfg.reestimate_bn)  # fmt: skip
 
 
@@ -302,8 +336,12 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
     ``config("none", ...)`` names (and caches)."""
     from tlearn.adapt import DEFAULTS
 
-    own = {k: DEFAULTS["none"][k] for k in ("weight", "bn", "reestimate_bn")}
-    base = dataclasses.replace(cfg, method="none", **own)
+    keys = ("weight", "bn", "reestimate_bn")
+    if cfg.method == "tent":  # TENT's epochs, lr and batch size are its own (passes, steps)
+        keys += ("epochs", "lr", "optimizer", "batch_size")
+    batch = RunConfig.__dataclass_fields__["batch_size"].default
+    defaults = {**DEFAULTS["none"], "batch_size": batch}
+    base = dataclasses.replace(cfg, method="none", **{k: defaults[k] for k in keys})
     return trained_model(base, progress=progress)
 
 
@@ -359,7 +397,7 @@ def closed_form_coral(
 
 def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | None]:
     from tlearn import models, train
-    from tlearn.adapt import adabn, fit_adapt
+    from tlearn.adapt import adabn, fit_adapt, tent
 
     device = runtime.get_device()
     src, src_val, tgt, tgt_test = datasets(cfg)
@@ -370,6 +408,10 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         net = copy.deepcopy(_source_only_model(cfg, progress))
         if cfg.method == "adabn":
             adabn(net, tgt, device=device, progress=False)
+        elif cfg.method == "tent":  # target images only; BatchNorm γ, β move
+            runtime.seed_everything(cfg.seed)
+            tent(net, tgt, steps=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                 optimizer=cfg.optimizer, device=device, progress=False)  # fmt: skip
         else:
             extra = closed_form_coral(net, src, tgt, tgt_test, src_val)
     else:
@@ -507,16 +549,35 @@ def _run_many(cfgs: dict, progress: bool) -> dict:
 
 
 def comparison(
-    seeds: tuple[int, ...] = (0, 1, 2), *, progress: bool = True, **overrides: Any
+    seeds: tuple[int, ...] = (0, 1, 2),
+    *,
+    rows: dict[str, str] | None = None,
+    progress: bool = True,
+    **overrides: Any,
 ) -> dict[str, list[dict]]:
-    """Lesson 04's table: ``{row name: [result per seed]}`` for :data:`COMPARISON_ROWS`."""
-    cfgs = {
-        (row, s): config(m, seed=s, **overrides)
-        for row, m in COMPARISON_ROWS.items()
-        for s in seeds
-    }
+    """A table of runs: ``{row name: [result per seed]}`` for ``rows`` (row name → method;
+    default :data:`COMPARISON_ROWS`; lesson 04 uses :data:`MMD_ROWS`, lesson 05
+    :data:`ADVERSARIAL_ROWS`)."""
+    rows = COMPARISON_ROWS if rows is None else rows
+    cfgs = {(row, s): config(m, seed=s, **overrides) for row, m in rows.items() for s in seeds}
     results = _run_many(cfgs, progress)
-    return {row: [results[row, s] for s in seeds] for row in COMPARISON_ROWS}
+    return {row: [results[row, s] for s in seeds] for row in rows}
+
+
+def per_seed_table(table: dict[str, list[dict]], seeds, *, baseline: str = "source only") -> str:
+    """Target accuracy of every row and seed, and its gain over ``baseline`` paired by seed:
+    the numbers behind a mean ± std."""
+    head = "".join(f"{f'seed {s}':>9}" for s in seeds)
+    gains = "".join(f"{f'gain {s}':>9}" for s in seeds)
+    lines = [f"{'method':<22}{head}   {gains}", "-" * (22 + 18 * len(seeds) + 3)]
+    base = np.array([r["target_accuracy"] for r in table[baseline]])
+    for name, rows in table.items():
+        acc = np.array([r["target_accuracy"] for r in rows])
+        line = "".join(f"{100 * a:9.1f}" for a in acc)
+        line += "   " + "".join(f"{100 * g:+9.1f}" for g in acc - base)
+        lines.append(f"{name:<22}{line}")
+    lines.append(f"(target test accuracy %; gain = minus {baseline} of the same seed)")
+    return "\n".join(lines)
 
 
 def weight_sweep(
@@ -736,3 +797,105 @@ def coral_claims(
             f"A-distance {control['proxy_a_distance']:.2f}, gain {100 * gain:+.1f}",
         )
     return claims
+
+
+# --------------------------------------------------------------------------- lessons 04–05 claims
+def _acc(rows: list[dict]) -> np.ndarray:
+    return np.array([r["target_accuracy"] for r in rows], dtype=float)
+
+
+def _pct(a) -> str:
+    return ", ".join(f"{100 * v:+.1f}" for v in np.atleast_1d(a))
+
+
+def mmd_claims(
+    table: dict[str, list[dict]],
+    spread: dict[str, np.ndarray],
+    p_domains: float,
+    p_halves: float,
+) -> dict[str, tuple[bool, str]]:
+    """Lesson 04's message, each sentence checked on the numbers: ``{sentence: (holds, numbers)}``.
+
+    ``table``: :func:`comparison` over :data:`MMD_ROWS`; ``spread``: :func:`estimator_spread`
+    of one domain (true MMD² = 0); ``p_domains``/``p_halves``: permutation-test p-values of
+    source vs target and of two random halves of the target. Every check fails when its
+    sentence is false (tests feed it falsified numbers).
+    """
+    so, mmd_, dc, up = (_acc(table[k]) for k in ("source only", "MMD (DAN)", "Deep CORAL",
+                                                 "target supervised"))  # fmt: skip
+    unsup = {k: _acc(v) for k, v in table.items() if k != "target supervised"}
+    b, u = np.asarray(spread["biased"]), np.asarray(spread["unbiased"])
+    neg = float(np.mean(u < 0))
+    se = u.std(ddof=1) / np.sqrt(len(u))
+    pad = {
+        k: np.array([r["proxy_a_distance"] for r in table[k]]) for k in ("source only", "MMD (DAN)")
+    }
+    return {
+        "the unbiased MMD² of two halves of one domain is negative on 30–70 % of the splits": (
+            bool(0.3 <= neg <= 0.7),
+            f"{neg:.0%}",
+        ),
+        "the biased estimate sits above the unbiased one by more than 10 standard errors "
+        "(its bias when the distributions are equal)": (
+            bool(b.mean() - u.mean() > 10 * se),
+            f"{b.mean():+.5f} vs {u.mean():+.5f} (SE {se:.5f})",
+        ),
+        "source and target features differ (p < 0.01); two random halves of the target do "
+        "not (p > 0.05)": (
+            bool(p_domains < 0.01 and p_halves > 0.05),
+            f"p = {p_domains:.4f} and {p_halves:.3f}",
+        ),
+        "MMD (DAN) beats source only by 15+ points on every seed": (
+            bool(((mmd_ - so) >= 0.15).all()),
+            _pct(mmd_ - so),
+        ),
+        "MMD (DAN) beats Deep CORAL on average over the seeds": (
+            bool(mmd_.mean() > dc.mean()),
+            _pct(mmd_.mean() - dc.mean()),
+        ),
+        "every method without target labels stays below the target-supervised bound on every "
+        "seed": (
+            bool(all((v < up).all() for v in unsup.values())),
+            f"best unsupervised seed {100 * max(v.max() for v in unsup.values()):.1f} "
+            f"vs bound ≥ {100 * up.min():.1f}",
+        ),
+        "measured with each domain's own statistics, MMD training lowers the proxy A-distance "
+        "below source only's on every seed": (
+            bool((pad["MMD (DAN)"] < pad["source only"]).all()),
+            ", ".join(
+                f"{a:.2f} → {c:.2f}"
+                for a, c in zip(pad["source only"], pad["MMD (DAN)"], strict=True)
+            ),  # fmt: skip
+        ),
+    }
+
+
+def adversarial_claims(table: dict[str, list[dict]]) -> dict[str, tuple[bool, str]]:
+    """Lesson 05's message, each sentence checked on the numbers: ``{sentence: (holds, numbers)}``.
+
+    ``table``: :func:`comparison` over :data:`ADVERSARIAL_ROWS` (gains are paired by seed).
+    Every check fails when its sentence is false (tests feed it falsified numbers).
+    """
+    acc = {k: _acc(v) for k, v in table.items()}
+    so = acc["source only"]
+    gain = {k: v - so for k, v in acc.items()}
+    adversarial = ("DANN", "CDAN", "CDAN+E")
+    spans = {k: float(gain[k].max() - gain[k].min()) for k in adversarial}
+    return {
+        "AdaBN alone moves source only's accuracy by less than 3 points on average": (
+            bool(abs(gain["AdaBN"].mean()) < 0.03),
+            _pct(gain["AdaBN"]),
+        ),
+        "TENT (AdaBN + the entropy step) scores above AdaBN on every seed": (
+            bool((acc["TENT"] > acc["AdaBN"]).all()),
+            _pct(acc["TENT"] - acc["AdaBN"]),
+        ),
+        "DANN, CDAN and CDAN+E each beat source only on every seed": (
+            bool(all((gain[k] > 0).all() for k in adversarial)),
+            "; ".join(f"{k} {_pct(gain[k])}" for k in adversarial),
+        ),
+        "DANN's gain varies by more than 10 points between seeds": (
+            bool(spans["DANN"] > 0.10),
+            f"{100 * spans['DANN']:.1f} points",
+        ),
+    }

@@ -13,7 +13,7 @@ the teacher built trains again. Binder's ``postBuild`` runs it while building th
 Each :class:`Step` is one such call. Whether it *built* something or found it *cached* is
 read off the disk, not taken on trust: a step that wrote files into the cache folder built
 them. What the lessons compute outside any cache (fine-tuning in lesson 01, the probes and
-fine-tuning of lesson 02, closed-form CORAL and AdaBN shown step by step in lessons 03–04)
+fine-tuning of lesson 02, the steps shown before the helpers in lessons 03–05)
 cannot be warmed and runs in the lesson, as it should — a few seconds each.
 
 Example (two tiny steps; ``warm()`` with no ``steps`` builds every lesson's caches)::
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The lessons whose caches :func:`lesson_steps` knows, by number.
-LESSONS = ("00", "01", "02", "03", "04", "06", "07")
+LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07")
 
 # The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
 SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
@@ -54,7 +54,8 @@ IMAGE_SIZE = 64  # lesson 02: IMAGE_SIZE (EfficientNet-Lite0 input side)
 CORAL_SEEDS = (0, 1, 2)  # lesson 03: SEEDS (its SEED is SEEDS[0])
 WEIGHTS = (0, 3, 30, 300)  # lesson 03: WEIGHTS (Deep CORAL loss weights of the trade-off)
 COMPARISON_SEEDS = (0, 1, 2)  # lesson 04: SEEDS
-RUN = {"source": "synth", "target": "uci"}  # lessons 03 and 04: RUN
+ADVERSARIAL_SEEDS = (0, 1, 2)  # lesson 05: SEEDS
+RUN = {"source": "synth", "target": "uci"}  # lessons 03, 04 and 05: RUN
 CHOOSING_SEEDS = (0, 1, 2)  # lesson 06: SEEDS
 CHOOSING = {
     "per_class": 10,
@@ -141,13 +142,20 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
         for w in WEIGHTS:
             cfg = ex.config("coral", seed=CORAL_SEEDS[0], weight=w, **RUN)
             readers.setdefault(cfg, set()).add("03")
-    if "04" in lessons:  # comparison(SEEDS): every row × seed (source-only first, as it does)
-        for method in ex.COMPARISON_ROWS.values():
-            for seed in COMPARISON_SEEDS:
-                readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("04")
+    # comparison(SEEDS, rows=...): every row × seed (source-only first, as it does)
+    for lesson, rows, seeds in (("04", ex.MMD_ROWS, COMPARISON_SEEDS),
+                                ("05", ex.ADVERSARIAL_ROWS, ADVERSARIAL_SEEDS)):  # fmt: skip
+        if lesson in lessons:
+            for method in rows.values():
+                for seed in seeds:
+                    readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add(lesson)
 
     def what(cfg) -> str:
-        weight = f", w = {cfg.weight:g}" if cfg.method in ("coral", "mmd", "dann") else ""
+        weight = (
+            f", w = {cfg.weight:g}"
+            if cfg.method in ("coral", "mmd", "dann", "cdan", "cdan_e")
+            else ""
+        )
         return f"adaptation run: {cfg.method}{weight}, seed {cfg.seed}"
 
     return [
