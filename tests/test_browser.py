@@ -17,12 +17,12 @@ the ``playwright`` Python package (in the ``dev`` extras); Playwright's own brow
 not used. Without either the tests are skipped, saying which is missing. ``.ci/run`` installs
 Chromium with apt when it is missing.
 
-**Caches.** JupyterLab's kernels read ``TLEARN_CACHE`` = a fresh temporary layer (written to)
-followed by ``TLEARN_BROWSER_CACHE``, or else the ``TLEARN_CACHE`` pytest was started with
-(default ``~/.cache/tlearn``), which is only read. Warm that cache first (``tlearn warm --lessons
-01 03``) and a lesson takes about a minute here; cold, the kernel trains what the lesson needs
-(several minutes on 2 cores; ``TLEARN_BROWSER_TIMEOUT`` seconds per lesson, default 1800). In CI
-(``.ci/run``) it reads ``.ci-cache``, which the demo has started.
+**Caches.** JupyterLab's kernels use ``TLEARN_BROWSER_CACHE``, or else the ``TLEARN_CACHE``
+pytest was started with, as a student's Run All would (reading and writing it; with neither, a
+fresh temporary folder). Warm that cache first (``tlearn warm --lessons 01 03``) and a lesson
+takes about a minute here; cold, the kernel trains what the lesson needs (several minutes on 2
+cores; ``TLEARN_BROWSER_TIMEOUT`` seconds per lesson, default 1800). In CI (``.ci/run``) it is
+``.ci-cache``: what the browser run trains, the lessons' nbval run then reads.
 
 Marked ``slow``: ``pytest -m "not slow"`` skips it; ``pytest tests/test_browser.py`` runs it.
 """
@@ -115,7 +115,7 @@ class Lab:
         env = dict(os.environ)
         env.pop("MPLBACKEND", None)  # the kernel's inline backend, as a student gets it
         env.update(
-            TLEARN_CACHE=os.pathsep.join(str(p) for p in (layer, READ_CACHE) if p),
+            TLEARN_CACHE=READ_CACHE or str(layer),
             TLEARN_PROGRESS="0",
             JUPYTER_CONFIG_DIR=str(home / "config"),
             JUPYTER_RUNTIME_DIR=str(home / "runtime"),
