@@ -317,19 +317,20 @@ def test_lesson04_claims_fail_when_their_sentence_is_false():
 
 def test_lesson05_claims_fail_when_their_sentence_is_false():
     table = {
-        "source only": _rows([0.40, 0.35, 0.50]),
-        "AdaBN": _rows([0.41, 0.34, 0.49]),
-        "TENT": _rows([0.45, 0.40, 0.52]),
-        "DANN": _rows([0.55, 0.70, 0.62]),
-        "CDAN": _rows([0.60, 0.65, 0.70]),
-        "CDAN+E": _rows([0.62, 0.66, 0.71]),
+        "source only": _rows([0.40, 0.50, 0.44]),
+        "AdaBN": _rows([0.41, 0.49, 0.45]),
+        "TENT": _rows([0.45, 0.52, 0.48]),
+        "DANN": _rows([0.417, 0.456, 0.499]),  # +1.7, -4.4, +5.9: unstable
+        "CDAN": _rows([0.50, 0.626, 0.484]),
+        "CDAN+E": _rows([0.533, 0.63, 0.542]),
     }
     assert all(ok for ok, _ in ex.adversarial_claims(table).values())
 
     def broken(**rows):
         return [s for s, (ok, _) in ex.adversarial_claims({**table, **rows}).items() if not ok]
 
-    assert len(broken(AdaBN=_rows([0.50, 0.40, 0.55]))) == 2  # AdaBN helps; TENT no longer above
-    assert len(broken(TENT=_rows([0.45, 0.33, 0.52]))) == 1  # TENT below AdaBN on one seed
-    assert len(broken(CDAN=_rows([0.60, 0.33, 0.70]))) == 1  # CDAN loses 2 points on a seed
-    assert len(broken(DANN=_rows([0.55, 0.52, 0.62]))) == 1  # span 3 points: stable
+    assert len(broken(AdaBN=_rows([0.50, 0.60, 0.55]))) == 2  # AdaBN helps; TENT no longer above
+    assert len(broken(TENT=_rows([0.45, 0.48, 0.48]))) == 1  # TENT below AdaBN on one seed
+    assert len(broken(CDAN=_rows([0.60, 0.48, 0.70]))) == 1  # CDAN loses 2 points on a seed
+    assert len(broken(DANN=_rows([0.417, 0.456, 0.56]))) == 1  # DANN above CDAN+E on a seed
+    assert len(broken(DANN=_rows([0.45, 0.55, 0.49]))) == 1  # DANN as steady as CDAN+E
