@@ -57,9 +57,9 @@ def test_claims_hold_on_the_lessons_shape_of_result():
 
 
 def test_each_claim_fails_when_its_sentence_is_false():
-    # the mismatched source better than scratch on one seed: no negative transfer on every seed
-    c = choosing.claims(_with(**{"random-label DigitNet": ([0.95, 0.92, 0.91], 0.04, -2.07)}))
-    assert not c["negative_transfer"]
+    # the mismatched source clearly better than scratch: it gave an advantage after all
+    c = choosing.claims(_with(**{"random-label DigitNet": ([0.97, 0.96, 0.95], 0.04, -2.07)}))
+    assert not c["mismatched_no_better"]
     # LogME ordering the candidates backwards
     backwards = {k: (v[0], -v[1], v[2]) for k, v in TRUE.items()}
     c = choosing.claims(_summary(**backwards))
