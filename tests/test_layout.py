@@ -7,6 +7,8 @@ alike, so a lazy import cannot hide an upward dependency)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,19 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from tlearn import plot, train\n    import tlearn.studies.x\n")
     assert _imported(module) == {"tlearn.plot", "tlearn.train", "tlearn.studies.x"}
+
+
+def test_the_core_does_not_import_torchvision_until_asked():
+    """torchvision's import pulls in torch._dynamo and sympy (≈ 1.3 s, ≈ 170 MB resident):
+    a lesson on DigitNet or EfficientNet-Lite0 must not pay for it (Binder has 2 GB)."""
+    code = (
+        "import sys, tlearn, tlearn.train, tlearn.adapt, tlearn.features, tlearn.probes, "
+        "tlearn.studies.adaptation\n"
+        "from tlearn import models\n"
+        "models.load_backbone('efficientnet_lite0', pretrained=False)\n"
+        "print('torchvision' in sys.modules)\n"
+        "models.imagenet_categories()\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

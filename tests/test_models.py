@@ -281,8 +281,8 @@ def test_lite0_imagenet_predictions_offline():
 
 
 def test_imagenet_categories_and_decode_validation():
-    assert len(models.IMAGENET_CATEGORIES) == 1000
-    assert models.IMAGENET_CATEGORIES[442] == "bell cote"
+    assert len(models.imagenet_categories()) == 1000
+    assert models.imagenet_categories()[442] == "bell cote"
     with pytest.raises(ValueError, match="1000"):
         models.decode_imagenet(torch.zeros(2, 10))
     with pytest.raises(ValueError, match="k must be"):

@@ -18,7 +18,6 @@ adaptation aligns the distribution of ``z`` across domains.
 from tlearn.models import efficientnet_lite, weights
 from tlearn.models.backbones import (
     BACKBONES,
-    IMAGENET_CATEGORIES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageNetInput,
@@ -27,6 +26,7 @@ from tlearn.models.backbones import (
     decode_imagenet,
     for_digits,
     head_name,
+    imagenet_categories,
     load_backbone,
     normalization,
     replace_head,
@@ -47,7 +47,7 @@ __all__ = [
     "normalization",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "IMAGENET_CATEGORIES",
+    "imagenet_categories",
     "decode_imagenet",
     "ImageNetInput",
     "TransferNet",

@@ -22,6 +22,7 @@ Linear(in_features=512, out_features=10, bias=True)
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from tlearn.models import weights
@@ -49,7 +49,7 @@ __all__ = [
     "normalization",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "IMAGENET_CATEGORIES",
+    "imagenet_categories",
     "decode_imagenet",
     "ImageNetInput",
     "TransferNet",
@@ -80,10 +80,16 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 _LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite: (x − 0.5) / 0.5
 _LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
-#: The 1000 ImageNet class names, index → name (from torchvision's metadata; no download).
-IMAGENET_CATEGORIES: tuple[str, ...] = tuple(
-    torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
-)
+# torchvision is imported where it is used, not here: its import pulls in torch._dynamo and
+# sympy (≈ 1.3 s and ≈ 170 MB), which lessons built on DigitNet and EfficientNet-Lite0 never need.
+
+
+@functools.cache
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, index → name (torchvision's metadata; no download)."""
+    import torchvision
+
+    return tuple(torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"])
 
 
 def _check_name(name: str) -> None:
@@ -143,8 +149,10 @@ def load_backbone(
         raise ValueError(f"name must be a backbone name (str), got {type(name).__name__}")
     _check_name(name)
     if name == "efficientnet_lite0":
-        model: nn.Module = _load_lite0(pretrained, weights_path)
-    elif weights_path is not None:
+        return _load_lite0(pretrained, weights_path).eval()
+    import torchvision
+
+    if weights_path is not None:
         model = torchvision.models.get_model(name, weights=None)
         weights.load_strict(model, weights.read_state_dict(weights_path), repr(str(weights_path)))
     elif pretrained:
@@ -182,13 +190,14 @@ def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, st
     logits = torch.as_tensor(logits).detach()
     if logits.dim() == 1:
         logits = logits[None]
-    if logits.dim() != 2 or logits.shape[1] != len(IMAGENET_CATEGORIES):
+    if logits.dim() != 2 or logits.shape[1] != len(imagenet_categories()):
         raise ValueError(f"expected N×1000 ImageNet logits, got shape {tuple(logits.shape)}")
     if not isinstance(k, int) or not 1 <= k <= logits.shape[1]:
         raise ValueError(f"k must be an int in 1..1000, got {k!r}")
     prob, index = logits.float().softmax(dim=1).topk(k, dim=1)
+    names = imagenet_categories()
     return [
-        [(int(i), IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(prow, irow, strict=True)]
+        [(int(i), names[int(i)], float(p)) for p, i in zip(prow, irow, strict=True)]
         for prow, irow in zip(prob, index, strict=True)
     ]
 
@@ -206,15 +215,18 @@ _SUPPORTED = (
 
 def _family(model: nn.Module) -> str:
     """Which architecture family ``model`` belongs to (by class), or a clear ValueError."""
+    for cls, family in ((DigitNet, "digitnet"), (TransferNet, "transfer"),
+                        (EfficientNetLite, "efficientnet_lite")):  # fmt: skip
+        if isinstance(model, cls):
+            return family
+    import torchvision
+
     families = [
-        (DigitNet, "digitnet"),
-        (TransferNet, "transfer"),
         (torchvision.models.ResNet, "resnet"),
         (torchvision.models.VGG, "vgg"),
         (torchvision.models.AlexNet, "alexnet"),
         (torchvision.models.MobileNetV3, "mobilenet_v3"),
         (torchvision.models.EfficientNet, "efficientnet"),
-        (EfficientNetLite, "efficientnet_lite"),
     ]
     for cls, family in families:
         if isinstance(model, cls):
@@ -379,7 +391,7 @@ class ImageNetInput(nn.Module):
         return f"size={self.size}, mean={self.mean_values}, std={self.std_values}"
 
 
-_MIN_INPUT = {torchvision.models.AlexNet: 63}  # AlexNet's big strides need ≥ 63×63; others 32
+_MIN_INPUT = {"AlexNet": 63}  # AlexNet's big strides need ≥ 63×63 pixels; the others 32
 
 
 class TransferNet(nn.Module):
@@ -418,7 +430,7 @@ class TransferNet(nn.Module):
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not isinstance(size, int):
             raise ValueError(f"size must be an int, got {size!r}")
-        minimum = next((v for cls, v in _MIN_INPUT.items() if isinstance(backbone, cls)), 32)
+        minimum = _MIN_INPUT.get(type(backbone).__name__, 32)
         if size < minimum:
             raise ValueError(f"{type(backbone).__name__} needs size >= {minimum}, got {size}")
         name = head_name(backbone)  # also rejects unsupported models, listing the supported

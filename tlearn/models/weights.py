@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 __all__ = [
@@ -167,6 +166,8 @@ def lite0_weights_file() -> Path:
 
 def torchvision_pretrained(name: str, progress: bool) -> nn.Module:
     """torchvision's DEFAULT ImageNet weights: from the TORCH_HOME cache, else downloaded."""
+    import torchvision  # here, not at the top: its import is slow and large (see backbones)
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if not cached.is_file():
