@@ -3,9 +3,12 @@ it) and ``tlearn warm``, which fills them ahead of time."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
 import stat
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -344,3 +347,28 @@ def test_warm_makes_the_calls_the_lessons_make():
         "source = source_model(progress=False)",
         "rows = choosing.comparison(SEEDS, per_class=PER_CLASS, image_size=IMAGE_SIZE, target=TARGET,",
     ]
+
+
+def _dict_literals(tree: ast.AST, names: tuple[str, ...]) -> dict[str, str]:
+    """``name = {...}`` assignments in ``tree``: name → the dict's source, normalised by ast."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in names:
+                    found[target.id] = ast.dump(node.value)
+    return found
+
+
+@pytest.mark.skipif(not LESSONS.is_dir(), reason="needs the repository's lessons/ folder")
+def test_warm_builds_lesson_02s_networks_as_the_lesson_does():
+    """Feature-cache keys hash the networks' weights: warm must build the same networks, with
+    the same seeding, in the same order, and sweep the same layers, or the lesson misses."""
+    (path,) = LESSONS.glob("02_*.ipynb")
+    cells = json.loads(path.read_text())["cells"]
+    lesson = ast.parse("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+    source = inspect.getsource(warm._lesson02_features)
+    ours = ast.parse(textwrap.dedent(source))
+    wanted = ("extractors", "sweep_layers")
+    assert _dict_literals(ours, wanted) == _dict_literals(lesson, wanted)
+    assert set(_dict_literals(lesson, wanted)) == set(wanted)

@@ -98,9 +98,10 @@ def _source_steps(lessons: set[str]) -> list[Step]:
 
 def _lesson02_features() -> None:
     """Lesson 02's feature cache, filled by the lesson's own calls (cells "extractors" and
-    "layer sweep"): features of three networks on the target train and test splits, and at
+    "layer sweep"): features of four networks on the target train and test splits, and at
     every block for each few-shot draw. The keys hash each network's weights, so the
-    networks are made as the lesson makes them — the same seeding, in the same order."""
+    networks are made as the lesson makes them — the same seeding, in the same order, the
+    same dictionaries (``tests/test_warm.py`` compares them with the lesson's)."""
     import tlearn
     from tlearn import data, features, models
     from tlearn.studies import layers
@@ -111,12 +112,19 @@ def _lesson02_features() -> None:
     source = source_model(progress=False)  # before the seed, as in the lesson
     tlearn.seed_everything(0)
     extractors = {
-        "random": models.DigitNet().eval(),
-        "source": source,
-        "lite0": models.for_digits("efficientnet_lite0", size=IMAGE_SIZE),
+        "random DigitNet": models.DigitNet().eval(),
+        "synth source DigitNet": source,
+        "random EfficientNet-Lite0": models.for_digits(
+            models.load_backbone("efficientnet_lite0", pretrained=False), size=IMAGE_SIZE
+        ),
+        "ImageNet EfficientNet-Lite0": models.for_digits("efficientnet_lite0", size=IMAGE_SIZE),
     }
-    sweep_layers = {"random": None, "source": None}  # None: the model's blocks
-    sweep_layers["lite0"] = [f"features.backbone.features.{i}" for i in range(9)]
+    sweep_layers = {
+        "random DigitNet": None,  # None: the model's blocks, features.conv1 … head
+        "synth source DigitNet": None,
+        "random EfficientNet-Lite0": [f"features.backbone.features.{i}" for i in range(9)],
+        "ImageNet EfficientNet-Lite0": [f"features.backbone.features.{i}" for i in range(9)],
+    }
     cache = features.FeatureCache()
     for net in extractors.values():
         features.extract(net, target_train, cache=cache, progress=False)
@@ -206,7 +214,7 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
         raise ValueError(f"unknown lessons {sorted(unknown)}; expected some of {LESSONS}")
     steps = _source_steps(wanted)
     if "02" in wanted:
-        steps.append(Step(("02",), "features: 3 networks, layer sweeps", _lesson02_features))
+        steps.append(Step(("02",), "features: 4 networks, layer sweeps", _lesson02_features))
     steps += _adaptation_steps(wanted) + _choosing_steps(wanted)
     return steps + (_lesson07_steps() if "07" in wanted else [])
 
