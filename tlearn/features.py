@@ -74,6 +74,10 @@ log = logging.getLogger(__name__)
 
 #: The pooling modes :func:`extract` accepts (``None`` keeps the raw layer output).
 POOLS = ("avg", "max", "flatten", None)
+#: Images per forward pass when extracting. The features do not depend on it (eval mode);
+#: the memory does: a 64-px EfficientNet-Lite0 pass over 256 images peaks about 390 MB above
+#: the model, over 64 images about 180 MB, at the same speed on a CPU.
+EXTRACT_BATCH = 64
 
 # =============================================================================== pooling
 
@@ -692,7 +696,7 @@ def extract_layers(
     layer_names: Sequence[str],
     *,
     pool: str | None = "avg",
-    batch_size: int = 256,
+    batch_size: int = EXTRACT_BATCH,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     progress: bool = True,
@@ -744,7 +748,7 @@ def extract(
     layer: str | None = None,
     *,
     pool: str | None = "avg",
-    batch_size: int = 256,
+    batch_size: int = EXTRACT_BATCH,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     progress: bool = True,
@@ -768,7 +772,8 @@ def extract(
             ``"features.conv2"``, ``"features.4"``, …; see :func:`layers`); ``""`` is the
             model's output. Default: ``"features"`` when the model has it, else ``""``.
         pool: ``"avg"``, ``"max"``, ``"flatten"`` or ``None`` (see :func:`global_pool`).
-        batch_size: images per forward pass (ignored for a DataLoader, which has its own).
+        batch_size: images per forward pass (ignored for a DataLoader, which has its own);
+            it does not change the features (eval mode), only the memory a pass needs.
         device, amp: where to run and whether to use autocast (None: on where supported).
         progress: show a tqdm progress bar.
         cache: a :class:`FeatureCache`; features are then loaded when the same model,

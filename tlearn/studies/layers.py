@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tlearn import models
-from tlearn.features import FeatureCache, extract_layers
+from tlearn.features import EXTRACT_BATCH, FeatureCache, extract_layers
 from tlearn.probes import probe_by_name
 
 __all__ = ["layer_sweep", "best_layer"]
@@ -48,7 +48,7 @@ def layer_sweep(
     *,
     pool: str | None = "avg",
     probe: str = "linear",
-    batch_size: int = 256,
+    batch_size: int = EXTRACT_BATCH,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     progress: bool = True,
