@@ -466,7 +466,7 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(data: Any, batch_size: int = 256) -> str:
+def data_fingerprint(data: Any, batch_size: int = EXTRACT_BATCH) -> str:
     """SHA-256 of a dataset's content (images and labels, in order); see :func:`extract`."""
     return _Batches(data, batch_size).fingerprint()
 
