@@ -190,12 +190,12 @@ def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, st
     logits = torch.as_tensor(logits).detach()
     if logits.dim() == 1:
         logits = logits[None]
-    if logits.dim() != 2 or logits.shape[1] != len(imagenet_categories()):
+    names = imagenet_categories()
+    if logits.dim() != 2 or logits.shape[1] != len(names):
         raise ValueError(f"expected N×1000 ImageNet logits, got shape {tuple(logits.shape)}")
     if not isinstance(k, int) or not 1 <= k <= logits.shape[1]:
         raise ValueError(f"k must be an int in 1..1000, got {k!r}")
     prob, index = logits.float().softmax(dim=1).topk(k, dim=1)
-    names = imagenet_categories()
     return [
         [(int(i), names[int(i)], float(p)) for p, i in zip(prow, irow, strict=True)]
         for prow, irow in zip(prob, index, strict=True)
@@ -391,9 +391,6 @@ class ImageNetInput(nn.Module):
         return f"size={self.size}, mean={self.mean_values}, std={self.std_values}"
 
 
-_MIN_INPUT = {"AlexNet": 63}  # AlexNet's big strides need ≥ 63×63 pixels; the others 32
-
-
 class TransferNet(nn.Module):
     """An ImageNet backbone dressed like :class:`DigitNet`: ``.features`` then ``.head``.
 
@@ -430,7 +427,7 @@ class TransferNet(nn.Module):
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not isinstance(size, int):
             raise ValueError(f"size must be an int, got {size!r}")
-        minimum = _MIN_INPUT.get(type(backbone).__name__, 32)
+        minimum = 63 if _family(backbone) == "alexnet" else 32  # AlexNet's big strides
         if size < minimum:
             raise ValueError(f"{type(backbone).__name__} needs size >= {minimum}, got {size}")
         name = head_name(backbone)  # also rejects unsupported models, listing the supported
