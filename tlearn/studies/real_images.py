@@ -365,34 +365,46 @@ def look_alike_fraction(pairs: list[tuple[str, str]]) -> float:
 
 def claims(
     acc: dict[str, Any], lr_test: dict[str, list[float]], worst_pairs: list[tuple[str, str]]
-) -> dict[str, bool]:
+) -> dict[str, tuple[bool, str]]:
     """Lesson 07's message, each sentence checked on this run's numbers.
 
     ``acc``: per-seed test accuracies under the keys ``"finetune"`` (with augmentation),
     ``"finetune_no_aug"``, ``"scratch"`` (with augmentation) and ``"probe"`` (linear probe on
     the frozen last features); ``lr_test``: :func:`lr_range_test`'s result; ``worst_pairs``:
-    the ``(true, predicted)`` names of the top-loss test photos. Returns ``{sentence: holds}``.
+    the ``(true, predicted)`` names of the top-loss test photos. Returns
+    ``{sentence: (holds, evidence)}`` for ``tlearn.studies.claims.check``.
     """
     a = {k: np.asarray(v, dtype=float) for k, v in acc.items()}
     ft, no_aug, scratch, probe = a["finetune"], a["finetune_no_aug"], a["scratch"], a["probe"]
     loss = np.asarray(lr_test["loss"], dtype=float)
+    look_alike = look_alike_fraction(worst_pairs)
+
+    def pct(v) -> str:
+        return ", ".join(f"{100 * x:+.1f}" for x in np.atleast_1d(v))
+
     return {
         "ImageNet weights beat the same network trained from scratch on every seed, "
-        "by at least 15 points on average": bool(
-            (ft > scratch).all() and (ft - scratch).mean() >= 0.15
+        "by at least 15 points on average": (
+            bool((ft > scratch).all() and (ft - scratch).mean() >= 0.15),
+            pct(ft - scratch),
         ),
         "at this budget (32 steps) augmentation lowered fine-tuning's accuracy, by at least "
-        "3 points on average": bool((no_aug - ft).mean() >= 0.03),
+        "3 points on average": (bool((no_aug - ft).mean() >= 0.03), pct((no_aug - ft).mean())),
         "fine-tuning without augmentation beats the linear probe on the frozen last features "
-        "by at least 3 points on average": bool((no_aug - probe).mean() >= 0.03),
+        "by at least 3 points on average": (
+            bool((no_aug - probe).mean() >= 0.03),
+            pct((no_aug - probe).mean()),
+        ),
         "the linear probe and fine-tuning with augmentation are within 3 points of each other "
-        "on average": bool(abs((ft - probe).mean()) <= 0.03),
+        "on average": (bool(abs((ft - probe).mean()) <= 0.03), pct((ft - probe).mean())),
         "in the LR range test the loss first fell (by at least 0.5) and then blew up "
-        "(above twice its minimum)": bool(
-            loss.min() <= loss[0] - 0.5 and loss[-1] > 2 * loss.min()
+        "(above twice its minimum)": (
+            bool(loss.min() <= loss[0] - 0.5 and loss[-1] > 2 * loss.min()),
+            f"{loss[0]:.2f} → min {loss.min():.2f} → {loss[-1]:.2f}",
         ),
         "at least 40 % of the top-loss photos are mistaken for a look-alike class (garment for "
         "garment, shoe for shoe; 20 % if the wrong class were drawn at random)": (
-            look_alike_fraction(worst_pairs) >= 0.4
+            look_alike >= 0.4,
+            f"{look_alike:.0%}",
         ),
     }

@@ -1,0 +1,143 @@
+"""How often does each lesson's claim hold? Every lesson over other seed sets and thread counts.
+
+Each lesson ends with a claims cell (``tlearn.studies.claims.check``). A claim belongs in a
+lesson only if it is a finding about the methods, not about one draw: this script runs the
+lessons from a fresh kernel, each (seed set, thread count) with its own empty cache — cold,
+lessons in order, so 04 and 05 read the runs 03 trained, as a student's first Run All does —
+with ``TLEARN_CLAIMS=report`` so every claim is evaluated, and counts, per claim, the runs in
+which it held.
+
+    python benchmarks/claims.py                                  # the README's table
+    python benchmarks/claims.py --lessons 00 01 --threads 1 --seed-sets "3 4 5" "6 7 8"
+
+Seed sets replace the ``SEEDS = [...]`` line of each lesson's parameters cell (and lesson 01's
+``THREADS``); ``TLEARN_THREADS`` sets torch's thread count for the others. Results are appended
+run by run to ``benchmarks/results/claims.json`` (``--out``), so an interrupted run keeps what
+it measured, and ``--table`` prints the table from that file alone. It is long — about 15
+minutes of a 2-core machine per seed set and thread count for all eight lessons (lessons 03–05
+train about 30 networks each time) — so it is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "lessons").glob("0*.ipynb"))
+DEFAULT_SEED_SETS = ["3 4 5", "6 7 8", "9 10 11", "12 13 14", "15 16 17"]
+DUMP = (
+    "import json\n"
+    "from tlearn.studies import claims as _claims\n"
+    "print('CLAIMS-JSON ' + json.dumps(_claims.LAST))"
+)
+
+
+def with_parameters(nb, seeds: list[int], threads: int):
+    """A copy of ``nb`` whose parameters cell uses ``seeds`` (and ``threads``), plus a dump cell."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    source, n = re.subn(r"^SEEDS = \[[^\]]*\]", f"SEEDS = {seeds}", cell.source, flags=re.M)
+    if n != 1:
+        raise ValueError("the parameters cell has no `SEEDS = [...]` line")
+    cell.source = re.sub(r"^THREADS = \d+", f"THREADS = {threads}", source, flags=re.M)
+    nb.cells.append(nbformat.v4.new_code_cell(DUMP))
+    return nb
+
+
+def run_lesson(path: Path, seeds: list[int], threads: int, cache: str) -> dict:
+    """Execute one lesson; return its claims' verdicts (or the error that stopped it)."""
+    nb = with_parameters(nbformat.read(path, as_version=4), seeds, threads)
+    env = {"TLEARN_CACHE": cache, "TLEARN_THREADS": str(threads), "TLEARN_CLAIMS": "report",
+           "MPLBACKEND": "Agg"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    t0 = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+        error = None
+    except Exception as exc:  # a cell failed: the claims after it were not evaluated
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    claims = {}
+    for out in nb.cells[-1].get("outputs", []):
+        for line in out.get("text", "").splitlines():
+            if line.startswith("CLAIMS-JSON "):
+                claims = json.loads(line[len("CLAIMS-JSON ") :])
+    return {"seconds": round(time.perf_counter() - t0, 1), "claims": claims, "error": error}
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: per lesson and claim, how many runs it held in, and the runs that failed."""
+    held, runs, failed_in = defaultdict(int), defaultdict(int), defaultdict(list)
+    errors = [r for r in records if r["error"]]
+    for r in records:
+        for sentence, (ok, evidence) in r["claims"].items():
+            key = (r["lesson"], sentence)
+            runs[key] += 1
+            held[key] += bool(ok)
+            if not ok:
+                failed_in[key].append(f"seeds {r['seeds']}, {r['threads']} thread(s): {evidence}")
+    lines = ["| lesson | claim | held |", "|---|---|---|"]
+    for key in sorted(runs):
+        mark = "" if held[key] == runs[key] else " ✗"
+        lines.append(f"| {key[0]} | {key[1]} | {held[key]}/{runs[key]}{mark} |")
+    for key, fails in sorted(failed_in.items()):
+        lines.append(f"\n{key[0]} · {key[1]} failed in: " + "; ".join(fails))
+    for r in errors:
+        lines.append(
+            f"\n{r['lesson']} seeds {r['seeds']}, {r['threads']} thread(s) stopped: {r['error']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lessons", nargs="*", default=[p.name[:2] for p in LESSONS])
+    parser.add_argument("--seed-sets", nargs="*", default=DEFAULT_SEED_SETS,
+                        help='each a quoted list of seeds, e.g. "3 4 5"')  # fmt: skip
+    parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/claims.json")
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    args = parser.parse_args(argv)
+    records = json.loads(args.out.read_text()) if args.out.exists() else []
+    if args.table:
+        print(table(records))
+        return
+    lessons = [p for p in LESSONS if p.name[:2] in args.lessons]
+    t_start = time.perf_counter()
+    for threads in args.threads:
+        for seed_set in args.seed_sets:
+            seeds = [int(s) for s in seed_set.split()]
+            with tempfile.TemporaryDirectory(prefix="tlearn-claims-") as cache:
+                for path in lessons:
+                    r = run_lesson(path, seeds, threads, cache)
+                    r.update(lesson=path.name[:2], seeds=seeds, threads=threads)
+                    held = sum(ok for ok, _ in r["claims"].values())
+                    print(f"{path.name[:2]} seeds {seeds} threads {threads}: {held}/"
+                          f"{len(r['claims'])} held, {r['seconds']:.0f} s"
+                          + (f" — {r['error']}" if r["error"] else ""), flush=True)  # fmt: skip
+                    records.append(r)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(records, indent=1, ensure_ascii=False))
+    print(f"\nwall time {time.perf_counter() - t_start:.0f} s\n")
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()
