@@ -10,6 +10,9 @@
 * ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
+* ``selection`` — choosing without target labels: ``iwcv_risk`` (Sugiyama et al. 2007),
+  ``dev_risk`` (DEV, You et al. 2019), ``density_ratios``, ``snd`` (Saito et al. 2021),
+  ``prediction_entropy``
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
   "mmd" | "dann" | "cdan" | "cdan_e", a method added with ``register_method``, or any
   ``nn.Module`` of yours
@@ -17,6 +20,7 @@
 The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
 
+from tlearn.adapt import selection
 from tlearn.adapt.cdan import (
     ConditionalAdversarialLoss,
     RandomizedMultilinearMap,
@@ -59,6 +63,7 @@ __all__ = [
     "tent",
     "entropy",
     "proxy_a_distance",
+    "selection",
     "adabn",
     "batchnorm_layers",
     "fit_adapt",
