@@ -10,7 +10,9 @@ Fine-tuning a pretrained network is mostly a decision about *what may change*:
 * **discriminative learning rates** (Howard & Ruder 2018, ULMFiT) → layers near the input
   hold general features and move slowly, the head moves fast (:func:`param_groups`);
 * **gradual unfreezing** (ULMFiT; fastai's ``fine_tune``) → train the head first, then
-  unfreeze one block more every few epochs (:class:`GradualUnfreezing`).
+  unfreeze one block more every few epochs (:class:`GradualUnfreezing`);
+* **L2-SP** (Li, Grandvalet & Davoine 2018) → let everything move, but pull the weights
+  back towards their pretrained values (:func:`l2_sp_penalty`).
 
 Names select modules the way you read them in ``print(model)``::
 
@@ -59,6 +61,7 @@ __all__ = [
     "TrainableSummary",
     "param_groups",
     "GradualUnfreezing",
+    "l2_sp_penalty",
 ]
 
 Selector = Union[str, Callable[[str, nn.Module], bool]]  # noqa: UP007 (runtime alias, py3.10)
@@ -720,3 +723,56 @@ class GradualUnfreezing:
         records = getattr(getattr(state, "history", None), "records", None)
         if records and records[-1].get("epoch") == state.epoch + 1:  # fit's records are 1-based
             records[-1]["trainable_blocks"] = self._unfrozen
+
+
+# --------------------------------------------------------------------------------------
+# L2-SP: regularise towards the starting point
+# --------------------------------------------------------------------------------------
+
+
+def l2_sp_penalty(
+    model: nn.Module, start: Mapping[str, torch.Tensor], alpha: float = 0.1, beta: float = 0.01
+) -> torch.Tensor:
+    r"""L2-SP: weight decay towards the pretrained weights instead of towards zero.
+
+    Li, Grandvalet & Davoine, "Explicit Inductive Bias for Transfer Learning with
+    Convolutional Networks", ICML 2018 (eq. 3):
+
+    .. math::  \Omega(w) = \frac{\alpha}{2} \lVert w_S - w^0_S \rVert^2
+                          + \frac{\beta}{2} \lVert w_{\bar S} \rVert^2
+
+    :math:`S`: the parameters of ``model`` present in ``start`` (the pretrained state dict)
+    with the same shape; :math:`w^0_S` their pretrained values. :math:`\bar S`: the others —
+    the new head, which has no pretrained value and gets ordinary weight decay. Add it to the
+    training loss; it is 0 at the start when ``beta=0`` and grows as the body moves away.
+
+    Args:
+        model: the network being fine-tuned.
+        start: ``{name: tensor}``, e.g. ``{k: v.clone() for k, v in net.state_dict().items()}``
+            taken before fine-tuning, without the head's entries (buffers are ignored).
+        alpha, beta: the two strengths, ≥ 0 (the paper: α = 0.1, β = 0.01, and α/β tuned).
+
+    Returns:
+        A scalar tensor, differentiable w.r.t. the model's parameters.
+
+    >>> net = nn.Linear(2, 1)
+    >>> start = {k: v.clone() for k, v in net.state_dict().items()}
+    >>> float(l2_sp_penalty(net, start, alpha=1.0, beta=0.0))
+    0.0
+    """
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if isinstance(value, bool) or not (
+            isinstance(value, (int, float)) and 0 <= value < float("inf")
+        ):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not isinstance(start, Mapping):
+        raise ValueError(f"start must be a state dict {{name: tensor}}, got {type(start).__name__}")
+    pulled, decayed = [], []
+    for name, w in model.named_parameters():
+        w0 = start.get(name)
+        if isinstance(w0, torch.Tensor) and w0.shape == w.shape:
+            pulled.append((w - w0.detach().to(w)).pow(2).sum())
+        else:
+            decayed.append(w.pow(2).sum())
+    zero = next(model.parameters()).new_zeros(())
+    return alpha / 2 * sum(pulled, zero) + beta / 2 * sum(decayed, zero)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from tlearn.bn import batchnorm_layers
 from tlearn.data.base import batches
 from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import (
@@ -60,6 +61,7 @@ __all__ = [
     "History",
     "FitState",
     "fit",
+    "fine_tune",
     "distributed",
     "same_on_every_rank",
     "classification_loss",
@@ -303,6 +305,140 @@ def predict(
     if not outs:
         raise ValueError("the dataset is empty: there is nothing to predict")
     return torch.cat(outs)
+
+
+# --- fine-tuning a pretrained network: LP-FT ------------------------------------------
+
+FINE_TUNE_BN = ("batch", "frozen", "target")
+
+
+def fine_tune(
+    model: nn.Module,
+    train,
+    *,
+    epochs: int = 5,
+    head_epochs: int = 1,
+    lr: float = 1e-3,
+    head_lr_mult: float = 10.0,
+    discriminative: bool = True,
+    bn: str = "batch",
+    l2_sp: float = 0.0,
+    reestimate_bn: bool = True,
+    batch_size: int = 128,
+    callbacks: Sequence | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    seed: int | None = None,
+) -> History:
+    r"""Fine-tune a pretrained ``model`` (new head already in place) in two stages, with Adam.
+
+    1. **The head only** for ``head_epochs`` (every other block and BatchNorm frozen) at
+       ``lr × head_lr_mult`` — linear probing, so that the body is never trained through a
+       random head. Then fine-tuning distorts the pretrained features less (LP-FT: Kumar,
+       Raghunathan, Jones, Ma & Liang, ICLR 2022); fastai's ``fine_tune`` does the same.
+    2. **Everything** for ``epochs``, at discriminative rates (Howard & Ruder 2018): with
+       ``discriminative=True`` one group per block (``models.blocks``), geometrically from
+       ``lr / head_lr_mult`` (first block) to ``lr × head_lr_mult`` (head), fastai's ``slice``;
+       otherwise the head at ``lr × head_lr_mult`` and the body at ``lr``.
+
+    Args:
+        model: a network :mod:`tlearn.models` knows (its head: ``models.head_name``); trained
+            in place, returned in eval mode.
+        train: labelled data, as for :func:`fit` (a DataLoader is used as it is, each stage).
+        epochs, head_epochs: of each stage (≥ 0, not both 0). ``epochs=0`` is linear probing:
+            the body stays frozen afterwards.
+        lr, head_lr_mult: the body's learning rate, and how many times faster the head learns.
+        bn: what BatchNorm does in stage 2 (:mod:`tlearn.bn`'s vocabulary): ``"batch"``
+            (ordinary train mode), ``"frozen"`` (the pretrained statistics, fixed) or
+            ``"target"`` (re-estimated on ``train``'s images first, then fixed).
+        l2_sp: α of L2-SP (:func:`tlearn.freeze.l2_sp_penalty`) in stage 2: the body is pulled
+            towards its pretrained weights, the head is not regularised (β = 0). 0: off.
+        reestimate_bn: afterwards, re-estimate the running statistics of every BatchNorm
+            layer that is not frozen, on ``train``'s images (running averages lag behind
+            weights that moved fast in a few steps).
+        batch_size, callbacks, device, progress, seed: as in :func:`fit` (each stage).
+
+    Returns:
+        The :class:`History` of both stages, each record with its ``stage`` (``"head"`` or
+        ``"all"``) and the epochs numbered on through both.
+    """
+    from tlearn import freeze, models
+    from tlearn.bn import estimate_bn_statistics
+    from tlearn.data.base import as_dataset
+
+    _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp)
+    if seed is not None:
+        seed_everything(seed)
+    device = get_device(device)
+    model.to(device)
+    head = models.head_name(model)
+    options = dict(batch_size=batch_size, callbacks=callbacks, device=device, progress=progress)
+    rates = {head: lr * head_lr_mult, "*": lr}
+    if bn == "target":
+        estimate_bn_statistics(model, as_dataset(train), device=device)
+    history = History()
+    if head_epochs:  # stage 1: linear probing
+        freeze.freeze_to(model, 1)
+        opt = torch.optim.Adam(freeze.param_groups(model, rates))
+        _append(history, fit(model, train, epochs=head_epochs, optimizer=opt, **options), "head")
+    if epochs:  # stage 2: everything, at discriminative rates
+        freeze.unfreeze(model)
+        if bn != "batch":
+            layers = set(batchnorm_layers(model))  # BatchNorm: fixed statistics, γ and β
+            freeze.freeze(model, lambda name, m: name in layers)
+        if discriminative:
+            groups = freeze.param_groups(model, lr=slice(lr / head_lr_mult, lr * head_lr_mult))
+        else:
+            groups = freeze.param_groups(model, rates)
+        objective = classification_loss
+        if l2_sp:
+            pretrained = {n: p.detach().clone() for n, p in model.named_parameters()}
+            start = {n: w for n, w in pretrained.items() if not n.startswith(head + ".")}
+            objective = _L2SPObjective(start, l2_sp)
+        hist = fit(model, train, epochs=epochs, optimizer=torch.optim.Adam(groups),
+                   objective=objective, **options)  # fmt: skip
+        _append(history, hist, "all")
+    if reestimate_bn:
+        estimate_bn_statistics(model, as_dataset(train), include_frozen=False, device=device)
+    model.eval()
+    return history
+
+
+class _L2SPObjective:
+    """Cross-entropy + L2-SP (α on the pretrained body, β = 0 on the head): an objective for fit."""
+
+    name = "fine_tune[l2_sp]"
+
+    def __init__(self, start: dict[str, torch.Tensor], alpha: float):
+        self.start, self.alpha = start, alpha
+
+    def __call__(self, model: nn.Module, x, y, progress: float):
+        from tlearn.freeze import l2_sp_penalty
+
+        loss, logits, logs = classification_loss(model, x, y, progress)
+        penalty = l2_sp_penalty(model, self.start, self.alpha, 0.0)
+        return loss + penalty, logits, {"class_loss": loss.item(), "l2_sp": penalty.item()}
+
+
+def _append(history: History, stage: History, name: str) -> None:
+    """Add a stage's records to ``history``, numbering epochs on and naming the stage."""
+    done = len(history)
+    for record in stage.records:
+        history.append({**record, "epoch": done + record["epoch"], "stage": name})
+
+
+def _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp) -> None:
+    for name, n in (("epochs", epochs), ("head_epochs", head_epochs)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {n!r}")
+    if epochs + head_epochs == 0:
+        raise ValueError("epochs and head_epochs are both 0: nothing would train")
+    if not (isinstance(head_lr_mult, (int, float)) and 0 < head_lr_mult < math.inf):
+        raise ValueError(f"head_lr_mult must be a finite number > 0, got {head_lr_mult!r}")
+    if bn not in FINE_TUNE_BN:
+        raise ValueError(f"bn must be one of {FINE_TUNE_BN}, got {bn!r}")
+    if not (isinstance(l2_sp, (int, float)) and 0 <= l2_sp < math.inf):
+        raise ValueError(f"l2_sp (L2-SP's alpha) must be a finite number >= 0, got {l2_sp!r}")
 
 
 # --- what fit records: History, FitState ------------------------------------------

@@ -7,9 +7,14 @@
   ``dann_lambda`` / ``dann_lr`` — DANN (Ganin et al., JMLR 2016)
 * ``multilinear_map`` / ``RandomizedMultilinearMap`` / ``entropy_weights`` /
   ``ConditionalAdversarialLoss`` — CDAN and CDAN+E (Long et al., NeurIPS 2018)
+* ``shot`` / ``pseudo_labels`` / ``information_maximization_loss`` / ``centroid_pseudo_labels``
+  — self-training and SHOT, source-free (Liang, Hu & Feng, ICML 2020)
 * ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
+* ``selection`` — choosing without target labels: ``iwcv_risk`` (Sugiyama et al. 2007),
+  ``dev_risk`` (DEV, You et al. 2019), ``density_ratios``, ``snd`` (Saito et al. 2021),
+  ``prediction_entropy``
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
   "mmd" | "dann" | "cdan" | "cdan_e", a method added with ``register_method``, or any
   ``nn.Module`` of yours
@@ -17,6 +22,7 @@
 The cached runs behind lessons 03 and 04 live in :mod:`tlearn.studies.adaptation`.
 """
 
+from tlearn.adapt import selection
 from tlearn.adapt.cdan import (
     ConditionalAdversarialLoss,
     RandomizedMultilinearMap,
@@ -34,6 +40,12 @@ from tlearn.adapt.dann import (
 )
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
+from tlearn.adapt.shot import (
+    centroid_pseudo_labels,
+    information_maximization_loss,
+    pseudo_labels,
+    shot,
+)
 from tlearn.adapt.tent import entropy, tent
 from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
@@ -56,9 +68,14 @@ __all__ = [
     "RandomizedMultilinearMap",
     "entropy_weights",
     "ConditionalAdversarialLoss",
+    "shot",
+    "pseudo_labels",
+    "information_maximization_loss",
+    "centroid_pseudo_labels",
     "tent",
     "entropy",
     "proxy_a_distance",
+    "selection",
     "adabn",
     "batchnorm_layers",
     "fit_adapt",

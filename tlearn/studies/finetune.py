@@ -49,7 +49,6 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from tlearn import freeze as fz
 from tlearn import runtime
-from tlearn.bn import estimate_bn_statistics
 from tlearn.data.base import data_length, input_batches
 
 __all__ = [
@@ -202,10 +201,6 @@ def prepare(
     return net, callbacks
 
 
-def _is_bn(name: str, module: nn.Module) -> bool:
-    return isinstance(module, (_BatchNorm, fz.FrozenBatchNorm))
-
-
 def fine_tune(
     method: str,
     train_set: Dataset,
@@ -218,45 +213,39 @@ def fine_tune(
 ):
     """Prepare ``source`` for ``method`` and train it on ``train_set`` with ``recipe``.
 
-    The optimizer is Adam over the trainable parameters, in two groups: the head at
-    ``recipe.head_lr_mult × recipe.lr``, the rest at ``recipe.lr``
-    (:func:`tlearn.freeze.param_groups`); "scratch" trains everything at ``recipe.lr``;
-    "discriminative" gives each block its own group, geometrically from
-    ``recipe.lr / recipe.head_lr_mult`` (first block) to ``recipe.lr × recipe.head_lr_mult``
-    (head) — ``param_groups(net, lr=slice(lo, hi))``.
+    The training is the library's :func:`tlearn.train.fine_tune` with no head-only stage
+    (``head_epochs=0``; "head" is the head-only stage alone), Adam over the trainable
+    parameters: the head at ``recipe.head_lr_mult × recipe.lr``, the rest at ``recipe.lr``;
+    "scratch" trains everything at ``recipe.lr``; "discriminative" gives each block its own
+    group, geometrically from ``recipe.lr / recipe.head_lr_mult`` (first block) to
+    ``recipe.lr × recipe.head_lr_mult`` (head); "gradual" hands ``GradualUnfreezing`` to it.
     ``device``: :func:`tlearn.runtime.get_device` (argument, else ``TLEARN_DEVICE``, else
     the fastest available). Returns ``(model, history)``; the model is in eval mode.
     """
-    from tlearn import models, train
+    from tlearn import train
 
     recipe = recipe or Recipe()
-    device = runtime.get_device(device)
     num_classes = getattr(train_set, "num_classes", None) or int(max(train_set.labels)) + 1
     net, callbacks = prepare(method, source, num_classes=num_classes, seed=seed, recipe=recipe)
-    if recipe.bn == "target":
-        estimate_bn_statistics(net.to(device), train_set)
-    if recipe.bn in ("frozen", "target"):
-        fz.freeze(net, _is_bn)
     loader = few_shot_loader(
         train_set, batch_size=recipe.batch_size, steps=recipe.steps_per_epoch, seed=seed
     )
-    head_lr = recipe.lr if method == "scratch" else recipe.lr * recipe.head_lr_mult
-    if method == "discriminative":
-        groups = fz.param_groups(net, lr=slice(recipe.lr / recipe.head_lr_mult, head_lr))
-    else:
-        groups = fz.param_groups(net, {models.head_name(net): head_lr, "*": recipe.lr})
-    history = train.fit(
+    head_only = method == "head"
+    history = train.fine_tune(
         net,
         loader,
-        epochs=recipe.epochs,
-        optimizer=torch.optim.Adam(groups),
-        device=device,
-        progress=progress,
+        epochs=0 if head_only else recipe.epochs,
+        head_epochs=recipe.epochs if head_only else 0,
+        lr=recipe.lr,
+        head_lr_mult=1.0 if method == "scratch" else recipe.head_lr_mult,
+        discriminative=method == "discriminative",
+        bn=recipe.bn,
+        reestimate_bn=recipe.reestimate_bn,
         callbacks=callbacks,
+        device=runtime.get_device(device),
+        progress=progress,
     )
-    if recipe.reestimate_bn:
-        estimate_bn_statistics(net, train_set, include_frozen=False)
-    return net.eval(), history
+    return net, history
 
 
 def few_shot_curve(
