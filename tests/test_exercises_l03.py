@@ -2,92 +2,77 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from tlearn import adapt
+from tlearn.adapt import coral_loss
 from tlearn.exercises import l03
 
-SOLUTION = Path(__file__).resolve().parents[1] / "lessons" / "solutions" / "03_coral_step.py"
+SOLUTION = Path(__file__).resolve().parents[1] / "lessons" / "solutions" / "03_coral_loss.py"
 
 
 def _solution():
     spec = importlib.util.spec_from_file_location("sol03", SOLUTION)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.coral_step
+    return mod.my_coral_loss
 
 
-def _step(*, joint=False, zero_grad=True, weighted=True, on_logits=False, update=True, ret=True):
-    def step(model, xs, ys, xt, optimizer, w):
-        if joint:
-            z = model.features(torch.cat([xs, xt]))
-            zs, zt = z[: len(xs)], z[len(xs) :]
-        else:
-            zs, zt = model.features(xs), model.features(xt)
-        class_loss = F.cross_entropy(model.head(zs), ys)
-        align = (
-            adapt.coral_loss(model.head(zs), model.head(zt))
-            if on_logits
-            else adapt.coral_loss(zs, zt)
-        )
-        loss = class_loss + (w if weighted else 1.0) * align
-        if zero_grad:
-            optimizer.zero_grad()
-        if update:
-            loss.backward()
-            optimizer.step()
-        return (class_loss.item(), align.item()) if ret else None
-
-    return step
-
-
-def _out(capsys, step) -> tuple[bool, str]:
-    ok = l03.check_coral_step(step)
-    return ok, capsys.readouterr().out
+def _cov(x, ddof=1):
+    return (x - x.mean(0)).T @ (x - x.mean(0)) / (len(x) - ddof)
 
 
 def test_solution_passes(capsys):
-    ok, out = _out(capsys, _solution())
-    assert ok and "all checks passed" in out
+    assert l03.check_coral_loss(_solution())
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_solution_does_not_call_the_library_loss():
+    """The exercise forbids ``adapt.coral_loss``: its solution must not use it either."""
+    names = {
+        n.attr if isinstance(n, ast.Attribute) else n.id
+        for n in ast.walk(ast.parse(SOLUTION.read_text()))
+        if isinstance(n, ast.Attribute | ast.Name)
+    }
+    assert "coral_loss" not in names and "CORALLoss" not in names
+
+
+def test_the_library_loss_passes(capsys):
+    assert l03.check_coral_loss(coral_loss)
 
 
 def test_typical_slips_fail_with_their_hint(capsys):
+    def biased(zs, zt):  # ÷ n instead of ÷ (n − 1)
+        d = zs.shape[1]
+        return ((_cov(zs, 0) - _cov(zt, 0)) ** 2).sum() / (4 * d * d)
+
+    def not_centred(zs, zt):
+        d = zs.shape[1]
+        return ((zs.T @ zs / (len(zs) - 1) - zt.T @ zt / (len(zt) - 1)) ** 2).sum() / (4 * d * d)
+
+    def no_norm(zs, zt):
+        return coral_loss(zs, zt) * 4 * zs.shape[1] ** 2
+
+    def detached(zs, zt):
+        return coral_loss(zs.detach(), zt.detach())
+
     cases = [
-        (dict(zero_grad=False), "optimizer.zero_grad()"),
-        (dict(weighted=False), "ignores w"),
-        (dict(joint=True), "separately"),
-        (dict(on_logits=True), "not the logits"),
-        (dict(update=False), "optimizer.step()"),
-        (dict(ret=False), "returned None"),
+        (biased, "n − 1"),
+        (not_centred, "centre"),
+        (no_norm, "4·d²"),
+        (detached, "differentiable"),
+        (lambda zs, zt: None, "returned None"),
     ]
-    for kwargs, hint in cases:
-        ok, out = _out(capsys, _step(**kwargs))
-        assert not ok, kwargs
-        assert hint in out, (kwargs, out)
+    for wrong, hint in cases:
+        capsys.readouterr()
+        assert not l03.check_coral_loss(wrong)
+        assert hint in capsys.readouterr().out, hint
 
 
 def test_an_error_is_reported_not_raised(capsys):
-    def asks_for_labels(model, xs, ys, xt, optimizer, w):
+    def broken(zs, zt):
         raise KeyError("target labels")
 
-    ok, out = _out(capsys, asks_for_labels)
-    assert not ok and "KeyError" in out and "no labels" in out
-
-
-def test_the_reference_is_fit_adapts_objective():
-    """The reference step's losses are those ``fit_adapt``'s objective computes."""
-    from tlearn.adapt.trainer import AlignedObjective
-    from tlearn.features import FeatureHook
-
-    net, xs, ys, xt = l03._setup(0)
-    twin = l03._setup(0)[0]
-    with FeatureHook(twin, "features") as hook:
-        obj = AlignedObjective(adapt.CORALLoss(), 5.0, iter([xt]), hook, "per_domain", "coral")
-        total, _, logs = obj(twin, xs, ys, 0.0)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    cl, al = l03.reference_coral_step(net, xs, ys, xt, opt, 5.0)
-    assert abs(cl - logs["class_loss"]) < 1e-5 and abs(al - logs["align_loss"]) < 1e-7
+    assert not l03.check_coral_loss(broken)
+    assert "KeyError" in capsys.readouterr().out

@@ -63,3 +63,55 @@ def test_usual_slips(capsys):
     _fails(_weights(one=0.0), capsys, "without the 1")
     _fails(_weights(log=torch.log2), capsys, "nats")
     _fails(lambda g_s, g_t: torch.ones(3), capsys, "shape")
+
+
+# --- the gradient reversal layer -----------------------------------------------------------
+
+GRL_SOLUTION = SOLUTION.with_name("05_gradient_reversal.py")
+
+
+def test_gradient_reversal_solution_and_the_library_pass(capsys):
+    from tlearn.adapt.dann import _GradReverse, grad_reverse
+
+    spec = importlib.util.spec_from_file_location("sol05grl", GRL_SOLUTION)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for fn in (mod.GradReverse, grad_reverse, _GradReverse):
+        assert l05.check_gradient_reversal(fn)
+    assert "all checks passed" in capsys.readouterr().out
+
+
+class _NoSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.lam * g, None
+
+
+class _OneOutput(_NoSign):
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.lam * g
+
+
+class _Unchanged(_NoSign):
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def test_gradient_reversal_slips_fail_with_their_hint(capsys):
+    cases = [
+        (_NoSign, "reverse the sign"),
+        (_OneOutput, "(grad, None)"),
+        (_Unchanged, "multiply it by −λ"),
+        (lambda x, lam: x * 2, "forward is the identity"),
+    ]
+    for wrong, hint in cases:
+        capsys.readouterr()
+        assert not l05.check_gradient_reversal(wrong)
+        assert hint in capsys.readouterr().out, hint

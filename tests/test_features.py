@@ -316,24 +316,6 @@ def test_cache_shuffled_loader_is_fingerprinted_on_what_it_yields(tmp_path):
         assert y.tolist() == [i % 3 for i in idx]
 
 
-def test_check_global_avg_pool_exercise(capsys):
-    from tlearn.exercises import check_global_avg_pool
-
-    assert check_global_avg_pool(lambda t: features.global_pool(t, "avg"))
-    assert check_global_avg_pool(lambda t: t.mean(dim=(2, 3)))
-    assert "passed" in capsys.readouterr().out
-    for wrong, says in [
-        (lambda t: t.mean(dim=(2, 3), keepdim=True), "1×1"),
-        (lambda t: t.amax(dim=(2, 3)), "max"),
-        (lambda t: t.mean(dim=1), "spatial"),
-        (lambda t: t.mean(dim=(2, 3)).squeeze(), "squeeze"),
-        (lambda t: t.sum(dim=(2, 3)), "divide"),
-        (lambda t: t.mean_(), "raised"),
-    ]:
-        assert not check_global_avg_pool(wrong)
-        assert says in capsys.readouterr().out
-
-
 def test_cache_get_or_compute_and_save_roundtrip(tmp_path):
     cache = features.FeatureCache(tmp_path)
     calls = []

@@ -49,6 +49,14 @@ def test_stored_outputs_read_well(path):
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_no_cell_carries_execution_timestamps(path):
+    """Clean metadata: Jupyter's per-cell ``metadata.execution`` timestamps change on every run
+    and say nothing to a reader (execute with ``record_timing=False``, or strip them)."""
+    stamped = [i for i, c in enumerate(_nb(path)["cells"]) if "execution" in c.get("metadata", {})]
+    assert not stamped, f"cells {stamped} carry metadata.execution timestamps"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_launch_badges_install_cell_and_links_come_from_the_one_setting(path):
     """`tlearn links` writes them from [tool.tlearn] in pyproject.toml; nothing drifts."""
     links = cli.lesson_links(ROOT)[path.name]

@@ -1,10 +1,9 @@
-"""Lesson 03's grader: one Deep CORAL training step (Sun & Saenko, ECCV workshops 2016).
+"""Lesson 03's grader: the Deep CORAL loss, written from its definition (Sun & Saenko, 2016).
 
-The student writes ``coral_step(model, xs, ys, xt, optimizer, w)``: the features of a source
-batch and of a target batch (two forward passes, so each BatchNorm normalises each domain
-with its own batch statistics), the class loss on the source, ``w`` times the CORAL loss of
-the two feature batches, backward, step. :func:`check_coral_step` runs it next to a
-reference step on copies of one small network and says *what* differs.
+The lesson shows the training step and calls ``adapt.coral_loss`` in it; the student writes
+that loss: the unbiased covariance of each feature batch, the squared Frobenius norm of their
+difference, divided by 4d². :func:`check_coral_loss` compares it with ``np.cov`` and with the
+library's gradient, and names the usual slips.
 """
 
 from __future__ import annotations
@@ -13,154 +12,96 @@ from collections.abc import Callable
 
 from tlearn.exercises import _call, _feedback
 
-__all__ = ["check_coral_step", "reference_coral_step"]
+__all__ = ["check_coral_loss"]
 
 
-def reference_coral_step(model, xs, ys, xt, optimizer, w, *, joint=False, zero_grad=True):
-    """The step ``fit_adapt(method="coral", bn="per_domain")`` takes, written out.
+def check_coral_loss(fn: Callable) -> bool:
+    """Lesson 03: ``fn(zs, zt)`` must return the Deep CORAL loss (Sun & Saenko, 2016)
 
-    ``joint`` and ``zero_grad=False`` are the slips the grader recognises (one concatenated
-    batch; gradients left over from the previous step). Returns ``(class loss, CORAL loss)``.
+        ℓ = ‖C_S − C_T‖²_F / (4 d²),   C = (X − X̄)ᵀ(X − X̄) / (n − 1)
+
+    as a differentiable scalar tensor. Compared with an independent NumPy computation
+    (``np.cov``) on several shapes — different source and target batch sizes, d = 1 — and
+    its gradient with ``tlearn.adapt.coral_loss``'s. Recognises the usual slips: the biased
+    covariance (÷ n), no centring, the norm not squared, ÷ 4d instead of ÷ 4d².
     """
-    import torch
-    import torch.nn.functional as F
-
-    from tlearn.adapt import coral_loss
-
-    if joint:  # one batch: BatchNorm sees the mixture's statistics
-        z = model.features(torch.cat([xs, xt]))
-        zs, zt = z[: len(xs)], z[len(xs) :]
-    else:  # a pass per domain: each normalised with its own batch statistics
-        zs, zt = model.features(xs), model.features(xt)
-    class_loss = F.cross_entropy(model.head(zs), ys)
-    align = coral_loss(zs, zt)
-    if zero_grad:
-        optimizer.zero_grad()
-    (class_loss + w * align).backward()
-    optimizer.step()
-    return class_loss.item(), align.item()
-
-
-def _setup(seed: int):
+    import numpy as np
     import torch
 
-    from tlearn.models import DigitNet
+    from tlearn.adapt.coral import coral_loss
 
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = DigitNet(feature_dim=16).train()
-    xs = torch.rand(24, 1, 32, 32, generator=g)
-    ys = torch.randint(0, 10, (24,), generator=g)
-    xt = (torch.rand(20, 1, 32, 32, generator=g) * 0.5 + 0.4).clamp(0, 1)
-    return net, xs, ys, xt
-
-
-def _run(step, seed: int, w: float, stale: bool):
-    """``step`` on a fresh copy of the test network with plain SGD; gradients of an earlier
-    batch are left in ``.grad`` when ``stale`` (a step must clear them). Returns
-    (returned value, error, parameters after the step)."""
-    import torch
-
-    net, xs, ys, xt = _setup(seed)
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
-    if stale:
-        for p in net.parameters():
-            p.grad = torch.full_like(p, 0.3)
-    out, err = _call(step, net, xs, ys, xt, opt, w)
-    return out, err, [p.detach().clone() for p in net.parameters()], net
-
-
-def _same(a, b, tol=1e-5) -> bool:
-    import torch
-
-    return all(torch.allclose(x, y, atol=tol, rtol=1e-4) for x, y in zip(a, b, strict=True))
-
-
-def check_coral_step(fn: Callable) -> bool:
-    """Lesson 03: ``fn(model, xs, ys, xt, optimizer, w)`` must take one Deep CORAL step
-    and return ``(class_loss, coral_loss)`` as two numbers:
-
-        z_s = model.features(xs),  z_t = model.features(xt)        (two forward passes)
-        L = CE(model.head(z_s), y_s) + w · ℓ_CORAL(z_s, z_t)
-        optimizer.zero_grad(); L.backward(); optimizer.step()
-
-    Compared with :func:`reference_coral_step` on copies of one small DigitNet (train mode,
-    plain SGD, so the update shows the gradient's size) for two weights w, with gradients of
-    an earlier batch left in ``.grad``. Recognises: no return value, no update (no
-    ``backward``/``step``), the weight ignored, gradients never cleared, one concatenated
-    batch instead of a pass per domain, the CORAL loss on the logits, target labels asked for.
-    """
-    name = "check_coral_step"
+    name = "check_coral_loss"
     problems: list[str] = []
     hints: list[str] = []
-    for w in (0.0, 50.0):
-        want = _run(reference_coral_step, 0, w, stale=True)
-        got, err, params, _ = _run(fn, 0, w, stale=True)
-        case = f"w = {w:g}"
+    gen = torch.Generator().manual_seed(0)
+
+    def cov(x, ddof=1, centre=True):
+        x = x - x.mean(0) if centre else x
+        return x.T @ x / (len(x) - ddof)
+
+    for ns, nt, d in [(16, 16, 4), (20, 11, 6), (9, 30, 1), (50, 40, 8)]:
+        zs = torch.randn(ns, d, generator=gen, dtype=torch.float64) * 2 + 1
+        zt = (
+            torch.randn(nt, d, generator=gen, dtype=torch.float64)
+            @ torch.randn(d, d, generator=gen, dtype=torch.float64)
+            - 0.5
+        )
+        xs, xt = zs.numpy(), zt.numpy()
+        cs = np.atleast_2d(np.cov(xs, rowvar=False))
+        ct = np.atleast_2d(np.cov(xt, rowvar=False))
+        want = float(((cs - ct) ** 2).sum() / (4 * d * d))
+        a, b = zs.clone().requires_grad_(), zt.clone().requires_grad_()
+        out, err = _call(fn, a, b)
+        shape = f"zs {ns}×{d}, zt {nt}×{d}"
         if err:
-            problems.append(f"{case}: {err}")
-            if "target" in err.lower() or "label" in err.lower():
-                hints.append("the target batch has no labels: only xs, ys and xt are given")
-            break
-        if got is None:
-            problems.append(f"{case}: your function returned None")
-            hints.append("end with `return class_loss.item(), align.item()`")
-            break
-        try:
-            cl, al = (float(v) for v in got)
-        except (TypeError, ValueError):
-            problems.append(f"{case}: expected two numbers (class loss, CORAL loss), got {got!r}")
-            hints.append("return a pair: `return class_loss.item(), align.item()`")
-            break
-        ref_cl, ref_al = want[0]
-        before = _setup(0)[0]
-        if _same(params, [p.detach() for p in before.parameters()], tol=0):
-            problems.append(f"{case}: the parameters did not change")
-            hints.append("call `loss.backward()` and then `optimizer.step()`")
-            break
-        joint = _run(lambda *a: reference_coral_step(*a, joint=True), 0, w, stale=True)
-        if abs(cl - ref_cl) > 1e-4 * max(1, abs(ref_cl)):
-            problems.append(f"{case}: class loss {cl:.5g}, expected {ref_cl:.5g}")
-            if abs(cl - joint[0][0]) < 1e-4 * max(1, abs(ref_cl)):
-                hints.append(
-                    "pass the source and the target through the network separately, "
-                    "`model.features(xs)` then `model.features(xt)`: in one concatenated "
-                    "batch BatchNorm normalises both with the mixture's statistics"
-                )
-            else:
-                hints.append("class loss: `F.cross_entropy(model.head(zs), ys)` on the source only")
-            break
-        if abs(al - ref_al) > 1e-4 * max(1e-6, abs(ref_al)) + 1e-9:
-            problems.append(f"{case}: CORAL loss {al:.5g}, expected {ref_al:.5g}")
+            problems.append(f"{shape}: {err}")
+            continue
+        if out is None:
+            problems.append(f"{shape}: your function returned None")
+            hints.append("compute the loss and `return` it (a scalar tensor)")
+            continue
+        if not isinstance(out, torch.Tensor) or out.numel() != 1:
+            problems.append(
+                f"{shape}: expected a scalar tensor, got {type(out).__name__} "
+                f"{tuple(getattr(out, 'shape', ()))}"
+            )
             hints.append(
-                "align the *features* `zs = model.features(xs)`, `zt = model.features(xt)` "
-                "with `adapt.coral_loss(zs, zt)` (not the logits)"
+                "sum the squared differences into one number: (diff ** 2).sum() / (4 * d * d)"
             )
-            break
-        if not _same(params, want[2]):
-            fresh = _run(reference_coral_step, 0, w, stale=False)
-            no_zero = _run(lambda *a: reference_coral_step(*a, zero_grad=False), 0, w, stale=True)
-            unweighted = _run(
-                lambda m, a, b, c, o, _w: reference_coral_step(m, a, b, c, o, 1.0), 0, w, True
-            )
-            problems.append(f"{case}: the loss values are right but the update is not")
-            if _same(params, no_zero[2]):
+            continue
+        got = float(out.detach().reshape(()))
+        if not np.isclose(got, want, rtol=1e-6, atol=1e-9):
+            problems.append(f"{shape}: expected {want:.6g}, got {got:.6g}")
+            frob = float(torch.linalg.matrix_norm(torch.from_numpy(cs - ct)))
+
+            def alt(ddof=1, centre=True, power=2, denom=4 * d * d, zs=zs, zt=zt):
+                c1, c2 = cov(zs.detach(), ddof, centre), cov(zt.detach(), ddof, centre)
+                return float(torch.linalg.matrix_norm(c1 - c2) ** power / denom)
+
+            if np.isclose(got, alt(ddof=0), rtol=1e-6):
+                hints.append("use the unbiased covariance: divide by n − 1, not n (like np.cov)")
+            elif np.isclose(got, alt(centre=False), rtol=1e-6):
+                hints.append("centre the features first: X − X.mean(dim=0)")
+            elif np.isclose(got, frob / (4 * d * d), rtol=1e-6):
+                hints.append("square the Frobenius norm: ‖C_S − C_T‖²")
+            elif np.isclose(got, frob**2, rtol=1e-6):
+                hints.append("divide by 4·d² (d = number of features)")
+            elif np.isclose(got, frob**2 / (4 * d), rtol=1e-6) and d > 1:
+                hints.append("the normaliser is 4·d², not 4·d")
+            else:
                 hints.append(
-                    "clear the gradients of the previous step first: `optimizer.zero_grad()` "
-                    "before `loss.backward()`"
+                    "C = (X − X̄)ᵀ(X − X̄) / (n − 1) for each domain separately; "
+                    "then ((C_S − C_T) ** 2).sum() / (4 * d * d)"
                 )
-            elif _same(params, unweighted[2]) and w != 1.0:
-                hints.append("the update ignores w: minimise `class_loss + w * align`")
-            elif w == 0.0 or not _same(params, fresh[2]):
-                hints.append(
-                    "backpropagate the total `class_loss + w * align` once, then step once"
-                )
-            break
-    if not problems:
-        # one more case: the class loss must not change with w, the update must
-        a = _run(fn, 1, 0.0, stale=False)
-        b = _run(fn, 1, 50.0, stale=False)
-        if a[1] is None and b[1] is None and _same(a[2], b[2]):
-            problems.append("w = 0 and w = 50 give the same update")
-            hints.append("the CORAL term must enter the loss you backpropagate: `+ w * align`")
-    return _feedback(name, problems, hints)
+            continue
+        if not out.requires_grad:
+            problems.append(f"{shape}: the loss is not differentiable (no gradient can flow)")
+            hints.append("stay in torch: no .numpy(), .item() or .detach() inside the loss")
+            continue
+        out.reshape(()).backward()
+        ref_a, ref_b = zs.clone().requires_grad_(), zt.clone().requires_grad_()
+        coral_loss(ref_a, ref_b).backward()
+        if a.grad is None or not torch.allclose(a.grad, ref_a.grad, atol=1e-8, rtol=1e-5):
+            problems.append(f"{shape}: the value is right but the gradient w.r.t. zs is not")
+            hints.append("compute everything from the input tensors, without in-place tricks")
+    return _feedback(name, problems, list(dict.fromkeys(hints)))

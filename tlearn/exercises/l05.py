@@ -10,6 +10,9 @@ then each domain's weights normalised to sum to that domain's share of the batch
 ``w / w.sum() · n_domain / (n_s + n_t)``, returned as one vector ``(n_s + n_t,)``.
 :func:`check_entropy_weights` compares with ``tlearn.adapt.cdan.entropy_weights`` and says
 *what* differs.
+
+Before that, the student writes DANN's gradient reversal layer (Ganin et al., JMLR 2016):
+identity forward, ``−λ · grad`` backward; :func:`check_gradient_reversal` grades it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 
 from tlearn.exercises import _call, _feedback
 
-__all__ = ["check_entropy_weights"]
+__all__ = ["check_entropy_weights", "check_gradient_reversal"]
 
 
 def _cases():
@@ -132,3 +135,71 @@ def check_entropy_weights(fn: Callable) -> bool:
             hints.append("H = −Σ_c g log g per row; w = 1 + exp(−H); normalise per domain")
         break
     return _feedback(name, problems, hints)
+
+
+def check_gradient_reversal(fn: Callable) -> bool:
+    """Lesson 05: ``fn(x, lambda_)`` must be the gradient reversal layer of DANN
+    (Ganin et al., JMLR 2016): the identity going forward, ``−λ · grad`` going back.
+
+    ``fn`` may also be a ``torch.autograd.Function`` subclass (its ``apply`` is used).
+    Checks values, shapes, that the input is untouched, and the gradient for several λ
+    (including λ = 0) through a non-trivial loss, against ``−λ`` times the plain gradient.
+    """
+    import torch
+
+    name = "check_gradient_reversal"
+    if isinstance(fn, type) and issubclass(fn, torch.autograd.Function):
+        fn = fn.apply
+    problems: list[str] = []
+    hints: list[str] = []
+    gen = torch.Generator().manual_seed(0)
+    for shape, lam in [((5, 3), 1.0), ((4, 6), 0.25), ((2, 3, 4), 2.5), ((7,), 0.0)]:
+        x0 = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        w = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        x = x0.clone().requires_grad_()
+        out, err = _call(fn, x, lam)
+        label = f"shape {shape}, λ={lam}"
+        if err:
+            problems.append(f"{label}: {err}")
+            continue
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            problems.append(
+                f"{label}: expected a tensor of shape {tuple(shape)}, got "
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+            )
+            continue
+        if not torch.equal(out.detach(), x0):
+            problems.append(f"{label}: the forward pass changed the values")
+            hints.append("forward is the identity: return x.view_as(x) (do not scale by λ here)")
+            continue
+        if not torch.equal(x.detach(), x0):
+            problems.append(f"{label}: your function changed its input in place")
+        if not out.requires_grad:
+            problems.append(f"{label}: the output has no gradient path to x")
+            hints.append("subclass torch.autograd.Function and call it with .apply(x, lambda_)")
+            continue
+        loss = (out * w).sum() + (out**2).sum()  # d loss / d out = w + 2·out
+        grads, err = _call(torch.autograd.grad, loss, (x,))
+        if err:
+            problems.append(f"{label}: backward failed — {err}")
+            hints.append(
+                "backward must return one value per forward input: (grad, None) for (x, lambda_)"
+            )
+            continue
+        grad = grads[0]
+        plain = w + 2 * x0
+        want = -lam * plain
+        if torch.allclose(grad, want, atol=1e-10):
+            continue
+        problems.append(f"{label}: gradient is wrong (max error {(grad - want).abs().max():.3g})")
+        if torch.allclose(grad, lam * plain, atol=1e-10):
+            hints.append("reverse the sign: return -lambda_ * grad_output")
+        elif torch.allclose(grad, plain, atol=1e-10):
+            hints.append("the gradient came back unchanged: multiply it by −λ in backward")
+        elif torch.allclose(grad, -plain, atol=1e-10):
+            hints.append("scale by λ as well as flipping the sign: -lambda_ * grad_output")
+        else:
+            hints.append(
+                "backward(ctx, grad_output) should return (-ctx.lambda_ * grad_output, None)"
+            )
+    return _feedback(name, problems, list(dict.fromkeys(hints)))

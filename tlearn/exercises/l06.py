@@ -103,6 +103,14 @@ def check_leep(fn: Callable) -> bool:
         if err:
             problems.append(f"{shape}: {err}")
             continue
+        if got is None:
+            problems.append(f"{shape}: your function returned None")
+            hints.append(
+                "compute the three steps and `return` LEEP as a float: "
+                "joint = np.eye(C)[y].T @ theta / n (C × Z), divide each column by its sum, "
+                "then np.log of each image's Σ_z P̂(y_i | z) θ_iz, averaged"
+            )
+            break  # the same for every case: say it once
         try:
             got = float(got)
         except (TypeError, ValueError):

@@ -355,6 +355,8 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> dict[str, float]
 COURSE_NUMBERS: dict[str, tuple[float, str]] = {
     "scratch_1": (65.0, "01"),  # from scratch, 1 label/class
     "finetune_1": (70.7, "01"),  # full fine-tune of the synth DigitNet, 1 label/class
+    "scratch_5": (89.4, "01"),
+    "finetune_5": (89.6, "01"),
     "scratch_10": (94.2, "01"),
     "finetune_10": (94.2, "01"),
     "probe_source_1": (65.1, "02"),  # linear probe, synth DigitNet features, 1 label/class
@@ -441,8 +443,9 @@ def decision_guide(numbers: Mapping[str, tuple[float, str]] | None = None, *, ti
     box(
         50,
         34,
-        "≤ 1–5 labels/class,\nclose source: FINE-TUNE it\n"
-        f"{num('finetune_1')} vs scratch\n{num('scratch_1')} at 1/class",
+        "~1 label/class, close source:\nFINE-TUNE it "
+        f"{num('finetune_1')}\nvs scratch {num('scratch_1')};\nat 5/class level: "
+        f"{num('finetune_5')}\nvs {num('scratch_5')}",
         a,
         w=26,
         h=15,
@@ -474,7 +477,7 @@ def decision_guide(numbers: Mapping[str, tuple[float, str]] | None = None, *, ti
     arrow(42, 86, 22, 75, "none")
     arrow(56, 86, 60, 75, "a few per class")
     arrow(17, 57, 17, 43, "labels arrive later")
-    arrow(56, 57, 51, 43, "fast, ≤ 5/class")
+    arrow(56, 57, 51, 43, "fast, ~1/class")
     arrow(68, 57, 80, 45, "compute-bound")
     arrow(50, 25, 50, 13, "more labels")
     ax.set_title(title or "Choosing a strategy — synth → uci numbers from this course "

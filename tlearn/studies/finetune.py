@@ -60,7 +60,6 @@ __all__ = [
     "fine_tune",
     "few_shot_curve",
     "head_only_on_features",
-    "compare_recipes",
     "train_eval_agreement",
     "feature_drift",
     "FewShotResults",
@@ -363,35 +362,6 @@ def head_only_on_features(
         with torch.no_grad():
             accuracies.append((new_head(z_test).argmax(1) == y_test).float().mean().item())
     return accuracies
-
-
-def compare_recipes(
-    method: str,
-    recipes: dict[str, Recipe],
-    *,
-    source: nn.Module,
-    target_train: Dataset,
-    target_test: Dataset,
-    per_class: int = 5,
-    seeds: Sequence[int] = (0, 1, 2),
-    device: str | torch.device | None = None,
-) -> dict[str, list[float]]:
-    """Target test accuracy per seed of one method trained with each of several recipes.
-
-    Same few-shot sets (one per seed) for every recipe. Returns ``{recipe name: [acc per seed]}``.
-    """
-    from tlearn import data, train
-
-    if not recipes:
-        raise ValueError("recipes must be a non-empty dict {name: Recipe}")
-    device = runtime.get_device(device)
-    out: dict[str, list[float]] = {name: [] for name in recipes}
-    for seed in seeds:
-        few = data.few_shot(target_train, per_class, seed=seed)
-        for name, recipe in recipes.items():
-            net, _ = fine_tune(method, few, source=source, recipe=recipe, seed=seed, device=device)
-            out[name].append(train.evaluate(net, target_test, device=device)["accuracy"])
-    return out
 
 
 @torch.no_grad()
