@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from tlearn import runtime
+from tlearn.studies.claims import describe, paired_difference
 from tlearn.studies.domains import DEV_TARGET, DEV_TARGET_FRAMED, DEV_TARGETS
 
 __all__ = [
@@ -89,7 +90,6 @@ __all__ = [
     "mmd_claims",
     "adversarial_claims",
     "adversarial_ingredients",
-    "paired_difference",
     "ADVERSARIAL_INGREDIENTS",
 ]
 
@@ -873,22 +873,6 @@ def mmd_claims(
     }
 
 
-def paired_difference(a, b) -> dict:
-    """Paired comparison of two methods over the same seeds: ``a − b`` per seed, its mean and a
-    95 % Student-t interval for the mean (``lo``, ``hi``; NaN with fewer than two seeds).
-    ``separated`` is True when the interval excludes zero."""
-    from scipy import stats
-
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    mean = float(d.mean())
-    if len(d) < 2:
-        lo = hi = float("nan")
-    else:
-        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-        lo, hi = mean - half, mean + half
-    return {"diffs": d, "mean": mean, "lo": lo, "hi": hi, "separated": bool(lo > 0 or hi < 0)}
-
-
 #: Lesson 05's two ingredient comparisons: what conditioning adds, and what the weights add.
 ADVERSARIAL_INGREDIENTS = {
     "conditioning (CDAN − DANN)": ("CDAN", "DANN"),
@@ -904,12 +888,9 @@ def adversarial_ingredients(table: dict[str, list[dict]]) -> dict[str, str]:
     out = {}
     for name, (a, b) in ADVERSARIAL_INGREDIENTS.items():
         p = paired_difference(acc[a], acc[b])
-        text = (
-            f"mean {100 * p['mean']:+.1f} points, 95% interval [{100 * p['lo']:+.1f}, "
-            f"{100 * p['hi']:+.1f}] (per seed {_pct(p['diffs'])})"
-        )
-        if not p["separated"]:
-            text += f"; not separated from zero by {len(p['diffs'])} seeds"
+        text = f"{describe(p)}; per seed {_pct(acc[a] - acc[b])}"
+        if p["low"] <= 0 <= p["high"]:
+            text += f"; not separated from zero by {p['n']} seeds"
         out[name] = text
     return out
 
