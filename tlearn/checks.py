@@ -12,9 +12,11 @@ every other module (``runtime`` included) may use it.
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,6 +39,8 @@ __all__ = [
     "batch_of_one",
     "env_int",
     "env_float",
+    "int_argument",
+    "device_argument",
 ]
 
 
@@ -227,3 +231,37 @@ def env_float(var: str, default: float, *, positive: bool = True) -> float:
             f"fix or unset it (default {default})."
         )
     return value
+
+
+# --------------------------------------------------------------------------- command lines
+def int_argument(name: str, *, minimum: int = 0) -> Callable[[str], int]:
+    """An argparse ``type=``: the text as an int ≥ ``minimum``, else argparse's usage error.
+
+    >>> int_argument("--seed")("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --seed must be an int >= 0, got '-1'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an int >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def device_argument(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: a name ``torch.device`` understands."""
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        hint = ' (a GPU is "cuda")' if text.lower().startswith("gpu") else ""
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device name; use cpu, cuda, cuda:0 or mps{hint}"
+        ) from None
+    return text
