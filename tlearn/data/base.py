@@ -56,6 +56,7 @@ class DigitDataset(Dataset):
             raise ValueError(f"images must be N×C×H×W, got shape {tuple(images.shape)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        checks.images(images, "DigitDataset")  # uint8 cast blindly would be 0 … 255
         self.images = images.float().contiguous()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.name = name
