@@ -39,6 +39,8 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 import torch
 
+from tlearn import checks
+
 __all__ = [
     "get_device",
     "seed_everything",
@@ -132,8 +134,7 @@ def limit_threads(n: int | None = None) -> int:
         if n < 1:
             raise ValueError(f"TLEARN_THREADS must be a positive integer, got {env!r}")
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive int, got {n!r}")
+        checks.positive_int("threads", n)
         torch.set_num_threads(n)
     elif not os.environ.get("OMP_NUM_THREADS"):
         budget = cpu_budget()

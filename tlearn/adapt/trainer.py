@@ -178,7 +178,10 @@ def _method_from(name: str, build: Any, defaults: dict[str, Any]) -> Method:
 def _check_builder(name: str, spec: Method) -> None:
     """Build once with a made-up width, and check the module it returns."""
     try:
-        inspect.signature(spec.build).bind(8)
+        params = inspect.signature(spec.build).parameters
+        inspect.signature(spec.build).bind(
+            8, **({"num_classes": 2} if "num_classes" in params else {})
+        )
     except TypeError:
         raise TypeError(
             f"build for method {name!r} must take the feature width as its first argument: "
