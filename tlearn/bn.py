@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tlearn import runtime
+from tlearn import checks, runtime
 
 __all__ = ["batchnorm_layers", "estimate_bn_statistics", "adabn"]
 
@@ -114,10 +114,8 @@ def estimate_bn_statistics(
     Returns:
         ``model``. A model without BatchNorm layers is returned unchanged.
     """
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(
-            f"batch_size must be an int >= 2 (BatchNorm needs 2+ samples), got {batch_size!r}"
-        )
+    checks.module("model", model)
+    checks.positive_int("batch_size", batch_size, minimum=2, why=" (BatchNorm needs 2+ samples)")
     layers = batchnorm_layers(model, include_frozen=include_frozen)
     if not layers:
         return model
@@ -130,10 +128,15 @@ def estimate_bn_statistics(
     }
     handles = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
     rank, world = _process_group()
+    saved = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in layers.items()}
     try:
         batches = _forward_in_batch_mode(
             model, layers, data, batch_size, device, progress, rank, world
         )
+    except BaseException:  # a refused batch: the running statistics stay as they were
+        for n, m in layers.items():
+            m.load_state_dict(saved[n])
+        raise
     finally:
         for h in handles:
             h.remove()
@@ -211,6 +214,8 @@ def _forward_in_batch_mode(
             enabled=progress and rank == 0,
             leave=False,
         ):
+            checks.images(x, "BatchNorm statistics", finite=True)  # before anything is stored
+            checks.channels_match(model, x, "BatchNorm statistics")
             if pending is not None and len(x) < 2:
                 pending = torch.cat([pending, x])
                 continue
@@ -262,8 +267,7 @@ def adabn(
         the target's per-channel mean and unbiased variance, ``num_batches_tracked`` to the
         number of batches seen. Weights, biases and ``requires_grad`` are untouched.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     if not batchnorm_layers(model):
         raise ValueError(
             f"{type(model).__name__} has no BatchNorm layer with running statistics; "

@@ -12,6 +12,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from tlearn import checks
+
 __all__ = ["main", "info", "demo", "warm"]
 
 
@@ -300,6 +302,13 @@ def write_links(root: Path) -> list[str]:
     navigation line."""
     import json
 
+    missing = [p for p in ("pyproject.toml", "lessons") if not (root / p).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"tlearn links looked for {' and '.join(missing)} in {root.resolve()} and found "
+            "no such file or folder; run it from the root of your copy of the course "
+            "repository (the folder that holds pyproject.toml and lessons/)"
+        )
     changed = []
     for name, links in lesson_links(root).items():
         path = root / "lessons" / name
@@ -330,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, device, offline data and weights")
     p_demo = sub.add_parser("demo", help="train on synth, evaluate on synth and uci")
-    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--seed", type=checks.int_argument("--seed"), default=0)
     p_demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p_demo.add_argument("--all", action="store_true", help="also MMD, DANN, CDAN, TENT (slower)")
     p_demo.add_argument("--no-progress", action="store_true")
@@ -358,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         demo(progress=not args.no_progress, seed=args.seed, quick=args.quick, all_methods=args.all)
         return 0
     if args.command == "links":
-        changed = write_links(Path.cwd())
+        try:
+            changed = write_links(Path.cwd())
+        except FileNotFoundError as e:
+            parser.error(str(e))
         print(f"updated {len(changed)} lesson(s): {', '.join(changed) or 'none needed'}")
         return 0
     if args.command == "warm":

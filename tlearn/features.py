@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from tlearn import runtime
+from tlearn import checks, runtime
 from tlearn.data.base import DigitDataset
 
 __all__ = [
@@ -659,6 +659,8 @@ def _forward_collect(
         for x, y in runtime.progress_bar(
             batches, total=batches.num_batches(), desc=desc, enabled=progress, leave=False
         ):
+            checks.images(x, "extract")
+            checks.channels_match(model, x, "extract")
             x = x.to(device, non_blocking=True)
             with runtime.autocast(device, enabled=amp), contextlib.suppress(StopForward):
                 model(x)
@@ -680,12 +682,14 @@ def _prepare(model, data, layer_names, pool, batch_size, device, amp):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    checks.positive_int("batch_size", batch_size)
     for n in layer_names:
         _check_layer(model, n)
     dev = runtime.get_device(device) if not isinstance(device, torch.device) else device
     batches = _Batches(data, batch_size)
+    sized = data.dataset if isinstance(data, DataLoader) else data
+    if hasattr(sized, "__len__") and len(sized) == 0:
+        raise ValueError("extract: the data is empty; pass at least one image")
     amp_tag = str(runtime.amp_dtype(dev)) if amp is not False and runtime.amp_dtype(dev) else "fp32"
     return dev, batches, amp_tag
 

@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tlearn import checks
+
 __all__ = [
     "FrozenBatchNorm",
     "freeze",
@@ -657,14 +659,8 @@ class GradualUnfreezing:
         decay: float = 2.6,
         bn: BNMode = "frozen",
     ):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(
-                f"every must be an int >= 1 (epochs between unfreezing steps), got {every!r}"
-            )
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(
-                f"start must be an int >= 0 (blocks trainable at first), got {start!r}"
-            )
+        checks.positive_int("every", every, why=" (epochs between unfreezing steps)")
+        checks.nonnegative_int("start", start, why=" (blocks trainable at first)")
         if lr is not None and not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
         if not decay > 0:

@@ -435,6 +435,11 @@ def _check_leep_inputs(source_probs: ArrayLike, target_labels: ArrayLike):
             "pass softmax(logits) over the source model's classes"
         )
     y = _check_labels(target_labels, len(theta), "source_probs")
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"leep needs target labels of at least two classes, got only class {y[0]}: with one "
+            "class every classifier is perfect, so the score (≈ 0, the best) says nothing"
+        )
     return theta, y
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from tlearn import adapt, data, models, runtime, train
+from tlearn import adapt, checks, data, models, runtime, train
 
 __all__ = ["PROTOCOLS", "METHODS", "Protocol", "LeNet", "run", "main"]
 
@@ -233,9 +233,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", help="folder of the datasets (default TLEARN_DATA)")
     parser.add_argument("--download", action="store_true", help="download missing datasets")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, help="override the protocol's epochs (a quick look)")
-    parser.add_argument("--device", default=None, help="cpu, cuda … (default: tlearn.get_device)")
+    parser.add_argument(
+        "--seeds", type=checks.int_argument("--seeds"), nargs="+", default=[0, 1, 2]
+    )
+    parser.add_argument(
+        "--epochs",
+        type=checks.int_argument("--epochs", minimum=1),
+        help="override the protocol's epochs (a quick look)",
+    )
+    parser.add_argument(
+        "--device",
+        type=checks.device_argument,
+        default=None,
+        help="cpu, cuda … (default: tlearn.get_device)",
+    )
     parser.add_argument(
         "--fake", action="store_true", help="tiny offline stand-in data (a smoke test)"
     )

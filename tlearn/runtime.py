@@ -39,6 +39,8 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 import torch
 
+from tlearn import checks
+
 __all__ = [
     "get_device",
     "seed_everything",
@@ -132,8 +134,7 @@ def limit_threads(n: int | None = None) -> int:
         if n < 1:
             raise ValueError(f"TLEARN_THREADS must be a positive integer, got {env!r}")
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive int, got {n!r}")
+        checks.positive_int("threads", n)
         torch.set_num_threads(n)
     elif not os.environ.get("OMP_NUM_THREADS"):
         budget = cpu_budget()
@@ -154,11 +155,17 @@ def get_device(device: torch.device | str | None = None) -> torch.device:
     """
     name = device if device is not None else os.environ.get("TLEARN_DEVICE")
     if name:
-        chosen = torch.device(name)
+        chosen = parse_device(name, "device" if device is not None else "TLEARN_DEVICE")
         if chosen.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
                 f"the device {str(name)!r} (argument or TLEARN_DEVICE) is CUDA, but CUDA is not "
                 "available here; unset TLEARN_DEVICE or use 'cpu'."
+            )
+        mps = getattr(torch.backends, "mps", None)
+        if chosen.type == "mps" and not (mps is not None and mps.is_available()):
+            raise RuntimeError(
+                f"the device {str(name)!r} (argument or TLEARN_DEVICE) is Apple's MPS, which is "
+                "not available here; unset TLEARN_DEVICE or use 'cpu'."
             )
         return chosen
     if torch.cuda.is_available():
@@ -167,6 +174,31 @@ def get_device(device: torch.device | str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+#: The device names a user types most; torch knows more (``xpu``, ``meta`` …) and takes them too.
+DEVICE_NAMES = ("cpu", "cuda", "cuda:0", "mps")
+
+
+def parse_device(name: Any, what: str = "device") -> torch.device:
+    """``torch.device(name)``, with a message that lists the valid names when it is not one.
+
+    >>> parse_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'gpu' is not a device name; use one of cpu, cuda, cuda:0, mps (a GPU is "cuda")
+    """
+    if isinstance(name, torch.device):
+        return name
+    try:
+        if not isinstance(name, (str, int)) or isinstance(name, bool):
+            raise TypeError
+        return torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        hint = ' (a GPU is "cuda")' if str(name).lower().startswith("gpu") else ""
+        raise ValueError(
+            f"{what} {name!r} is not a device name; use one of {', '.join(DEVICE_NAMES)}{hint}"
+        ) from None
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> int:

@@ -28,7 +28,6 @@ to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) nev
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import time
 from collections import defaultdict
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from tlearn import checks
 from tlearn.bn import batchnorm_layers
 from tlearn.data.base import batches
 from tlearn.models.weights import state_dict_mismatch
@@ -108,7 +108,7 @@ def fit(
     resume: bool = False,
     objective: Callable = classification_loss,
     lr_schedule: Callable[[float], float] | None = None,
-    drop_last: bool = False,
+    drop_last: bool = True,
 ) -> History:
     """Train ``model`` on ``train`` for ``epochs`` epochs (cross-entropy unless ``objective`` says).
 
@@ -132,7 +132,13 @@ def fit(
             parameters are optimised too (a domain discriminator, say).
         lr_schedule: ``progress → factor``; each step every group's lr is its initial lr
             times the factor (DANN's annealing, for instance).
-        drop_last: drop a ragged last batch of each epoch.
+        drop_last: drop the last, incomplete batch of each epoch (the default, as fastai's
+            training loaders do): with 1,257 images in batches of 8 the last batch would hold
+            one image, on which BatchNorm cannot train. An epoch then sees ``n − n mod
+            batch_size`` images, each epoch another random remainder left out. A dataset
+            smaller than ``batch_size`` still gives one (smaller) batch. With
+            ``drop_last=False`` every image is used each epoch, and a last batch of one image
+            under BatchNorm is refused before training. A DataLoader keeps its own setting.
 
     Returns:
         a :class:`History` with one record per epoch.
@@ -145,6 +151,8 @@ def fit(
     (2, ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss'])
     """
     _check_hyperparameters(epochs, lr, batch_size, weight_decay)
+    checks.module("model", model)
+    checks.boolean("drop_last", drop_last)
     if seed is not None:
         seed_everything(seed)
     device = get_device(device)
@@ -176,6 +184,7 @@ def fit(
     _call(callbacks, "on_fit_start", state)
     steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last, world)
     _check_shards(train, batch_size, world, steps_per_epoch)
+    _check_last_batch(model, train, batch_size, drop_last, world)
     training_step = _training_step(model, objective, device, world)
     total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
     bar = progress_bar(
@@ -264,6 +273,8 @@ def _outputs(model: nn.Module, data, batch_size: int, device, amp):
             for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+                checks.images(x, "evaluate/predict")
+                checks.channels_match(model, x, "evaluate/predict")
                 with autocast(device, amp):
                     logits = model(x.to(device)).float()
                 yield logits, (y.to(device) if y is not None else None)
@@ -428,17 +439,13 @@ def _append(history: History, stage: History, name: str) -> None:
 
 
 def _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp) -> None:
-    for name, n in (("epochs", epochs), ("head_epochs", head_epochs)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {n!r}")
+    checks.nonnegative_int("epochs", epochs)
+    checks.nonnegative_int("head_epochs", head_epochs)
     if epochs + head_epochs == 0:
         raise ValueError("epochs and head_epochs are both 0: nothing would train")
-    if not (isinstance(head_lr_mult, (int, float)) and 0 < head_lr_mult < math.inf):
-        raise ValueError(f"head_lr_mult must be a finite number > 0, got {head_lr_mult!r}")
-    if bn not in FINE_TUNE_BN:
-        raise ValueError(f"bn must be one of {FINE_TUNE_BN}, got {bn!r}")
-    if not (isinstance(l2_sp, (int, float)) and 0 <= l2_sp < math.inf):
-        raise ValueError(f"l2_sp (L2-SP's alpha) must be a finite number >= 0, got {l2_sp!r}")
+    checks.positive_float("head_lr_mult", head_lr_mult)
+    checks.one_of("bn", bn, FINE_TUNE_BN)
+    checks.nonnegative_float("l2_sp (L2-SP's alpha)", l2_sp)
 
 
 # --- what fit records: History, FitState ------------------------------------------
@@ -546,12 +553,14 @@ def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
     dataset = _as_dataset(data)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty: there is nothing to train on")
-    x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
-    if not torch.is_tensor(x) or not x.is_floating_point():
-        raise TypeError(
-            f"images must be float tensors (values in [0, 1]), got {getattr(x, 'dtype', type(x))}; "
-            "convert them, e.g. x.float() / 255 for uint8 images."
+    if len(dataset) < 2:
+        raise ValueError(
+            f"the dataset holds {len(dataset)} image: training needs at least 2 "
+            "(a batch needs statistics, a loss an average)"
         )
+    x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
+    checks.images(x, "fit")
+    checks.channels_match(model, x.unsqueeze(0), "fit")
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -577,14 +586,24 @@ def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_dec
 
 
 def _check_hyperparameters(epochs, lr, batch_size, weight_decay) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0 (e.g. 1e-3), got {lr!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    checks.positive_int("epochs", epochs)
+    checks.positive_float("lr", lr, example="1e-3")
+    checks.positive_int("batch_size", batch_size)
+    checks.nonnegative_float("weight_decay", weight_decay)
+
+
+def _check_last_batch(model: nn.Module, data, batch_size: int, drop_last: bool, world: int):
+    """Refuse, before the first step, an epoch whose last batch would be one image under
+    BatchNorm (each process's shard under torchrun; a DataLoader's own batching)."""
+    if isinstance(data, DataLoader):
+        if data.drop_last or data.batch_size is None:
+            return
+        n, size, hint = len(data.dataset), data.batch_size, " (DataLoader(..., drop_last=True))"
+    elif drop_last:
+        return
+    else:
+        n, size, hint = -(-len(_as_dataset(data)) // world), batch_size, ""
+    checks.batch_of_one(model, n, size, "fit", hint)
 
 
 def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: int, step: int) -> None:
@@ -610,9 +629,13 @@ def _call(callbacks: Sequence, hook: str, state: FitState) -> None:
 
 # --- several processes (torchrun) -------------------------------------------------------
 
-#: Seconds a process waits for the others in a collective before it gives up with an error:
-#: a rank that failed brings the rest down instead of leaving them waiting forever.
-DIST_TIMEOUT = float(os.environ.get("TLEARN_DIST_TIMEOUT", "600"))
+#: Seconds a process waits for the others (to join, or in a collective) before it gives up
+#: with an error: a rank that failed brings the rest down instead of leaving them waiting
+#: forever. The environment variable ``TLEARN_DIST_TIMEOUT`` overrides it (read when used).
+DIST_TIMEOUT = 600.0
+
+#: What torchrun sets for every process besides ``WORLD_SIZE``.
+_TORCHRUN_VARIABLES = ("RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def distributed(device: torch.device | str | None = None) -> tuple[int, int]:
@@ -620,19 +643,39 @@ def distributed(device: torch.device | str | None = None) -> tuple[int, int]:
 
     Under torchrun (``WORLD_SIZE`` > 1) the first call joins the process group — NCCL when
     ``device`` is a GPU (each process on GPU ``LOCAL_RANK``), Gloo on the CPU — with a
-    timeout of :data:`DIST_TIMEOUT` seconds. Later calls only read it.
+    timeout of :data:`DIST_TIMEOUT` seconds (``TLEARN_DIST_TIMEOUT`` overrides it): a peer
+    that never joins, or stops answering, ends the wait with an error after that long.
+    Later calls only read it.
 
     >>> distributed("cpu")   # a plain Python process
     (0, 1)
     """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = checks.env_int("WORLD_SIZE", 1, minimum=1)
+    if world <= 1:
         return 0, 1
+    missing = [v for v in _TORCHRUN_VARIABLES if not os.environ.get(v)]
+    if missing:
+        raise RuntimeError(
+            f"WORLD_SIZE={world} but {', '.join(missing)} not set: this process was not "
+            f"started by torchrun. Start it with torchrun --nproc_per_node={world} script.py, "
+            "or unset WORLD_SIZE to train in one process."
+        )
+    timeout = checks.env_float("TLEARN_DIST_TIMEOUT", DIST_TIMEOUT)
     cuda = get_device(device).type == "cuda"
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=DIST_TIMEOUT))
+        torch.cuda.set_device(checks.env_int("LOCAL_RANK", 0))
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout))
+    except RuntimeError as e:  # torch's DistStoreError: a peer never joined
+        if "timed out" not in str(e).lower() and "timeout" not in str(e).lower():
+            raise
+        raise RuntimeError(
+            f"not all {world} processes joined within {timeout:g} s (TLEARN_DIST_TIMEOUT "
+            "bounds the wait): a peer failed to start or crashed; check every process's "
+            "output, or raise TLEARN_DIST_TIMEOUT for slow starts."
+        ) from e
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return dist.get_rank(), dist.get_world_size()
 

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlearn import checks
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lambda
 
 __all__ = [
@@ -300,6 +301,4 @@ def _check_widths(f: Tensor, g: Tensor, in_features: int, num_classes: int) -> N
 
 
 def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return checks.positive_int(name, value)

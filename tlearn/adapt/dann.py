@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlearn import checks
 from tlearn.adapt._checks import check_pair
 
 __all__ = [
@@ -168,8 +169,7 @@ class DomainClassifier(nn.Module):
         negative_slope: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
-            raise ValueError(f"in_features must be a positive int, got {in_features!r}")
+        checks.positive_int("in_features", in_features)
         widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
             raise ValueError(f"hidden must be positive ints, got {hidden!r}")

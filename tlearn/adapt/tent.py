@@ -27,7 +27,6 @@ SGD with momentum on ImageNet.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tlearn import runtime
+from tlearn import checks, runtime
 from tlearn.bn import estimate_bn_statistics
 from tlearn.data.base import data_length, input_batches
 
@@ -126,6 +125,7 @@ def tent(
     affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
     requires_grad = {p: p.requires_grad for p in model.parameters()}
     training = {m: m.training for m in model.modules()}
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
     trainable = set(affine)
     try:
         for p in model.parameters():
@@ -137,6 +137,8 @@ def tent(
     except BaseException:
         for m, mode in training.items():
             m.train(mode)
+        for m, state in saved.items():  # a refused batch leaves the model as it was
+            m.load_state_dict(state)
         raise
     finally:
         for p, flag in requires_grad.items():
@@ -166,15 +168,24 @@ def _adapt(
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    updates = 0
     for _ in range(steps):
         stream = input_batches(target, batch_size, shuffle=shuffle, generator=generator)
         for x in tqdm(stream, desc="TENT", disable=not progress, leave=False):
+            checks.images(x, "tent (target)", finite=True)
+            checks.channels_match(model, x, "tent (target)")
             if len(x) < 2:  # one image has no batch statistics
                 continue
             loss = entropy(model(x.to(device, non_blocking=True)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            updates += 1
+    if updates == 0:
+        raise ValueError(
+            "tent: every target batch held a single image (a DataLoader with batch_size=1?); "
+            "BatchNorm needs 2+ images per batch. The model is unchanged."
+        )
 
 
 # --------------------------------------------------------------------------- checks
@@ -193,16 +204,10 @@ def _adaptable_batchnorms(model: nn.Module) -> list[_BatchNorm]:
 
 
 def _check_arguments(model: Any, steps: int, lr: float, batch_size: int, optimizer: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps (passes over the target) must be a positive int, got {steps!r}")
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0 (the paper: 1e-3), got {lr!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(
-            f"batch_size must be an int >= 2 (BatchNorm needs a batch's statistics), got "
-            f"{batch_size!r}"
-        )
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    checks.module("model", model)
+    checks.positive_int("steps", steps, why=" (passes over the target)")
+    checks.positive_float("lr", lr, example="1e-3, the paper's")
+    checks.positive_int(
+        "batch_size", batch_size, minimum=2, why=" (BatchNorm needs a batch's statistics)"
+    )
+    checks.one_of("optimizer", optimizer, OPTIMIZERS)

@@ -37,8 +37,9 @@ target's labels; ``benchmarks/README.md`` records how.
 
 from __future__ import annotations
 
+import difflib
 import inspect
-import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlearn import runtime, train
+from tlearn import checks, runtime, train
 from tlearn.adapt.cdan import ConditionalAdversarialLoss
 from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
@@ -70,7 +71,8 @@ class Method:
 
     ``build(in_features, **options)`` returns the alignment module (``None`` for source only).
     A builder that names a ``num_classes`` parameter is also given the width of the model's
-    class logits (``None`` when the model does not return ``(N, C)`` logits).
+    class logits (``None`` when the model does not return ``(N, C)`` logits). ``options``
+    names the keyword options ``fit_adapt`` may pass on (None: whatever the builder takes).
     """
 
     build: Callable[..., nn.Module] | None
@@ -81,35 +83,134 @@ class Method:
     epochs: int = 8
     optimizer: str = "adam"
     lr_schedule: Callable[[float], float] | None = field(default=None, compare=False)
+    options: tuple[str, ...] | None = field(default=None, compare=False)
 
     def defaults(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["build"], d["lr_schedule"]
+        del d["build"], d["lr_schedule"], d["options"]
         return d
+
+
+def _keyword_options(fn: Callable, skip: tuple[str, ...] = ("in_features", "num_classes")):
+    """The options ``fn`` (a builder or a loss class) takes by keyword, less those in ``skip``
+    (the feature width and the number of classes, which the trainer passes itself)."""
+    params = inspect.signature(fn).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds and p.name not in skip)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, build: Callable[..., nn.Module] | None, **defaults: Any) -> Method:
+def register_method(
+    name: str,
+    build: Callable[..., nn.Module] | None,
+    *,
+    replace: bool = False,
+    **defaults: Any,
+) -> Method:
     """Make ``fit_adapt(method=name)`` build ``build(in_features, **options)`` with ``defaults``
     (any :class:`Method` field: ``weight``, ``bn``, ``lr``, ``epochs``, ``lr_schedule``, …).
-    A builder with a ``num_classes`` parameter also receives the number of classes."""
-    METHODS[name] = Method(build, **defaults)
-    return METHODS[name]
+    A builder with a ``num_classes`` parameter also receives the number of classes.
+
+    Checked here, not at the first training step: ``name`` is a non-empty string that is not
+    a built-in method (unless ``replace=True``); ``build`` is None or a callable that, called
+    as ``build(8)`` (plus ``num_classes=2`` when it names it), returns an ``nn.Module`` whose
+    ``forward`` takes ``(zs, zt)``; every default is a :class:`Method` field of the right kind.
+    The trial build runs with the random number generators forked, so it changes no draw.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a method name must be a non-empty string, got {name!r}")
+    if name in _BUILT_IN and name in METHODS and not replace:
+        raise ValueError(
+            f"{name!r} is a built-in method; pass replace=True to overwrite it, or choose "
+            "another name"
+        )
+    spec = _method_from(name, build, defaults)
+    if build is not None and name not in _BUILT_IN:
+        _check_builder(name, spec)
+    METHODS[name] = spec
+    return spec
+
+
+_BUILT_IN = ("none", "coral", "mmd", "dann", "cdan", "cdan_e")
+
+
+def _method_from(name: str, build: Any, defaults: dict[str, Any]) -> Method:
+    """A :class:`Method`, after checking ``build`` and every default."""
+    if build is not None and not callable(build):
+        raise TypeError(
+            f"build for method {name!r} must be a callable in_features → nn.Module (or None "
+            f"for source only), got {type(build).__name__}"
+        )
+    fields = [f for f in Method.__dataclass_fields__ if f != "build"]
+    unknown = sorted(set(defaults) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"register_method({name!r}): unknown default(s) {', '.join(unknown)}; "
+            f"the defaults are {', '.join(fields)}"
+        )
+    d = defaults
+    if "weight" in d:
+        checks.nonnegative_float("weight", d["weight"])
+    if "bn" in d:
+        checks.one_of("bn", d["bn"], BN)
+    if "optimizer" in d:
+        checks.one_of("optimizer", d["optimizer"], OPTIMIZERS)
+    if "reestimate_bn" in d:
+        checks.boolean("reestimate_bn", d["reestimate_bn"])
+    if "lr" in d:
+        checks.positive_float("lr", d["lr"], example="1e-3")
+    if "epochs" in d:
+        checks.positive_int("epochs", d["epochs"])
+    if d.get("lr_schedule") is not None and not callable(d["lr_schedule"]):
+        raise TypeError(
+            f"lr_schedule must be a callable progress → factor, got {d['lr_schedule']!r}"
+        )
+    if build is not None and "options" not in d:
+        params = inspect.signature(build).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            first = next(iter(inspect.signature(build).parameters), "")
+            d = {**d, "options": _keyword_options(build, (first, "num_classes"))}
+    return Method(build, **d)
+
+
+def _check_builder(name: str, spec: Method) -> None:
+    """Build once with a made-up width, and check the module it returns."""
+    try:
+        params = inspect.signature(spec.build).parameters
+        inspect.signature(spec.build).bind(
+            8, **({"num_classes": 2} if "num_classes" in params else {})
+        )
+    except TypeError:
+        raise TypeError(
+            f"build for method {name!r} must take the feature width as its first argument: "
+            "build(in_features, **options) → nn.Module"
+        ) from None
+    with torch.random.fork_rng(devices=[]):
+        made = _build(spec, 8, 2, {})
+    if not isinstance(made, nn.Module):
+        raise TypeError(
+            f"build for method {name!r} returned {type(made).__name__}, not an nn.Module "
+            "whose forward(zs, zt) returns a scalar loss"
+        )
+    _check_forward(made, name)
 
 
 register_method("none", None, weight=0.0, bn="joint", reestimate_bn=False)
 # Deep CORAL (Sun & Saenko 2016): a weight that makes both terms the same order late in training.
-register_method("coral", lambda d, **kw: CORALLoss(**kw), weight=30.0)
+register_method(
+    "coral", lambda d, **kw: CORALLoss(**kw), weight=30.0, options=_keyword_options(CORALLoss)
+)
 # DAN's multi-kernel MMD (Long et al. 2015).
-register_method("mmd", lambda d, **kw: MMDLoss(**kw), weight=1.0)
+register_method("mmd", lambda d, **kw: MMDLoss(**kw), weight=1.0, options=_keyword_options(MMDLoss))
 # DANN (Ganin et al. 2016): μ_p = μ₀ / (1 + 10p)^0.75 as in the paper.
 register_method(
     "dann",
     lambda d, **kw: DomainAdversarialLoss(d, **kw),
     weight=1.0,
     lr_schedule=lambda p: dann_lr(p, 1.0),
+    options=_keyword_options(DomainAdversarialLoss),
 )
 # CDAN / CDAN+E (Long et al. 2018): DANN's discriminator on features ⊗ class predictions.
 register_method(
@@ -117,6 +218,7 @@ register_method(
     lambda d, num_classes, **kw: ConditionalAdversarialLoss(d, num_classes, **kw),
     weight=1.0,
     lr_schedule=lambda p: dann_lr(p, 1.0),
+    options=_keyword_options(ConditionalAdversarialLoss),
 )
 register_method(
     "cdan_e",
@@ -125,6 +227,9 @@ register_method(
     ),
     weight=1.0,
     lr_schedule=lambda p: dann_lr(p, 1.0),
+    options=_keyword_options(
+        ConditionalAdversarialLoss, ("in_features", "num_classes", "entropy_conditioning")
+    ),
 )
 
 
@@ -171,6 +276,7 @@ class AlignedObjective(nn.Module):
         params = inspect.signature(align.forward).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         self.offers = {k for k in ("progress", "logits_s", "logits_t") if takes_any or k in params}
+        self.checked = False
 
     def forward(self, model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, progress: float):
         xt = next(self.target).to(xs.device, non_blocking=True)
@@ -190,18 +296,75 @@ class AlignedObjective(nn.Module):
         class_loss = F.cross_entropy(logits_s.float(), ys)
         offered = {"progress": progress, "logits_s": logits_s, "logits_t": logits_t}
         align_loss = self.align(zs.float(), zt.float(), **{k: offered[k] for k in self.offers})
+        _check_scalar(align_loss, self.name)
+        if not self.checked:  # once, at the first step
+            self.checked = True
+            if not align_loss.requires_grad and torch.is_grad_enabled():
+                warnings.warn(
+                    f"fit_adapt: the alignment loss of method {self.name[10:-1]!r} carries no "
+                    "gradient to the features (a constant, or computed without autograd), so "
+                    "training aligns nothing: it is source-only. Build the loss from zs and zt "
+                    "with torch operations.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         logs = {"class_loss": class_loss.item(), "align_loss": align_loss.item()}
         logs.update(getattr(self.align, "logs", {}))
         return class_loss + self.weight * align_loss, logits_s, logs
 
 
 # --------------------------------------------------------------------------- checks
+_OFFERED = ("progress", "logits_s", "logits_t")
+
+
+def _check_forward(align: nn.Module, name: str) -> None:
+    """Refuse an alignment module whose ``forward`` cannot be called as the trainer calls it:
+    ``forward(zs, zt)``, plus any of ``progress``, ``logits_s``, ``logits_t`` it names."""
+    params = list(inspect.signature(align.forward).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TypeError(
+            f"the alignment module of {name!r} ({type(align).__name__}) must take two feature "
+            f"batches, forward(self, zs, zt); its forward takes "
+            f"({', '.join(p.name for p in params)})"
+        )
+    required = [
+        p.name
+        for p in (positional[2:] + [p for p in params if p.kind is p.KEYWORD_ONLY])
+        if p.default is p.empty and p.name not in _OFFERED
+    ]
+    if required:
+        raise TypeError(
+            f"the alignment module of {name!r} ({type(align).__name__}) requires "
+            f"{', '.join(required)}, which the trainer does not offer: it calls forward(zs, zt) "
+            f"and passes {', '.join(_OFFERED)} by name when forward names them. Give "
+            f"{', '.join(required)} a default."
+        )
+
+
+class AlignmentError(TypeError):
+    """An alignment module that returned something other than a scalar tensor."""
+
+
+def _check_scalar(loss: Any, name: str) -> None:
+    """The alignment term must be a scalar tensor (a vector would be summed, a float has no
+    gradient)."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = (
+            f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        )
+        raise AlignmentError(
+            f"{name}: the alignment module must return a scalar tensor (e.g. x.mean() or "
+            f"x.sum()), got {got}"
+        )
+
+
 def _resolve_method(method: str | nn.Module) -> tuple[str, Method]:
     if isinstance(method, nn.Module):
-        if not callable(getattr(method, "forward", None)):
-            raise TypeError("an alignment module needs forward(zs, zt) returning a scalar loss")
-        return type(method).__name__, Method(build=lambda d: method)
-    if method not in METHODS:
+        name = type(method).__name__
+        _check_forward(method, name)
+        return name, Method(build=lambda d: method)
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(
             f"unknown method {method!r}; expected one of {', '.join(METHODS)}, or an nn.Module "
             "whose forward(zs, zt) returns a scalar loss"
@@ -210,14 +373,29 @@ def _resolve_method(method: str | nn.Module) -> tuple[str, Method]:
 
 
 def _check(weight: float, bn: str, optimizer: str, batch_size: int) -> None:
-    if not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"weight must be a finite number >= 0, got {weight}")
-    if bn not in BN:
-        raise ValueError(f"bn must be one of {BN} for training on two domains, got {bn!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"batch_size must be an int >= 2, got {batch_size!r}")
+    checks.nonnegative_float("weight", weight)
+    checks.one_of("bn", bn, BN)
+    checks.one_of("optimizer", optimizer, OPTIMIZERS)
+    checks.positive_int("batch_size", batch_size, minimum=2)
+
+
+def _check_options(name: str, spec: Method, options: dict[str, Any]) -> None:
+    """Refuse options the method does not take, naming the ones it does."""
+    if spec.options is None or not options:
+        return
+    unknown = [k for k in options if k not in spec.options]
+    if not unknown:
+        return
+    hints = [
+        f" (did you mean {close[0]!r}?)"
+        for k in unknown
+        if (close := difflib.get_close_matches(k, spec.options, n=1))
+    ]
+    accepted = ", ".join(spec.options) if spec.options else "none"
+    raise ValueError(
+        f"method {name!r} takes no option {', '.join(map(repr, unknown))}{''.join(hints)}; "
+        f"the options it accepts: {accepted}"
+    )
 
 
 def _first_images(source: Any, target: Any) -> torch.Tensor:
@@ -227,6 +405,7 @@ def _first_images(source: Any, target: Any) -> torch.Tensor:
     except ValueError as e:
         raise ValueError(f"the source must be labelled: {e}") from None
     xt = next(input_batches(target, 2))
+    checks.images(xt, "fit_adapt (target)", finite=True)
     if xs.shape[1:] != xt.shape[1:]:
         raise ValueError(
             f"source images are {'×'.join(map(str, xs.shape[1:]))} but target images are "
@@ -323,13 +502,13 @@ def fit_adapt(
     ['align_loss', 'class_loss', 'train_loss']
     """
     name, spec = _resolve_method(method)
-    weight = float(spec.weight if weight is None else weight)
+    _check_options(name, spec, method_options)
+    weight = checks.nonnegative_float("weight", spec.weight if weight is None else weight)
     bn = spec.bn if bn is None else bn
     optimizer = spec.optimizer if optimizer is None else optimizer
     reestimate_bn = spec.reestimate_bn if reestimate_bn is None else reestimate_bn
     _check(weight, bn, optimizer, batch_size)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     uses_target = spec.build is not None
     if uses_target and (target is None or data_length(target, "target") < 2):
         raise ValueError(f"method {name!r} needs a target with at least 2 images")
@@ -361,11 +540,28 @@ def fit_adapt(
     seed_t = train.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
     generator = torch.Generator().manual_seed(seed_t)
     shard = -(-data_length(target) // world)  # target images per process
+    if shard < 2:
+        raise ValueError(
+            f"{world} processes share {data_length(target)} target images: each needs at "
+            "least 2 (BatchNorm trains on a batch's statistics); start fewer processes"
+        )
     stream = _target_stream(target, min(batch_size, shard), generator, rank, world)
     with FeatureHook(model, layer) as hook:
         align = _build(spec, *_probe(model, hook, xs, device), method_options)
+        if not isinstance(align, nn.Module):
+            raise TypeError(f"method {name!r} built {type(align).__name__}, not an nn.Module")
+        _check_forward(align, name)
         objective = AlignedObjective(align, weight, stream, hook, bn, name)
-        history = train.fit(model, source, objective=objective, **fit_options)
+        buffers = {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+            if k not in dict(model.named_parameters())
+        }
+        try:
+            history = train.fit(model, source, objective=objective, **fit_options)
+        except AlignmentError:  # refused at the first step: undo its BatchNorm updates
+            model.load_state_dict(buffers, strict=False)
+            raise
     if reestimate_bn:
         estimate_bn_statistics(model, target, include_frozen=False, device=device, progress=False)
     model.eval()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tlearn import checks
 from tlearn.data.base import (
     DIGIT_CLASSES,
     DigitDataset,
@@ -188,8 +189,12 @@ _EMBEDDED = ("synth", "uci", "synth_m", "fashion")
 def register_domain(name: str, loader: Callable) -> None:
     """Add a domain: ``loader(split, **kw) -> (images N×C×H×W in [0,1], labels, class names)``
     (held in memory), or a ready Dataset with ``.classes`` and ``.targets`` (streamed)."""
-    if not name or not callable(loader):
-        raise ValueError("register_domain needs a non-empty name and a callable loader")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a domain name must be a non-empty string, got {name!r}")
+    if not callable(loader):
+        raise TypeError(
+            f"the loader of domain {name!r} must be callable, got {type(loader).__name__}"
+        )
     _REGISTRY[name] = loader
 
 
@@ -230,8 +235,11 @@ def load_domain(
         close = get_close_matches(str(name), _REGISTRY, n=2)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown domain {name!r}; valid names: {', '.join(domains())}.{hint}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive int (number of images) or None, got {size!r}")
+    if size is not None:
+        checks.positive_int("size", size, why=" (number of images) or None")
+    checks.nonnegative_int("seed", seed)
+    if image_size is not None:
+        checks.positive_int("image_size", image_size)
     photos = name in _PHOTO_DOMAINS
     channels = channels or (3 if photos or name in _COLOUR_DIGITS else 1)
     image_size = image_size or (224 if photos else 32)
@@ -240,6 +248,11 @@ def load_domain(
     loaded = _REGISTRY[name](split, size=size, seed=seed, **kwargs)
     if isinstance(loaded, torch.utils.data.Dataset):
         return loaded  # streamed: already in its final format
+    if not (isinstance(loaded, (tuple, list)) and len(loaded) == 3):
+        raise TypeError(
+            f"the loader of domain {name!r} returned {type(loaded).__name__}; it must return "
+            "(images N×C×H×W in [0, 1], labels, class names) or a Dataset"
+        )
     images, labels, classes = loaded
     images = to_canonical(images, channels=channels, image_size=image_size)
     return DigitDataset(images, torch.as_tensor(labels), name=f"{name}:{split}", classes=classes)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from tlearn import checks
+
 __all__ = [
     "DigitDataset",
     "to_canonical",
@@ -54,6 +56,7 @@ class DigitDataset(Dataset):
             raise ValueError(f"images must be N×C×H×W, got shape {tuple(images.shape)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        checks.images(images, "DigitDataset")  # uint8 cast blindly would be 0 … 255
         self.images = images.float().contiguous()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.name = name
@@ -193,8 +196,7 @@ def _index_batches(
 ) -> list[torch.Tensor]:
     """Row indices of each batch of one pass (shuffled with ``torch.randperm(n, generator)``);
     with ``world_size`` > 1 only process ``rank``'s shard of that order (:func:`shard`)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    checks.positive_int("batch_size", batch_size)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = shard(order, rank, world_size)
     n = len(order)
@@ -306,8 +308,8 @@ def few_shot_indices(
     :func:`few_shot` (datasets) and ``features.few_shot_probe`` (feature matrices), so both
     pick the same rows for the same seed.
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ValueError(f"per_class must be a positive int, got {per_class!r}")
+    checks.positive_int("per_class", per_class)
+    checks.nonnegative_int("seed", seed)
     labels = np.asarray(labels)
     classes = np.unique(labels) if classes is None else classes
     rng = np.random.default_rng(seed)
@@ -350,8 +352,10 @@ def make_loader(
 
     In-memory datasets need no worker processes: ``num_workers=0`` is the fastest here.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    checks.positive_int("batch_size", batch_size)
+    checks.boolean("shuffle", shuffle)
+    checks.boolean("drop_last", drop_last)
+    checks.nonnegative_int("seed", seed)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator

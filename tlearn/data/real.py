@@ -29,6 +29,7 @@ naming the file.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tlearn import checks
 from tlearn.runtime import cpu_budget, data_dir
 
 __all__ = [
@@ -175,9 +177,8 @@ def loader_workers() -> int:
     """DataLoader worker processes for decoding images: the CPUs this process may use
     (:func:`tlearn.runtime.cpu_budget`) less one for the training loop, at most 8, at least 0
     (``TLEARN_WORKERS`` overrides)."""
-    env = os.environ.get("TLEARN_WORKERS")
-    if env:
-        return max(0, int(env))
+    if os.environ.get("TLEARN_WORKERS", "").strip():
+        return checks.env_int("TLEARN_WORKERS", 0)
     return max(0, min(8, cpu_budget() - 1))
 
 
@@ -269,6 +270,15 @@ class ImageFolderDomain(Dataset):
             if not samples:
                 raise FileNotFoundError(
                     f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}/<class>/"
+                )
+            empty = sorted(set(self.classes) - {self.classes[label] for _, label in samples})
+            if empty:  # the class still counts (the head keeps its output), but has no examples
+                warnings.warn(
+                    f"image folder {folder}: class folder(s) {', '.join(empty)} hold no image "
+                    f"files ({', '.join(IMAGE_EXTENSIONS)}); the class still counts, with no "
+                    "examples",
+                    UserWarning,
+                    stacklevel=2,
                 )
         self.samples = list(samples)
         self.targets = [label for _, label in self.samples]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tlearn import checks
 from tlearn.models import weights
 from tlearn.models.digitnet import DigitNet
 from tlearn.models.efficientnet_lite import (
@@ -311,8 +312,7 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Everything else keeps its weights — the starting point of fine-tuning and linear probing.
     Returns ``model`` (changed in place), so ``net = replace_head(load_backbone(...), 10)`` works.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    checks.positive_int("num_classes", num_classes, minimum=2)
     name = head_name(model)
     old = model.get_submodule(name)
     if not isinstance(old, nn.Linear):
@@ -423,8 +423,7 @@ class TransferNet(nn.Module):
                 f"TransferNet wraps ImageNet backbones; {type(backbone).__name__} already has "
                 ".features/.head (use replace_head on it instead)"
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        checks.positive_int("num_classes", num_classes, minimum=2)
         if not isinstance(size, int):
             raise ValueError(f"size must be an int, got {size!r}")
         minimum = 63 if _family(backbone) == "alexnet" else 32  # AlexNet's big strides

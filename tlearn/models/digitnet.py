@@ -20,6 +20,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from tlearn import checks
+
 __all__ = ["DigitNet"]
 
 
@@ -49,8 +51,9 @@ class DigitNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, feature_dim: int = 128):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        num_classes = checks.positive_int("num_classes", num_classes, minimum=2)
+        in_channels = checks.positive_int("in_channels", in_channels)
+        feature_dim = checks.positive_int("feature_dim", feature_dim)
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.features = nn.Sequential(

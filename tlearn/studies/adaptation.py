@@ -423,6 +423,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
         if cfg.method == "target":  # the oracle: target labels, supervised
             hist = train.fit(
                 net, tgt, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                drop_last=False,  # the recorded protocol: every image, every epoch
                 seed=cfg.seed, device=device, progress=progress,
             )  # fmt: skip
         else:

@@ -133,6 +133,7 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
     runtime.seed_everything(seed)
     net = models.DigitNet()
     history = train.fit(net, noisy, epochs=RANDOM_LABEL_EPOCHS, lr=1e-3, batch_size=128,
+                        drop_last=False,  # the recorded protocol: every image, every epoch
                         device="cpu", seed=seed, progress=progress)  # fmt: skip
     train.save_checkpoint(runtime.cache_dir() / name, net, config=config, history=history.records)
     return net.eval()
