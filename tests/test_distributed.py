@@ -34,10 +34,10 @@ SCRIPT = textwrap.dedent(
     aligned = net()
     adapt.fit_adapt(aligned, src, tgt, "coral", layer="0", epochs=1, batch_size=batch_size,
                     seed=0, progress=False, device="cpu")
-    try:  # one image, two processes: more processes than batches
+    try:  # three images, two processes: more processes than batches
         linear = nn.Sequential(nn.Flatten(), nn.Linear(1024, 10))
-        train.fit(linear, data.DigitDataset(src.images[:1], src.labels[:1]), epochs=1,
-                  progress=False, device="cpu")
+        train.fit(linear, data.DigitDataset(src.images[:3], src.labels[:3]), epochs=1,
+                  drop_last=False, progress=False, device="cpu")
         error = ""
     except ValueError as e:
         error = str(e)
@@ -81,7 +81,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert r0["accuracy"] == r1["accuracy"] > 0.3  # chance: 0.1
     assert abs(r0["accuracy"] - one["accuracy"]) < 0.1, (r0["accuracy"], one["accuracy"])
     assert abs(r0["records"][-1]["train_loss"] - one["records"][-1]["train_loss"]) < 0.25
-    assert "2 processes but 1 images make only 1 batch(es)" in r0["error"]
+    assert "2 processes but 3 images make only 1 batch(es)" in r0["error"]
     assert one["error"] == ""
 
 
