@@ -556,3 +556,16 @@ def test_an_empty_class_folder_warns_naming_it(tmp_path):
     with pytest.warns(UserWarning, match="empty_class hold no image files"):
         ds = ImageFolderDomain(tmp_path)
     assert ds.classes == ("cat", "dog", "empty_class") and len(ds) == 2
+
+
+def test_an_input_adapter_takes_grey_and_rgb_before_its_rgb_convolution():
+    """for_digits' TransferNet turns grey into RGB itself: 1-channel digits are not refused."""
+    from tlearn.models.backbones import ImageNetInput
+
+    net = nn.Sequential(ImageNetInput(size=32), nn.Conv2d(3, 4, 3))
+    assert checks.accepted_channels(net) == (1, 3)
+    checks.channels_match(net, torch.zeros(2, 1, 32, 32), "fit")
+    checks.channels_match(net, torch.zeros(2, 3, 32, 32), "fit")
+    with pytest.raises(ValueError, match="expects 1 channel but the images have 2"):
+        checks.channels_match(net, torch.zeros(2, 2, 32, 32), "fit")
+    assert checks.accepted_channels(nn.Sequential(nn.Conv2d(1, 4, 3))) == (1,)

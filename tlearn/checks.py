@@ -34,7 +34,7 @@ __all__ = [
     "module",
     "images",
     "channels_match",
-    "first_conv_channels",
+    "accepted_channels",
     "has_batchnorm",
     "batch_of_one",
     "env_int",
@@ -151,11 +151,15 @@ def images(x: Any, where: str, *, finite: bool = False) -> torch.Tensor:
     return x
 
 
-def first_conv_channels(model: nn.Module) -> int | None:
-    """The ``in_channels`` of the first convolution registered in ``model`` (None: no conv)."""
+def accepted_channels(model: nn.Module) -> tuple[int, ...] | None:
+    """The channel counts ``model`` takes: its first convolution's ``in_channels``, or what an
+    input adapter registered before it declares (``accepts_channels``, e.g. ``ImageNetInput``
+    turns grey into RGB). None: no convolution, nothing to check."""
     for m in model.modules():
+        if hasattr(m, "accepts_channels"):
+            return tuple(m.accepts_channels)
         if isinstance(m, nn.modules.conv._ConvNd):
-            return m.in_channels
+            return (m.in_channels,)
     return None
 
 
@@ -165,10 +169,10 @@ def channels_match(model: nn.Module, x: torch.Tensor, where: str) -> None:
     Checked before the forward pass, so the message can say how to fix it instead of
     PyTorch's "expected input to have 1 channels, but got 3 channels instead".
     """
-    expected = first_conv_channels(model)
-    if expected is None or x.dim() != 4 or x.shape[1] == expected:
+    accepted = accepted_channels(model)
+    if accepted is None or x.dim() != 4 or x.shape[1] in accepted:
         return
-    got = x.shape[1]
+    expected, got = accepted[0], x.shape[1]
     raise ValueError(
         f"{where}: the network expects {expected} channel{'s' * (expected != 1)} but the images "
         f"have {got}; pass channels={expected} to load_domain, or build the network with "

@@ -353,6 +353,10 @@ class ImageNetInput(nn.Module):
     CPU 64×64 is ≈ 12× cheaper than 224×224 while a 32×32 digit holds no more detail anyway.
     """
 
+    #: The channel counts this adapter takes (``checks.channels_match`` reads it: the first
+    #: convolution behind it always sees 3).
+    accepts_channels = (1, 3)
+
     def __init__(
         self,
         size: int | tuple[int, int] = 64,
