@@ -262,19 +262,6 @@ class LayerTable(list):
     __str__ = __repr__
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's own mode afterwards (a model may
-    deliberately keep some modules in eval, e.g. frozen BatchNorm, while training)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
 def _model_device(model: nn.Module) -> torch.device | None:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
@@ -338,7 +325,7 @@ def layers(
     with contextlib.ExitStack() as stack:
         hooks = {n: stack.enter_context(FeatureHook(model, n, None, stop=note(n))) for n in names}
         stack.enter_context(_on_device(model, dev))
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(runtime.eval_mode(model))
         stack.enter_context(torch.inference_mode())
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
@@ -654,7 +641,7 @@ def _forward_collect(
         for n in wanted:
             hooks[n] = stack.enter_context(FeatureHook(model, n, pool, stop=all_recorded))
         stack.enter_context(_on_device(model, device))
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(runtime.eval_mode(model))
         stack.enter_context(torch.inference_mode())
         for x, y in runtime.progress_bar(
             batches, total=batches.num_batches(), desc=desc, enabled=progress, leave=False

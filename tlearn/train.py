@@ -49,6 +49,7 @@ from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import (
     atomic_write,
     autocast,
+    eval_mode,
     get_device,
     is_main_process,
     make_grad_scaler,
@@ -254,19 +255,15 @@ def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> 
 def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
     device = get_device(device)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            loader = data if isinstance(data, DataLoader) else None
-            for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-                with autocast(device, amp):
-                    logits = model(x.to(device)).float()
-                yield logits, (y.to(device) if y is not None else None)
-    finally:
-        model.train(was_training)
+    model.to(device)
+    with eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
+        loader = data if isinstance(data, DataLoader) else None
+        for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+            with autocast(device, amp):
+                logits = model(x.to(device)).float()
+            yield logits, (y.to(device) if y is not None else None)
 
 
 def evaluate(
@@ -416,11 +413,8 @@ def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
             f"images must be float tensors (values in [0, 1]), got {getattr(x, 'dtype', type(x))}; "
             "convert them, e.g. x.float() / 255 for uint8 images."
         )
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
-    model.train(was_training)
     check_labels(_labels(dataset), n_out)
 
 
