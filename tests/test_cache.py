@@ -227,6 +227,7 @@ def _as_user(user: pwd.struct_passwd, code: str, env: dict[str, str]):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_an_entry_one_user_writes_another_user_reads(umask):
     """The teacher (root, umask 022) fills a shared cache; a student (``nobody``) lists it
     before a folder of their own: they read the entry, and their writes go to their folder —

@@ -28,6 +28,7 @@ def test_demo_quick_prints_source_and_target_accuracy(capsys):
     assert "uci test" in out and "Deep CORAL" in out
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_python_dash_m_entry_point():
     done = subprocess.run(
         [sys.executable, "-m", "tlearn", "--help"], capture_output=True, text=True, timeout=60

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from tlearn import data, train
@@ -48,6 +49,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_two_gloo_processes_match_one_process(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)

@@ -332,6 +332,26 @@ def test_cache_get_or_compute_and_save_roundtrip(tmp_path):
     assert "entries=1" in repr(cache)
 
 
+def test_cache_get_or_compute_many_computes_only_the_missing_entries_in_one_call(tmp_path):
+    cache = features.FeatureCache(tmp_path)
+    y = torch.tensor([0, 1])
+    cache.save("b" * 64, torch.ones(2, 3), y)
+    calls = []
+
+    def compute(missing):
+        calls.append(missing)
+        return {n: torch.full((2, 3), float(i)) for i, n in enumerate(missing)}, y
+
+    keys = {"first": "a" * 64, "stored": "b" * 64, "third": "c" * 64}
+    Z, labels = cache.get_or_compute_many(keys, compute)
+    assert calls == [["first", "third"]] and (cache.hits, cache.misses) == (1, 2)
+    assert list(Z) == ["first", "stored", "third"] and torch.equal(labels, y)
+    assert torch.equal(Z["stored"], torch.ones(2, 3)) and torch.equal(Z["third"], torch.ones(2, 3))
+    again, _ = cache.get_or_compute_many(keys, compute)
+    assert len(calls) == 1 and cache.hits == 4
+    assert all(torch.equal(again[n], Z[n]) for n in keys)
+
+
 # ============================================================================ FeatureHook
 
 

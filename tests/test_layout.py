@@ -21,6 +21,7 @@ PACKAGE = Path(tlearn.__file__).parent
 #: its own position or earlier. (bn sits just before freeze: freeze may use bn, not the reverse.)
 FLOW = {
     "tlearn": 0,  # the package itself: version, get_device, seed_everything
+    "checks": 0,  # the input checks every public function calls; imports no tlearn module
     "runtime": 0,
     "data": 1,
     "models": 2,
@@ -92,6 +93,7 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert _imported(module) == {"tlearn.plot", "tlearn.train", "tlearn.studies.x"}
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_the_core_does_not_import_torchvision_until_asked():
     """torchvision's import pulls in torch._dynamo and sympy (≈ 1.3 s, ≈ 170 MB resident):
     a lesson on DigitNet or EfficientNet-Lite0 must not pay for it (Binder has 2 GB)."""

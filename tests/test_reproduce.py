@@ -8,6 +8,7 @@ import pytest
 from tlearn import reproduce
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_help_documents_every_protocol_and_method():
     out = subprocess.run(
         [sys.executable, "-m", "tlearn.reproduce", "--help"], capture_output=True, text=True
@@ -20,6 +21,7 @@ def test_help_documents_every_protocol_and_method():
     assert "No choice reads target labels" in out.stdout
 
 
+@pytest.mark.slow  # a subprocess or a long run: the inner loop skips it
 def test_digits_smoke_run_offline(capsys):
     results = reproduce.main(
         ["mnist-usps", "--method", "dann", "--fake", "--seeds", "0", "1", "--epochs", "1",

@@ -34,7 +34,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -183,6 +184,23 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+@contextlib.contextmanager
+def _batch_statistics(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[None]:
+    """Everything in eval mode except the BN ``layers``, which normalise with batch statistics
+    (frozen ones switched to ``"batch"``); every mode and frozen mode restored afterwards."""
+    frozen_modes = {m: m.mode for m in layers.values() if _is_frozen_bn(m)}
+    with runtime.eval_mode(model):
+        try:
+            for m in layers.values():
+                m.train()  # normalise with batch statistics, as during training
+                if m in frozen_modes:
+                    m.mode = "batch"
+            yield
+        finally:
+            for m, mode in frozen_modes.items():
+                m.mode = mode
+
+
 def _forward_in_batch_mode(
     model: nn.Module,
     layers: dict[str, nn.Module],
@@ -198,15 +216,8 @@ def _forward_in_batch_mode(
     from tlearn.data.base import input_batches
     from tlearn.runtime import progress_bar
 
-    was_training = {m: m.training for m in model.modules()}
-    frozen_modes = {m: m.mode for m in layers.values() if _is_frozen_bn(m)}
     batches = 0
-    try:
-        model.eval()
-        for m in layers.values():
-            m.train()  # normalise with batch statistics, as during training
-            if m in frozen_modes:
-                m.mode = "batch"
+    with _batch_statistics(model, layers):
         pending = None  # held back one batch, so a trailing single image can join it
         for x in progress_bar(
             input_batches(data, batch_size, rank=rank, world_size=world),
@@ -226,11 +237,6 @@ def _forward_in_batch_mode(
         if pending is not None and len(pending) >= 2:
             model(pending.to(device, non_blocking=True))
             batches += 1
-    finally:
-        for m, mode in frozen_modes.items():
-            m.mode = mode
-        for m, mode in was_training.items():
-            m.train(mode)
     return batches
 
 

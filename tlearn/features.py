@@ -262,19 +262,6 @@ class LayerTable(list):
     __str__ = __repr__
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's own mode afterwards (a model may
-    deliberately keep some modules in eval, e.g. frozen BatchNorm, while training)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
 def _model_device(model: nn.Module) -> torch.device | None:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
@@ -338,7 +325,7 @@ def layers(
     with contextlib.ExitStack() as stack:
         hooks = {n: stack.enter_context(FeatureHook(model, n, None, stop=note(n))) for n in names}
         stack.enter_context(_on_device(model, dev))
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(runtime.eval_mode(model))
         stack.enter_context(torch.inference_mode())
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
@@ -591,19 +578,52 @@ class FeatureCache:
         **meta: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Load ``key``'s features (a hit) or call ``compute()`` and store them (a miss)."""
-        found = self.load(key)
-        if found is not None:
-            self.hits += 1
-            self._say(f"feature cache hit: {what or key[:12]}")
-            return found
-        self.misses += 1
-        t0 = time.perf_counter()
-        Z, y = compute()
-        self.save(key, Z, y, **meta)
-        self._say(
-            f"feature cache miss: {what or key[:12]} computed in {time.perf_counter() - t0:.1f}s"
+
+        def compute_one(_: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+            Z, y = compute()
+            return {key: Z}, y
+
+        found, y = self.get_or_compute_many(
+            {key: key}, compute_one, what={key: what}, meta={key: meta}
         )
-        return Z, y
+        return found[key], y
+
+    def get_or_compute_many(
+        self,
+        keys: dict[str, str],
+        compute: Callable[[list[str]], tuple[dict[str, torch.Tensor], torch.Tensor | None]],
+        *,
+        what: dict[str, str] | None = None,
+        meta: dict[str, dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Features for several entries (``keys``: name → key) that one computation gives at
+        once, e.g. several layers of one forward pass: each stored one is loaded (a hit);
+        ``compute(missing names)`` runs once for all the others, which are then stored (a miss
+        each). Returns ``({name: Z}, y)`` in the order of ``keys``."""
+        what, meta = what or {}, meta or {}
+        result: dict[str, torch.Tensor] = {}
+        y: torch.Tensor | None = None
+        missing = []
+        for name, key in keys.items():
+            found = self.load(key)
+            if found is None:
+                missing.append(name)
+                continue
+            self.hits += 1
+            self._say(f"feature cache hit: {what.get(name) or key[:12]}")
+            result[name], y = found
+        if missing:
+            t0 = time.perf_counter()
+            computed, y = compute(missing)
+            secs = time.perf_counter() - t0
+            for name in missing:
+                self.misses += 1
+                self.save(keys[name], computed[name], y, **meta.get(name, {}))
+                self._say(
+                    f"feature cache miss: {what.get(name) or keys[name][:12]} computed in {secs:.1f}s"
+                )
+                result[name] = computed[name]
+        return {name: result[name] for name in keys}, y
 
     # -- housekeeping
     def __len__(self) -> int:
@@ -654,7 +674,7 @@ def _forward_collect(
         for n in wanted:
             hooks[n] = stack.enter_context(FeatureHook(model, n, pool, stop=all_recorded))
         stack.enter_context(_on_device(model, device))
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(runtime.eval_mode(model))
         stack.enter_context(torch.inference_mode())
         for x, y in runtime.progress_bar(
             batches, total=batches.num_batches(), desc=desc, enabled=progress, leave=False
@@ -718,32 +738,14 @@ def extract_layers(
             model, batches, layer_names, pool, dev, amp, progress, f"extract {name}"
         )
     model_fp, data_fp = model_fingerprint(model), batches.fingerprint()
-    keys = {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names}
-    found = {n: cache.load(k) for n, k in keys.items()}
-    missing = [n for n, v in found.items() if v is None]
-    result: dict[str, torch.Tensor] = {}
-    y: torch.Tensor | None = None
-    for n, v in found.items():
-        if v is not None:
-            cache.hits += 1
-            cache._say(f"feature cache hit: {name} @ {n or '(output)'} pool={pool}")
-            result[n], y = v
-    if missing:
-        t0 = time.perf_counter()
-        Z, y_new = _forward_collect(
+    return cache.get_or_compute_many(
+        {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
+        lambda missing: _forward_collect(
             model, batches, missing, pool, dev, amp, progress, f"extract {name}"
-        )
-        secs = time.perf_counter() - t0
-        for n in missing:
-            cache.misses += 1
-            cache.save(keys[n], Z[n], y_new, model=name, layer=n, pool=str(pool), n=len(Z[n]))
-            cache._say(
-                f"feature cache miss: {name} @ {n or '(output)'} pool={pool} "
-                f"computed in {secs:.1f}s"
-            )
-            result[n] = Z[n]
-        y = y_new
-    return {n: result[n] for n in layer_names}, y
+        ),
+        what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
+        meta={n: {"model": name, "layer": n, "pool": str(pool)} for n in layer_names},
+    )
 
 
 def extract(

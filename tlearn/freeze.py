@@ -453,8 +453,10 @@ class TrainableSummary:
 def trainable_summary(model: nn.Module) -> TrainableSummary:
     """A table of the model's blocks: parameter count, trainable count and BatchNorm mode.
 
-    BN column: ``live`` (ordinary BatchNorm: batch statistics in train mode, running ones in
-    eval mode), ``frozen``, ``batch`` (see :class:`FrozenBatchNorm`) or ``—`` (no BatchNorm).
+    BN column: ``batch`` (an ordinary BatchNorm, or a :class:`FrozenBatchNorm` in mode
+    ``"batch"``: batch statistics in train mode, running ones in eval mode), ``frozen`` (fixed
+    statistics), a count of each (``frozen×2, batch×1``) when a block mixes them, or ``—``
+    (no BatchNorm).
     Parameters outside every block (rare) get a row ``(other)``.
     """
     if not isinstance(model, nn.Module):

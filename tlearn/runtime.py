@@ -32,7 +32,7 @@ import random
 import secrets
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -47,6 +47,7 @@ __all__ = [
     "autocast",
     "amp_dtype",
     "make_grad_scaler",
+    "eval_mode",
     "cache_dirs",
     "cache_dir",
     "find_cached",
@@ -244,6 +245,35 @@ def make_grad_scaler(device: torch.device | str, enabled: bool | None = None):
     device = torch.device(device)
     use = enabled is not False and amp_dtype(device) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=use)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a block with every module of ``model`` in eval mode; afterwards give **each**
+    module back its own mode.
+
+    ``model.train(was)`` would not do: it sets every submodule to the one mode ``was``, so a
+    BatchNorm a user put in eval mode inside a training model (the usual way to keep its
+    statistics fixed) would come back in train mode, and the next training step would move
+    the statistics the user froze. Each ``.training`` flag is saved and written back as it
+    was (assigned, not through ``train()``, so no module's own ``train`` override runs).
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train()
+    >>> _ = net[1].eval()  # statistics kept fixed by hand
+    >>> with eval_mode(net):
+    ...     net.training, net[1].training
+    (False, False)
+    >>> net.training, net[0].training, net[1].training
+    (True, True, False)
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
 
 
 # --- Caches: layers read in order, written to the first writable one ------------------------

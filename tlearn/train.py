@@ -50,6 +50,7 @@ from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import (
     atomic_write,
     autocast,
+    eval_mode,
     get_device,
     is_main_process,
     make_grad_scaler,
@@ -265,21 +266,17 @@ def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> 
 def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
     device = get_device(device)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            loader = data if isinstance(data, DataLoader) else None
-            for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-                checks.images(x, "evaluate/predict")
-                checks.channels_match(model, x, "evaluate/predict")
-                with autocast(device, amp):
-                    logits = model(x.to(device)).float()
-                yield logits, (y.to(device) if y is not None else None)
-    finally:
-        model.train(was_training)
+    model.to(device)
+    with eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
+        loader = data if isinstance(data, DataLoader) else None
+        for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+            checks.images(x, "evaluate/predict")
+            checks.channels_match(model, x, "evaluate/predict")
+            with autocast(device, amp):
+                logits = model(x.to(device)).float()
+            yield logits, (y.to(device) if y is not None else None)
 
 
 def evaluate(
@@ -561,11 +558,8 @@ def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
     x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
     checks.images(x, "fit")
     checks.channels_match(model, x.unsqueeze(0), "fit")
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
-    model.train(was_training)
     check_labels(_labels(dataset), n_out)
 
 

@@ -124,19 +124,18 @@ def tent(
     model.to(device)
     affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
     requires_grad = {p: p.requires_grad for p in model.parameters()}
-    training = {m: m.training for m in model.modules()}
     saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
     trainable = set(affine)
     try:
         for p in model.parameters():
             p.requires_grad_(p in trainable)
-        model.eval()  # Dropout & co. off …
-        for m in layers:
-            m.train()  # … BatchNorm normalises with the current batch's statistics
-        _adapt(model, target, affine, steps, lr, batch_size, optimizer, shuffle, device, progress)
+        with runtime.eval_mode(model):  # Dropout & co. off …
+            for m in layers:
+                m.train()  # … BatchNorm normalises with the current batch's statistics
+            _adapt(
+                model, target, affine, steps, lr, batch_size, optimizer, shuffle, device, progress
+            )
     except BaseException:
-        for m, mode in training.items():
-            m.train(mode)
         for m, state in saved.items():  # a refused batch leaves the model as it was
             m.load_state_dict(state)
         raise

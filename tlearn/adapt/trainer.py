@@ -30,6 +30,10 @@ What the loop does is :func:`tlearn.train.fit`'s; this module only builds the ob
   (``reestimate_bn``): with ``"per_domain"`` the target was normalised with target
   statistics in training, so test time should do the same. The returned network is then
   calibrated for the target (on source images it loses accuracy).
+* Train/eval modes: each epoch puts every module of the model (and of the alignment module)
+  in train mode, as ``train.fit`` does — so keep BatchNorm statistics fixed with
+  ``freeze.freeze`` (a ``FrozenBatchNorm``), not with ``.eval()`` — and the model is returned
+  in eval mode. Before the first epoch every module keeps the mode it had.
 
 The defaults (:data:`DEFAULTS`) were chosen on development pairs, never with the evaluation
 target's labels; ``benchmarks/README.md`` records how.
@@ -417,11 +421,8 @@ def _first_images(source: Any, target: Any) -> torch.Tensor:
 
 def _probe(model: nn.Module, hook, x: torch.Tensor, device: torch.device) -> tuple[int, int | None]:
     """One forward pass: the feature dimension, and the number of classes (None: no logits)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with runtime.eval_mode(model), torch.no_grad():
         out = model(x.to(device))
-    model.train(was)
     num_classes = out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
     return hook.take().shape[1], num_classes
 

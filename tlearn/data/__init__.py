@@ -26,6 +26,7 @@ from tlearn.data.base import (
     DIGIT_CLASSES,
     DigitDataset,
     as_dataset,
+    batches,
     few_shot,
     make_loader,
     to_canonical,
@@ -59,6 +60,7 @@ __all__ = [
     "make_loader",
     "to_canonical",
     "as_dataset",
+    "batches",
     "available_offline",
 ]
 

@@ -12,6 +12,8 @@ Modules (import the one you need; nothing heavy is imported here):
   synthetic digits, what every lesson transfers from (``source_model``).
 * :mod:`tlearn.studies.finetune` — lesson 01: target accuracy against the number of labels,
   for training from scratch, head-only, full and gradual fine-tuning (``few_shot_curve``).
+* :mod:`tlearn.studies.layers` — lesson 02: probe accuracy at each block of a network
+  (``layer_sweep``).
 * :mod:`tlearn.studies.domains` — the development target domains (``"synth_degraded"``,
   ``"synth_framed"``) on which ``fit_adapt``'s defaults were chosen, registered with
   ``tlearn.data.register_domain``.
@@ -19,8 +21,12 @@ Modules (import the one you need; nothing heavy is imported here):
   ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
 * :mod:`tlearn.studies.choosing` — lesson 06: candidates scored with LEEP and LogME on the few
   labels, then fine-tuned (``comparison``), rank correlation, the decision chart.
+* :mod:`tlearn.studies.real_images` — lesson 07: frozen features, fine-tuning and training
+  from scratch on real photos.
 * :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
   ahead of time (a teacher's shared cache, Binder's postBuild).
+* :mod:`tlearn.studies.claims` — every lesson's claims cell: ``check`` asserts the lesson's
+  sentences on its own data and reports them on other data; lessons 00–02 and 06's claims.
 
 Example (``studies.source`` etc. load on first use)::
 
@@ -35,7 +41,17 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("source", "finetune", "domains", "adaptation", "choosing", "warm")
+_SUBMODULES = (
+    "source",
+    "finetune",
+    "layers",
+    "domains",
+    "adaptation",
+    "choosing",
+    "real_images",
+    "warm",
+    "claims",
+)
 
 __all__ = list(_SUBMODULES)
 
