@@ -132,7 +132,7 @@ def test_fine_tuning_claims_hold_on_the_lessons_numbers():
     "change, broken",
     [
         ({"fit_vs_loop": 1e-3}, "exactly the hand-written loop"),
-        ({"curve": {**CURVE, "full": [0.66, 0.90, 0.94, 0.975]}}, "beats training from scratch"),
+        ({"curve": {**CURVE, "full": [0.64, 0.90, 0.94, 0.975]}}, "ahead of training from"),
         ({"curve": {**CURVE, "head": [0.72, 0.82, 0.86, 0.875]}}, "head only does no better"),
         ({"curve": {**CURVE, "scratch": [0.65, 0.89, 0.94, 0.90]}}, "scratch has caught up"),
         ({"curve": {**CURVE, "head": [0.65, 0.82, 0.86, 0.95]}}, "head only trails"),
@@ -198,11 +198,11 @@ def test_feature_claims_hold_on_the_lessons_numbers():
             {"chosen": {"ImageNet EfficientNet-Lite0": 0.83, "random EfficientNet-Lite0": 0.79}},
             "beats Lite0's last block",
         ),  # fmt: skip
-        ({"vectors": {"synth source DigitNet": [0.56, 0.855, 0.90, 0.96]}}, "5+ points at 1"),
-        ({"vectors": {"synth source DigitNet": [0.65, 0.90, 0.90, 0.96]}}, "at most 2.5"),
+        ({"vectors": {"synth source DigitNet": [0.65, 0.90, 0.90, 0.96]}}, "within 5 points"),
+        ({"vectors": {"synth source DigitNet": [0.65, 0.85, 0.84, 0.96]}}, "within 5 points"),
         ({"vectors": {"random DigitNet": [0.54, 0.84, 0.70, 0.95]}}, "strong baseline"),
         ({"fine_tuned": [0.92] * 3}, "beats every probe"),
-        ({"knn": {"random DigitNet": np.full(3, 0.89)}}, "k-NN"),
+        ({"knn": {"random DigitNet": np.full(3, 0.91)}}, "k-NN"),
         ({"t_hit": 0.5}, "10× faster"),
     ],
 )

@@ -307,8 +307,10 @@ def test_lesson04_claims_fail_when_their_sentence_is_false():
     assert len(broken(spread={"unbiased": np.abs(u), "biased": np.abs(u) + 0.02})) == 1
     assert len(broken(spread={"unbiased": u, "biased": u + 1e-5})) == 1  # no visible bias
     assert len(broken(p_domains=0.2)) == 1 and len(broken(p_halves=0.01)) == 1
-    weak = {**table, "MMD (DAN)": _rows([0.75, 0.45, 0.70], [1.5, 1.6, 1.7])}  # one seed +10
-    assert len(broken(table=weak)) == 2  # under 15 points on a seed, and now below Deep CORAL
+    small = {**table, "MMD (DAN)": _rows([0.45, 0.45, 0.55], [1.5, 1.6, 1.7])}  # +5 on average
+    assert len(broken(table=small)) == 1
+    lost = {**table, "MMD (DAN)": _rows([0.75, 0.33, 0.70], [1.5, 1.6, 1.7])}  # below on a seed
+    assert len(broken(table=lost)) == 1
     over = {**table, "MMD (DAN)": _rows([0.75, 0.995, 0.70], [1.5, 1.6, 1.7])}
     assert len(broken(table=over)) == 1  # a seed above the bound
     far = {**table, "MMD (DAN)": _rows([0.75, 0.80, 0.70], [1.5, 1.95, 1.7])}
@@ -332,7 +334,7 @@ def test_lesson05_claims_fail_when_their_sentence_is_false():
     assert len(broken(AdaBN=_rows([0.50, 0.60, 0.55]))) == 2  # AdaBN helps; TENT no longer above
     assert len(broken(TENT=_rows([0.45, 0.48, 0.48]))) == 1  # TENT below AdaBN on one seed
     assert len(broken(CDAN=_rows([0.60, 0.48, 0.70]))) == 1  # CDAN loses 2 points on a seed
-    assert len(broken(DANN=_rows([0.45, 0.55, 0.49]))) == 1  # DANN as steady as CDAN+E
+    assert broken(DANN=_rows([0.45, 0.55, 0.49])) == []  # DANN's spread is read, not asserted
 
 
 def test_lesson05_ingredients_are_paired_differences_with_an_interval():

@@ -113,12 +113,16 @@ def test_claims_hold_on_the_lessons_numbers():
     [
         (_falsify(scratch=[0.50, 0.50, 0.50]), LR_TEST, PAIRS, "from scratch"),
         (_falsify(scratch=[0.30, 0.30, 0.60]), LR_TEST, PAIRS, "from scratch"),  # one seed
-        (_falsify(finetune_no_aug=[0.57, 0.57, 0.60]), LR_TEST, PAIRS, "augmentation lowered"),
-        (_falsify(probe=[0.60, 0.62, 0.60]), LR_TEST, PAIRS, "beats the linear probe"),
+        (_falsify(finetune_no_aug=[0.55, 0.54, 0.58]), LR_TEST, PAIRS, "augmentation lowered"),
         (_falsify(probe=[0.50, 0.50, 0.50]), LR_TEST, PAIRS, "within 3 points"),
         (TRUE, {"lr": LR_TEST["lr"], "loss": [2.4, 2.3, 2.2, 2.2, 7.0]}, PAIRS, "first fell"),
         (TRUE, {"lr": LR_TEST["lr"], "loss": [2.4, 2.0, 1.5, 1.4, 1.6]}, PAIRS, "blew up"),
-        (TRUE, LR_TEST, [("Bag", "Trouser"), ("Shirt", "Sandal"), ("Coat", "Coat")], "look-alike"),
+        (
+            TRUE,
+            LR_TEST,
+            [("Bag", "Trouser"), ("Shirt", "Sandal"), ("Sneaker", "Coat")],
+            "look-alike",
+        ),
     ],
 )
 def test_each_claim_fails_when_its_sentence_is_false(acc, lr_test, pairs, broken):

@@ -825,8 +825,7 @@ def mmd_claims(
     source vs target and of two random halves of the target. Every check fails when its
     sentence is false (tests feed it falsified numbers).
     """
-    so, mmd_, dc, up = (_acc(table[k]) for k in ("source only", "MMD (DAN)", "Deep CORAL",
-                                                 "target supervised"))  # fmt: skip
+    so, mmd_, up = (_acc(table[k]) for k in ("source only", "MMD (DAN)", "target supervised"))
     unsup = {k: _acc(v) for k, v in table.items() if k != "target supervised"}
     b, u = np.asarray(spread["biased"]), np.asarray(spread["unbiased"])
     neg = float(np.mean(u < 0))
@@ -849,13 +848,9 @@ def mmd_claims(
             bool(p_domains < 0.01 and p_halves > 0.05),
             f"p = {p_domains:.4f} and {p_halves:.3f}",
         ),
-        "MMD (DAN) beats source only by 15+ points on every seed": (
-            bool(((mmd_ - so) >= 0.15).all()),
+        "MMD (DAN) beats source only on every seed, by 10+ points on average": (
+            bool(((mmd_ - so) > 0).all() and (mmd_ - so).mean() >= 0.10),
             _pct(mmd_ - so),
-        ),
-        "MMD (DAN) beats Deep CORAL on average over the seeds": (
-            bool(mmd_.mean() > dc.mean()),
-            _pct(mmd_.mean() - dc.mean()),
         ),
         "every method without target labels stays below the target-supervised bound on every "
         "seed": (
@@ -908,8 +903,6 @@ def adversarial_claims(table: dict[str, list[dict]]) -> dict[str, tuple[bool, st
     acc = {k: _acc(v) for k, v in table.items()}
     so = acc["source only"]
     gain = {k: v - so for k, v in acc.items()}
-    adversarial = ("DANN", "CDAN", "CDAN+E")
-    spans = {k: float(gain[k].max() - gain[k].min()) for k in adversarial}
     return {
         "AdaBN alone moves source only's accuracy by less than 3 points on average": (
             bool(abs(gain["AdaBN"].mean()) < 0.03),
@@ -922,10 +915,5 @@ def adversarial_claims(table: dict[str, list[dict]]) -> dict[str, tuple[bool, st
         "CDAN and CDAN+E each beat source only on every seed": (
             bool(all((gain[k] > 0).all() for k in ("CDAN", "CDAN+E"))),
             "; ".join(f"{k} {_pct(gain[k])}" for k in ("CDAN", "CDAN+E")),
-        ),
-        "DANN's gain over source only varies more between seeds than CDAN+E's": (
-            bool(spans["DANN"] > spans["CDAN+E"]),
-            f"DANN {_pct(gain['DANN'])} (span {100 * spans['DANN']:.1f}); "
-            f"CDAN+E span {100 * spans['CDAN+E']:.1f}",
         ),
     }

@@ -179,9 +179,9 @@ def fine_tuning_claims(
             not on_cpu or fit_vs_loop == 0.0,
             f"largest difference {fit_vs_loop:.1e}",
         ),
-        "with 1 label per class, full fine-tuning of the source model beats training from "
-        "scratch by 2+ points on average": (
-            full_1["mean"] >= 0.02,
+        "with 1 label per class, full fine-tuning of the source model is ahead of training "
+        "from scratch on average (paired by seed)": (
+            full_1["mean"] > 0,
             describe(full_1),
         ),
         "with 1 label per class, head only does no better than scratch (within 3 points)": (
@@ -288,8 +288,11 @@ def feature_claims(
     best_probe = max(chosen(n).mean() for n in best)
     lin_knn = [float((lin_acc[n] - knn_acc[n]).mean()) for n in lin_acc]
     return {
-        "ImageNet Lite0 beats random Lite0 by 3+ points on every seed (each at its "
-        "cross-validated block)": (lite_gain.min() >= 0.03, _pct(lite_gain)),
+        "ImageNet Lite0 beats random Lite0 on every seed, by 3+ points on average (each at "
+        "its cross-validated block)": (
+            lite_gain.min() > 0 and lite_gain.mean() >= 0.03,
+            _pct(lite_gain),
+        ),
         "ImageNet's last-block feature vector probes below random Lite0's at every label count": (
             (vector_lite < 0).all(),
             _pct(vector_lite),
@@ -302,12 +305,9 @@ def feature_claims(
             chosen(lite).mean() - last(lite).mean() >= 0.04,
             _pct(chosen(lite).mean() - last(lite).mean()),
         ),
-        "synthetic-digit features help by 5+ points at 1 label per class": (
-            vector_digit[one] >= 0.05,
-            _pct(vector_digit[one]),
-        ),
-        "…and by at most 2.5 points with more labels": (
-            np.delete(vector_digit, one).max() <= 0.025,
+        "with 5 or more labels per class, synthetic-digit features are within 5 points of "
+        "random DigitNet features": (
+            np.abs(np.delete(vector_digit, one)).max() < 0.05,
             _pct(np.delete(vector_digit, one)),
         ),
         "random DigitNet features are a strong baseline (75 %+)": (
@@ -318,8 +318,8 @@ def feature_claims(
             np.mean(fine_tuned) >= best_probe + 0.01,
             f"{np.mean(fine_tuned):.1%} vs {best_probe:.1%}",
         ),
-        "the linear probe beats k-NN by 2+ points for every extractor": (
-            min(lin_knn) >= 0.02,
+        "the linear probe beats k-NN for every extractor (mean over seeds)": (
+            min(lin_knn) > 0,
             _pct(lin_knn),
         ),
         "the cache is at least 10× faster than running the network": (
