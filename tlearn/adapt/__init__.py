@@ -9,6 +9,8 @@
   ``ConditionalAdversarialLoss`` — CDAN and CDAN+E (Long et al., NeurIPS 2018)
 * ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
+* ``diagnose`` / ``collapsed`` / ``majority_share`` — is a run broken? (one class takes every
+  target prediction, or a loss went non-finite)
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``fit_adapt`` — ``train.fit`` with source labels + an alignment module: "none" | "coral" |
   "mmd" | "dann" | "cdan" | "cdan_e", a method added with ``register_method``, or any
@@ -32,6 +34,7 @@ from tlearn.adapt.dann import (
     dann_lr,
     grad_reverse,
 )
+from tlearn.adapt.diagnostics import CollapseWarning, collapsed, diagnose, majority_share
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
 from tlearn.adapt.tent import entropy, tent
@@ -59,6 +62,10 @@ __all__ = [
     "tent",
     "entropy",
     "proxy_a_distance",
+    "diagnose",
+    "collapsed",
+    "majority_share",
+    "CollapseWarning",
     "adabn",
     "batchnorm_layers",
     "fit_adapt",
