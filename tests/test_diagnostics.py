@@ -113,3 +113,33 @@ def test_fit_adapt_does_not_flag_a_healthy_run():
         )  # fmt: skip
     assert hist.last["collapsed"] is False
     assert all(s < diagnostics.COLLAPSE_SHARE for s in hist["target_majority_share"])
+
+
+# --------------------------------------------------------------------------- the MMD collapse
+@pytest.mark.slow  # ≈ 17 s of CPU time (one thread)
+def test_a_detached_mmd_bandwidth_collapses_the_reproduce_lenet_and_the_default_does_not():
+    """The development case of the MNIST→USPS collapse (benchmarks/README.md, "MMD collapse"):
+    the reproduce protocol's LeNet (no BatchNorm) on rendered digits → their UCI-like
+    degraded copies. With γ₀ detached the features shrink to zero before the classifier
+    learns anything; with γ₀ differentiated (the default) the same run trains."""
+    import tlearn.studies.domains  # noqa: F401  (registers the development targets)
+    from tlearn import data
+    from tlearn.reproduce import LeNet
+
+    source = data.load_domain("synth", "train", size=256, seed=0, channels=1)
+    target = data.load_domain("synth_degraded", "train", size=256, seed=0, channels=1)
+    runs = {}
+    for detach in (True, False):
+        torch.manual_seed(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CollapseWarning)
+            hist = fit_adapt(
+                LeNet(), source, target, "mmd", epochs=12, batch_size=64, seed=0,
+                device="cpu", progress=False, detach_bandwidth=detach,
+            )  # fmt: skip
+        runs[detach] = hist, [w for w in caught if issubclass(w.category, CollapseWarning)]
+    (stuck, warned), (trained, quiet) = runs[True], runs[False]
+    assert stuck.last["collapsed"] and len(warned) == 1
+    assert stuck.last["class_loss"] > 2.2  # ≈ ln 10: the source was never learned either
+    assert not trained.last["collapsed"] and not quiet
+    assert trained.last["class_loss"] < 2.0
