@@ -65,7 +65,7 @@ from tlearn.data.base import as_dataset, batches, data_length, input_batches
 from tlearn.data.real import ImageFolderDomain, check_same_classes
 from tlearn.features import FeatureHook
 
-__all__ = ["fit_adapt", "register_method", "check_collapse", "METHODS", "DEFAULTS", "BN", "Method"]
+__all__ = ["fit_adapt", "register_method", "METHODS", "DEFAULTS", "BN", "Method"]
 
 BN = ("per_domain", "joint")
 OPTIMIZERS = ("adam", "sgd")
@@ -224,7 +224,7 @@ class AlignedObjective(nn.Module):
         self.target_counts = torch.zeros(0, dtype=torch.long)
 
 
-def check_collapse(
+def _check_collapse(
     model: nn.Module, target: Any, history: train.History, device: torch.device, name: str
 ) -> str | None:
     """After training: predict the first :data:`CHECK_IMAGES` target images (no labels read),
@@ -417,7 +417,7 @@ def fit_adapt(
     if not uses_target:
         history = train.fit(model, source, **fit_options)
         if target is not None:
-            check_collapse(model, target, history, device, f"fit_adapt[{name}]")
+            _check_collapse(model, target, history, device, f"fit_adapt[{name}]")
         return history
     folders = [as_dataset(d) for d in (source, target)]
     if all(isinstance(d, ImageFolderDomain) for d in folders):  # class names from folder names:
@@ -435,6 +435,6 @@ def fit_adapt(
         history = train.fit(model, source, objective=objective, **fit_options)
     if reestimate_bn:
         estimate_bn_statistics(model, target, include_frozen=False, device=device, progress=False)
-    check_collapse(model, target, history, device, f"fit_adapt[{name}]")
+    _check_collapse(model, target, history, device, f"fit_adapt[{name}]")
     model.eval()
     return history
