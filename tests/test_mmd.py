@@ -254,7 +254,8 @@ def test_gradient_matches_autograd_of_a_plain_implementation(estimator, multipli
         off = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
         return off + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1)) - 2 * kxy.mean()
 
-    ours = torch.autograd.grad(mmd(x, y, "multi", list(multipliers), estimator), (x, y))
+    ours = mmd(x, y, "multi", list(multipliers), estimator, detach_bandwidth=True)
+    ours = torch.autograd.grad(ours, (x, y))
     ref = torch.autograd.grad(plain(x, y), (x, y))
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b)
@@ -334,6 +335,57 @@ def test_identical_points_give_zero(n, d, value):
         assert mmd(x, x.detach().clone(), kernel=kernel).item() == pytest.approx(0.0, abs=1e-6)
         (grad,) = torch.autograd.grad(mmd(x, x.detach() + 1.0, kernel=kernel), (x,))
         assert torch.isfinite(grad).all()
+
+
+# --------------------------------------------------------------------------- γ₀'s gradient
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear-time"])
+@pytest.mark.parametrize("kernel", ["multi", "gaussian"])
+def test_the_data_driven_bandwidth_is_differentiated_by_default(kernel, estimator):
+    # γ₀ = mean squared distance is now part of the function: finite differences agree
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = (torch.randn(6, 3, dtype=torch.float64, generator=gen) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: mmd(a, b, kernel, None, estimator), (x, y))
+    # the fast path (rescaled features) equals autograd through the textbook formula
+    fast = torch.autograd.grad(mmd(x, y, kernel, None, estimator), (x, y))
+    plain = torch.autograd.grad(plain_mmd(x, y, kernel, None, estimator), (x, y))
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_detached_bandwidth_pulls_features_to_the_origin_the_differentiated_one_does_not():
+    """The cause of the MMD collapse (benchmarks/README.md): with γ₀ detached the gradient
+    has a radial component Σ zᵢ·∂ℓ/∂zᵢ > 0 (descent shrinks every feature) that grows like
+    1/c as the features shrink by c; differentiated, the loss is scale invariant and that
+    component is 0."""
+    gen = torch.Generator().manual_seed(0)
+    zs = torch.randn(64, 50, dtype=torch.float64, generator=gen).relu()
+    zt = (torch.randn(64, 50, dtype=torch.float64, generator=gen) + 0.3).relu()
+    for c in (1.0, 0.01):
+        a, b = (c * zs).requires_grad_(), (c * zt).requires_grad_()
+        values, radial = [], []
+        for detach in (True, False):
+            value = mmd(a, b, detach_bandwidth=detach)
+            ga, gb = torch.autograd.grad(value, (a, b))
+            values.append(value.item())
+            radial.append(((ga * a).sum() + (gb * b).sum()).item())
+        assert values[0] == pytest.approx(values[1], rel=1e-12)  # the same number
+        assert radial[0] > 0.01 * values[0]  # detached: a pull towards the origin …
+        assert abs(radial[1]) < 1e-9 * radial[0]  # … that the differentiated γ₀ cancels
+        if c == 1.0:
+            pull = torch.autograd.grad(mmd(a, b, detach_bandwidth=True), a)[0].norm()
+        else:  # … and grows like 1/c as the features shrink
+            shrunk = torch.autograd.grad(mmd(a, b, detach_bandwidth=True), a)[0].norm()
+            assert shrunk.item() == pytest.approx(100 * pull.item(), rel=1e-6)
+
+
+def test_mmd_loss_passes_detach_bandwidth_on():
+    zs, zt = torch.randn(8, 3, requires_grad=True), torch.randn(8, 3) + 1
+    for detach in (True, False):
+        (ours,) = torch.autograd.grad(MMDLoss(detach_bandwidth=detach)(zs, zt), zs)
+        (ref,) = torch.autograd.grad(mmd(zs, zt, detach_bandwidth=detach), zs)
+        torch.testing.assert_close(ours, ref)
+    assert "detach_bandwidth=False" in repr(MMDLoss())
 
 
 # --------------------------------------------------------------------------- bad input

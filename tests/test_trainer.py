@@ -228,12 +228,14 @@ def test_source_is_looped_and_target_cycled():
     fit_adapt(net, _domain(44, 1), _domain(10, 2), "coral", epochs=3, batch_size=8,
               device="cpu", progress=False, seed=0, bn="per_domain")  # fmt: skip
     assert sizes[:2] == [2, 2]  # probes: the feature dimension, the labels' range
-    assert sizes[2:-1] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
-    assert sizes[-1] == 10  # then one pass over the target re-estimates BatchNorm statistics
+    assert sizes[2:-2] == [8] * (2 * 5 * 3)  # separate: a source and a target pass per step
+    assert sizes[-2] == 10  # then one pass over the target re-estimates BatchNorm statistics
+    assert sizes[-1] == 10  # and one predicts it: the collapse check (labels never read)
 
 
 def test_bn_modes_route_batches_differently():
-    for mode, expected in (("joint", [16, 16, 16]), ("per_domain", [8, 8, 8, 8, 16])):
+    # the steps, then BatchNorm re-estimation on the target, then the collapse check's pass
+    for mode, expected in (("joint", [16, 16, 16, 16]), ("per_domain", [8, 8, 8, 8, 16, 16])):
         sizes = []
         torch.manual_seed(0)
         net = Tiny()

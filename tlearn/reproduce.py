@@ -19,7 +19,10 @@ Each protocol follows the paper whose number it prints beside ours:
 **No choice reads target labels.** The schedule (epochs, learning rate, batch size, method
 weights: ``adapt.DEFAULTS``) is fixed in advance; the target's labels are read once, to
 score the final network. Published tables often pick the best epoch on the labelled target
-(their scripts do), so our numbers may be lower, and honest. Mean ± std over the seeds.
+(their scripts do), so our numbers may be lower, and honest. Mean ± std over the seeds, each
+seed's accuracy beside it, and a warning line for each seed whose run **collapsed** (one class
+takes ≥ 90 % of the target test predictions) or diverged (a non-finite loss): a mean over a
+failed seed and working ones describes neither (:mod:`tlearn.adapt.diagnostics`).
 
 ``--fake`` swaps the data for tiny offline stand-ins (synthetic digits; generated photo
 folders and a small CNN for office31) to check the command end to end in seconds.
@@ -28,18 +31,22 @@ folders and a small CNN for office31) to check the command end to end in seconds
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from tlearn import adapt, checks, data, models, runtime, train
+from tlearn.adapt.diagnostics import CollapseWarning, diagnose
 
-__all__ = ["PROTOCOLS", "METHODS", "Protocol", "LeNet", "run", "main"]
+__all__ = ["PROTOCOLS", "METHODS", "Protocol", "Outcome", "LeNet", "run", "report", "main"]
 
 #: Our method names → ``fit_adapt``'s (``source``: the source-only baseline).
 METHODS = {"source": "none", "coral": "coral", "mmd": "mmd", "dann": "dann", "cdan": "cdan"}
@@ -133,25 +140,48 @@ def _fake_office(root: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- one run
-def _accuracy(net: nn.Module, test, device) -> float:
-    return 100 * train.evaluate(net, test, device=device)["accuracy"]
+@dataclass(frozen=True)
+class Outcome:
+    """One seed's run: target test accuracy (%, NaN if training diverged) and, when the run
+    collapsed or diverged, why (:func:`tlearn.adapt.diagnostics.diagnose`), else None."""
+
+    seed: int
+    accuracy: float
+    problem: str | None = None
 
 
-def _run_digits(protocol: Protocol, method: str, seed: int, args) -> float:
+def _train_and_score(net: nn.Module, test, seed: int, device, **fit) -> Outcome:
+    """``fit_adapt(net, **fit)``, then the test accuracy and the collapse check on its predictions.
+
+    The check reads the predictions only; fit_adapt's own warning (on the training target)
+    is left out, so each problem is reported once, in the table.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CollapseWarning)
+            adapt.fit_adapt(net, seed=seed, device=device, **fit)
+    except FloatingPointError as e:  # fit stops at the first non-finite loss
+        return Outcome(seed, math.nan, f"diverged: {e}")
+    accuracy = 100 * train.evaluate(net, test, device=device)["accuracy"]
+    logits = train.predict(net, test, device=device, return_logits=True)
+    problem = diagnose(logits) if torch.isfinite(logits).all() else "diverged: non-finite outputs"
+    return Outcome(seed, accuracy, problem)
+
+
+def _run_digits(protocol: Protocol, method: str, seed: int, args) -> Outcome:
     (src_name, n_src), (tgt_name, n_tgt) = protocol.source, protocol.target
     source = _digits(src_name, "train", n_src, seed, args)
     target = _digits(tgt_name, "train", n_tgt, seed, args)
     test = _digits(tgt_name, "test", None, seed, args)
     runtime.seed_everything(seed)
-    net = LeNet()
-    adapt.fit_adapt(
-        net, source, target, METHODS[method], epochs=args.epochs or protocol.epochs,
-        batch_size=protocol.batch_size, seed=seed, progress=args.progress, device=args.device,
+    return _train_and_score(
+        LeNet(), test, seed, args.device, source=source, target=target, method=METHODS[method],
+        epochs=args.epochs or protocol.epochs, batch_size=protocol.batch_size,
+        progress=args.progress,
     )  # fmt: skip
-    return _accuracy(net, test, args.device)
 
 
-def _run_office(shift: str, method: str, seed: int, args, root: Path) -> float:
+def _run_office(shift: str, method: str, seed: int, args, root: Path) -> Outcome:
     s, t = (_OFFICE[c] for c in shift.split("→"))
     size = 32 if args.fake else 224
     norm = None if args.fake else models.normalization("resnet50")
@@ -167,16 +197,16 @@ def _run_office(shift: str, method: str, seed: int, args, root: Path) -> float:
     else:
         net = models.replace_head(models.load_backbone("resnet50", pretrained=True), 31)
         layer = "avgpool"
-    adapt.fit_adapt(
-        net, source, target, METHODS[method], epochs=args.epochs or PROTOCOLS["office31"].epochs,
+    return _train_and_score(
+        net, test, seed, args.device, source=source, target=target, method=METHODS[method],
+        epochs=args.epochs or PROTOCOLS["office31"].epochs,
         batch_size=PROTOCOLS["office31"].batch_size, optimizer="sgd", lr=3e-3, layer=layer,
-        seed=seed, progress=args.progress, device=args.device,
+        progress=args.progress,
     )  # fmt: skip
-    return _accuracy(net, test, args.device)
 
 
-def run(name: str, method: str, args) -> dict[str, list[float]]:
-    """Accuracy (%) per shift and seed: ``{"MNIST→USPS": [seed 0, seed 1, …]}``."""
+def run(name: str, method: str, args) -> dict[str, list[Outcome]]:
+    """One :class:`Outcome` per shift and seed: ``{"MNIST→USPS": [seed 0, seed 1, …]}``."""
     protocol = PROTOCOLS[name]
     if name != "office31":
         return {protocol.title: [_run_digits(protocol, method, s, args) for s in args.seeds]}
@@ -192,22 +222,36 @@ def run(name: str, method: str, args) -> dict[str, list[float]]:
         }
 
 
-def report(name: str, method: str, results: dict[str, list[float]]) -> str:
-    """The table: our mean ± std per shift beside the published number, protocol stated."""
+def report(name: str, method: str, results: dict[str, list[Outcome]]) -> str:
+    """The table: our mean ± std and each seed's accuracy per shift beside the published
+    number, protocol stated; then a warning line per collapsed or diverged seed."""
     protocol = PROTOCOLS[name]
     published = protocol.published.get(method, "— (not published in this protocol)")
     fmt = lambda v: f"{statistics.mean(v):5.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}"  # noqa: E731
+    seeds = [o.seed for o in next(iter(results.values()))]
     lines = [
         f"{protocol.title}, method {method!r} — protocol: {protocol.paper}.",
         "Fixed schedule, no target labels used for any choice; accuracy (%) on the target, "
-        f"mean ± std over {len(next(iter(results.values())))} seed(s).",
-        f"{'shift':<12} {'ours':>14}   published",
+        f"mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
+        "* marks a collapsed or diverged seed.",
+        f"{'shift':<12} {'ours':>14}   {'per seed':<24} published",
     ]
-    for shift, values in results.items():
-        lines.append(f"{shift:<12} {fmt(values):>14}   {published if len(results) == 1 else ''}")
+    for shift, outcomes in results.items():
+        per_seed = ", ".join(f"{o.accuracy:.1f}{'*' if o.problem else ''}" for o in outcomes)
+        accuracies = [o.accuracy for o in outcomes]
+        lines.append(
+            f"{shift:<12} {fmt(accuracies):>14}   {per_seed:<24} "
+            f"{published if len(results) == 1 else ''}".rstrip()
+        )
     if len(results) > 1:
-        means = [statistics.mean(v) for v in results.values()]
-        lines.append(f"{'average':<12} {statistics.mean(means):14.1f}   {published}")
+        means = [statistics.mean(o.accuracy for o in v) for v in results.values()]
+        lines.append(f"{'average':<12} {statistics.mean(means):14.1f}   {'':<24} {published}")
+    for shift, outcomes in results.items():
+        for o in outcomes:
+            if o.problem:
+                lines.append(
+                    f"WARNING: seed {o.seed} ({shift}) {o.problem}; the mean above includes it."
+                )
     return "\n".join(lines)
 
 
@@ -255,12 +299,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
+    """Run and print the table; return the accuracies (%) per shift, one per seed."""
     args = _parser().parse_args(argv)
     results = run(args.protocol, args.method, args)
     print(report(args.protocol, args.method, results), flush=True)
     if args.fake:
         print("(--fake: tiny stand-in data; these numbers check the command, they are no result)")
-    return results
+    return {shift: [o.accuracy for o in outcomes] for shift, outcomes in results.items()}
 
 
 if __name__ == "__main__":

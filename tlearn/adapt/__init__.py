@@ -11,6 +11,8 @@
   — self-training and SHOT, source-free (Liang, Hu & Feng, ICML 2020)
 * ``tent`` / ``entropy`` — TENT, test-time entropy minimisation (Wang et al., ICLR 2021)
 * ``proxy_a_distance`` — Ben-David et al. 2007
+* ``diagnose`` / ``collapsed`` / ``majority_share`` — is a run broken? (one class takes every
+  target prediction, or a loss went non-finite)
 * ``adabn`` — AdaBN: re-estimate BatchNorm statistics on the target (Li et al. 2016/2018)
 * ``selection`` — choosing without target labels: ``iwcv_risk`` (Sugiyama et al. 2007),
   ``dev_risk`` (DEV, You et al. 2019), ``density_ratios``, ``snd`` (Saito et al. 2021),
@@ -38,6 +40,7 @@ from tlearn.adapt.dann import (
     dann_lr,
     grad_reverse,
 )
+from tlearn.adapt.diagnostics import CollapseWarning, collapsed, diagnose, majority_share
 from tlearn.adapt.distance import proxy_a_distance
 from tlearn.adapt.mmd import MMDLoss, mmd, mmd_test
 from tlearn.adapt.shot import (
@@ -76,6 +79,10 @@ __all__ = [
     "entropy",
     "proxy_a_distance",
     "selection",
+    "diagnose",
+    "collapsed",
+    "majority_share",
+    "CollapseWarning",
     "adabn",
     "batchnorm_layers",
     "fit_adapt",

@@ -27,9 +27,10 @@ from torch import Tensor
 from tlearn.adapt._checks import float_compute
 
 
-def mean_sq_distance(zs: Tensor, zt: Tensor) -> Tensor:
-    """γ₀ of :func:`tlearn.adapt.kernels.mean_sq_distance` in O(N·d) (trick 1), detached."""
-    z = torch.cat([zs, zt]).detach()
+def mean_sq_distance(zs: Tensor, zt: Tensor, detach: bool = True) -> Tensor:
+    """γ₀ of :func:`tlearn.adapt.kernels.mean_sq_distance` in O(N·d) (trick 1)."""
+    z = torch.cat([zs, zt])
+    z = z.detach() if detach else z
     gamma0 = (2.0 / len(z)) * (z - z.mean(0)).pow(2).sum()
     return gamma0.clamp_min(math.sqrt(torch.finfo(gamma0.dtype).tiny))
 

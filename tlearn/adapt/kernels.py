@@ -7,8 +7,9 @@ semi-definite. The ones MMD uses here, each on a matrix of pairwise squared dist
 * Gaussian: :math:`k_\gamma(x, y) = \exp(-\lVert x - y\rVert^2 / \gamma)`, width γ.
 * Multi-kernel (DAN; Long et al., "Learning Transferable Features with Deep Adaptation
   Networks", ICML 2015): a **sum** of Gaussians :math:`\sum_u k_{\alpha_u \gamma_0}` with
-  :math:`\gamma_0` the mean pairwise squared distance of the joint sample, treated as a
-  constant (detached: no gradient flows through the bandwidth). The default
+  :math:`\gamma_0` the mean pairwise squared distance of the joint sample. As a training
+  loss the gradient flows through :math:`\gamma_0` too (``mmd``'s ``detach_bandwidth``
+  says why; DAN's and TLlib's code treat it as a constant). The default
   :math:`\alpha \in \{2^{-2}, 2^{-1}, 1, 2, 2^2\}` is TLlib's family
   :math:`\exp(-d^2 / 2\sigma^2)`, :math:`\sigma^2 = \alpha' \cdot \mathrm{mean}\, d^2`,
   :math:`\alpha' \in \{2^{-3}, \dots, 2\}` — the same five kernels.
@@ -71,15 +72,16 @@ def multi_kernel(
     return sum(gaussian_kernel(d2, alpha * gamma0) for alpha in multipliers)
 
 
-def mean_sq_distance(zs: Tensor, zt: Tensor) -> Tensor:
+def mean_sq_distance(zs: Tensor, zt: Tensor, detach: bool = True) -> Tensor:
     r"""γ₀: the mean squared distance over all :math:`N^2` pairs of the joint sample ``[zs; zt]``.
 
-    Detached: the bandwidth is a constant of the loss (DAN). Identical points give 0; a
-    floor of √(smallest normal float) keeps :math:`\exp(-0/\gamma_0) = 1` and the
-    gradients finite.
+    ``detach=True``: a constant of the loss, as DAN's code treats it; ``False``: a function
+    of the features, differentiated like the rest. Identical points give 0; a floor of
+    √(smallest normal float) keeps :math:`\exp(-0/\gamma_0) = 1` and the gradients finite.
     """
     z = torch.cat([zs, zt])
-    gamma0 = sq_distances(z, z).mean().detach()
+    gamma0 = sq_distances(z, z).mean()
+    gamma0 = gamma0.detach() if detach else gamma0
     return gamma0.clamp_min(math.sqrt(torch.finfo(gamma0.dtype).tiny))
 
 

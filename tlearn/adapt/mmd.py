@@ -67,15 +67,17 @@ def plain_mmd(
     bandwidth: float | Sequence[float] | None = None,
     estimator: Estimator = "biased",
     gamma0: Tensor | float | None = None,
+    detach_bandwidth: bool = False,
 ) -> Tensor:
     """MMD² exactly as the papers write it: no input checks, no speed tricks (see :func:`mmd`).
 
     ``gamma0``: γ₀ when it is already known; by default the ``bandwidth`` or
-    :func:`~tlearn.adapt.kernels.mean_sq_distance`.
+    :func:`~tlearn.adapt.kernels.mean_sq_distance` (a constant of the gradient only with
+    ``detach_bandwidth``).
     """
     fixed, alphas = resolve_kernel(kernel, bandwidth)  # alphas == (): the linear kernel
     if gamma0 is None:
-        gamma0 = mean_sq_distance(zs, zt) if fixed is None else fixed
+        gamma0 = mean_sq_distance(zs, zt, detach_bandwidth) if fixed is None else fixed
 
     def k(a: Tensor, b: Tensor, pairs: bool = False) -> Tensor:
         """k(a_i, b_j) for every i, j; or, with ``pairs``, only k(a_i, b_i)."""
@@ -97,6 +99,7 @@ def mmd(
     kernel: Kernel = "multi",
     bandwidth: float | Sequence[float] | None = None,
     estimator: Estimator = "biased",
+    detach_bandwidth: bool = False,
 ) -> Tensor:
     r"""Squared Maximum Mean Discrepancy between feature sets ``zs`` and ``zt`` (a differentiable loss).
 
@@ -116,8 +119,9 @@ def mmd(
             ``"linear"`` — :math:`x^\top y`, whose biased MMD is
             :math:`\lVert \bar x - \bar y\rVert^2` (means only).
         bandwidth: ``None`` — γ₀ = mean squared distance over all pairs of the joint
-            sample ``[zs; zt]`` (constant, no gradient); a number — use it as γ₀ (``"gaussian"``:
-            γ = that number); a list — multipliers α_u for ``"multi"`` (γ_u = α_u·γ₀).
+            sample ``[zs; zt]`` (see ``detach_bandwidth``); a number — use it as γ₀
+            (``"gaussian"``: γ = that number); a list — multipliers α_u for ``"multi"``
+            (γ_u = α_u·γ₀).
         estimator:
             ``"biased"`` (default) — the V-statistic above, diagonals included. It is the
             squared RKHS distance between the two empirical mean embeddings, so it is never
@@ -134,6 +138,20 @@ def mmd(
             average :math:`h = k(x_{2i-1},x_{2i}) + k(y_{2i-1},y_{2i}) - k(x_{2i-1},y_{2i}) -
             k(x_{2i},y_{2i-1})` over ``⌊n/2⌋`` quad-tuples. O(n·d), unbiased, high variance;
             needs ``m == n`` (an odd last sample is dropped). Can be negative too.
+        detach_bandwidth: with ``bandwidth=None``, whether γ₀ is a constant of the gradient
+            (``True``: DAN's and TLlib's code) or a function of the features, differentiated
+            like the rest of the loss (``False``, the default). **The value is the same**;
+            training is not. With the data-driven γ₀ the value does not change when every
+            feature is multiplied by c > 0 (all distances and γ₀ scale by c²). A detached
+            γ₀ hides that from the gradient: at fixed γ₀ shrinking the features moves every
+            kernel towards 1 and MMD² towards 0, so the gradient always pulls the features
+            towards the origin, and that pull grows like 1/c as they shrink. A network
+            without a normalisation layer (the ADDA LeNet of ``tlearn.reproduce``) follows
+            it until its ReLUs die and every image gets one class; with the gradient
+            through γ₀ the pull is exactly zero (the loss is scale invariant, so its gradient
+            is orthogonal to the features: Σ zᵢ·∂ℓ/∂zᵢ = 0). Measured in
+            ``benchmarks/README.md`` ("MMD collapse"). Gretton et al. (2012) pick a
+            data-driven bandwidth for a *test*, where no gradient is taken.
 
     Returns:
         Scalar tensor (float32 for half/float32 input, float64 for float64 input). Computed
@@ -168,7 +186,13 @@ def mmd(
     with float_compute(zs.device):
         mean = torch.cat([zs, zt]).mean(0)
         cs, ct = zs - mean, zt - mean
-        gamma0 = _fast.mean_sq_distance(cs, ct) if multipliers and fixed is None else fixed
+        gamma0 = fixed
+        if multipliers and fixed is None:
+            gamma0 = _fast.mean_sq_distance(cs, ct, detach_bandwidth)
+            gamma0 = finite_or_raise(gamma0, {names[0]: zs, names[1]: zt})  # no silent inf/inf
+            if not detach_bandwidth:  # k(x, y; γ₀) = k(x/√γ₀, y/√γ₀; 1): autograd carries
+                root = gamma0.sqrt()  # γ₀'s gradient through the rescaled features
+                cs, ct, gamma0 = cs / root, ct / root, 1.0
         if estimator != "linear-time" and multipliers and _fast.squaring_plan(multipliers):
             value = _fast.gaussian_mmd(cs, ct, gamma0, multipliers, estimator == "unbiased")
         else:
@@ -191,8 +215,8 @@ class MMDLoss(nn.Module):
 
     Shapes: ``zs`` ``(m, d)``, ``zt`` ``(n, d)`` → scalar (float32 even under autocast).
     Defaults: a sum of five Gaussian kernels with γ_u ∈ {1/4, 1/2, 1, 2, 4} × mean squared
-    distance, biased estimator. See :func:`mmd` for every option (and why the unbiased
-    estimate can be negative).
+    distance, biased estimator, the gradient taken through γ₀ too. See :func:`mmd` for
+    every option (why the unbiased estimate can be negative; why γ₀ is not detached).
 
     Example:
         >>> criterion = MMDLoss()                    # DAN-style multi-kernel MMD
@@ -205,17 +229,25 @@ class MMDLoss(nn.Module):
         kernel: Kernel = "multi",
         bandwidth: float | Sequence[float] | None = None,
         estimator: Estimator = "biased",
+        detach_bandwidth: bool = False,
     ) -> None:
         super().__init__()
         _check_estimator(estimator)
         resolve_kernel(kernel, bandwidth)  # fail at construction, not at the first batch
         self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
+        self.detach_bandwidth = detach_bandwidth
 
     def forward(self, zs: Tensor, zt: Tensor) -> Tensor:
-        return mmd(zs, zt, kernel=self.kernel, bandwidth=self.bandwidth, estimator=self.estimator)
+        return mmd(
+            zs, zt, kernel=self.kernel, bandwidth=self.bandwidth, estimator=self.estimator,
+            detach_bandwidth=self.detach_bandwidth,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"kernel={self.kernel!r}, bandwidth={self.bandwidth!r}, estimator={self.estimator!r}"
+        return (
+            f"kernel={self.kernel!r}, bandwidth={self.bandwidth!r}, estimator={self.estimator!r}, "
+            f"detach_bandwidth={self.detach_bandwidth}"
+        )
 
 
 # --------------------------------------------------------------------------- two-sample test

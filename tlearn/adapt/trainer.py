@@ -34,6 +34,12 @@ What the loop does is :func:`tlearn.train.fit`'s; this module only builds the ob
   in train mode, as ``train.fit`` does — so keep BatchNorm statistics fixed with
   ``freeze.freeze`` (a ``FrozenBatchNorm``), not with ``.eval()`` — and the model is returned
   in eval mode. Before the first epoch every module keeps the mode it had.
+* **A collapsed run is named, not averaged** (:mod:`tlearn.adapt.diagnostics`): each epoch
+  records ``target_majority_share``, the share of the most predicted class among the
+  target images its steps saw; after training one pass over (up to
+  :data:`CHECK_IMAGES`) target images sets the last record's ``collapsed`` and warns
+  (:class:`~tlearn.adapt.diagnostics.CollapseWarning`) when one class takes ≥ 90 % of the
+  predictions. No label is read.
 
 The defaults (:data:`DEFAULTS`) were chosen on development pairs, never with the evaluation
 target's labels; ``benchmarks/README.md`` records how.
@@ -56,6 +62,7 @@ from tlearn import checks, runtime, train
 from tlearn.adapt.cdan import ConditionalAdversarialLoss
 from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
+from tlearn.adapt.diagnostics import CollapseWarning, diagnose
 from tlearn.adapt.mmd import MMDLoss
 from tlearn.bn import estimate_bn_statistics
 from tlearn.data.base import as_dataset, batches, data_length, input_batches
@@ -66,6 +73,8 @@ __all__ = ["fit_adapt", "register_method", "METHODS", "DEFAULTS", "BN", "Method"
 
 BN = ("per_domain", "joint")
 OPTIMIZERS = ("adam", "sgd")
+#: Target images the collapse check predicts after training (the first ones, in order).
+CHECK_IMAGES = 2048
 
 
 # --------------------------------------------------------------------------- the registry
@@ -281,6 +290,7 @@ class AlignedObjective(nn.Module):
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         self.offers = {k for k in ("progress", "logits_s", "logits_t") if takes_any or k in params}
         self.checked = False
+        self.target_counts = torch.zeros(0, dtype=torch.long)  # predictions per class, this epoch
 
     def forward(self, model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, progress: float):
         xt = next(self.target).to(xs.device, non_blocking=True)
@@ -298,6 +308,7 @@ class AlignedObjective(nn.Module):
             logits_s, zs = model(xs), self.hook.take()
             logits_t, zt = model(xt), self.hook.take()
         class_loss = F.cross_entropy(logits_s.float(), ys)
+        self._count(logits_t)
         offered = {"progress": progress, "logits_s": logits_s, "logits_t": logits_t}
         align_loss = self.align(zs.float(), zt.float(), **{k: offered[k] for k in self.offers})
         _check_scalar(align_loss, self.name)
@@ -315,6 +326,55 @@ class AlignedObjective(nn.Module):
         logs = {"class_loss": class_loss.item(), "align_loss": align_loss.item()}
         logs.update(getattr(self.align, "logs", {}))
         return class_loss + self.weight * align_loss, logits_s, logs
+
+    def _count(self, logits_t: torch.Tensor) -> None:
+        if logits_t.dim() != 2:  # a model without (N, C) logits: nothing to count
+            return
+        counts = torch.bincount(logits_t.detach().argmax(1).cpu(), minlength=logits_t.shape[1])
+        if len(self.target_counts) < len(counts):
+            self.target_counts = F.pad(
+                self.target_counts, (0, len(counts) - len(self.target_counts))
+            )
+        self.target_counts += counts
+
+    def on_epoch_end(self, state: train.FitState) -> None:
+        """(A ``fit`` callback.) Record ``target_majority_share`` of this epoch's target steps."""
+        if self.target_counts.sum() > 0:
+            share = self.target_counts.max() / self.target_counts.sum()
+            state.history.records[-1]["target_majority_share"] = float(share)
+        self.target_counts = torch.zeros(0, dtype=torch.long)
+
+
+def _check_collapse(
+    model: nn.Module, target: Any, history: train.History, device: torch.device, name: str
+) -> str | None:
+    """After training: predict the first :data:`CHECK_IMAGES` target images (no labels read),
+    set ``history.last["collapsed"]`` and warn with the reason when the run collapsed."""
+    was = model.training
+    model.eval()
+    predictions, seen = [], 0
+    with torch.no_grad():
+        for x in input_batches(target, 256):
+            logits = model(x[: CHECK_IMAGES - seen].to(device))
+            if not (isinstance(logits, torch.Tensor) and logits.dim() == 2):
+                model.train(was)
+                return None  # not a classifier's (N, C) logits: nothing to check
+            predictions.append(logits.argmax(1).cpu())
+            seen += len(logits)
+            if seen >= CHECK_IMAGES:
+                break
+    model.train(was)
+    losses = [r["train_loss"] for r in history.records if "train_loss" in r]
+    verdict = diagnose(torch.cat(predictions), losses)
+    history.last["collapsed"] = verdict is not None
+    if verdict is not None:
+        warnings.warn(
+            f"{name}: the run {verdict}; its accuracy measures the collapse, not the method "
+            "(see tlearn.adapt.diagnostics)",
+            CollapseWarning,
+            stacklevel=3,
+        )
+    return verdict
 
 
 # --------------------------------------------------------------------------- checks
@@ -489,7 +549,9 @@ def fit_adapt(
     Returns:
         ``train.History``: per epoch ``train_loss``, ``train_accuracy`` (source),
         ``class_loss``, ``align_loss``, the module's ``logs`` (DANN, CDAN: ``domain_accuracy``,
-        ``lambda``), ``lr``, ``seconds`` (and ``val_*`` with ``val``).
+        ``lambda``), ``target_majority_share`` (see the module doc), ``lr``, ``seconds`` (and
+        ``val_*`` with ``val``); the last record also holds ``collapsed`` (True: one class
+        takes ≥ 90 % of the target predictions — a :class:`CollapseWarning` said so).
 
     >>> from tlearn import data, models
     >>> src = data.load_domain("synth", size=64)
@@ -532,7 +594,10 @@ def fit_adapt(
         drop_last=True,
     )
     if not uses_target:
-        return train.fit(model, source, **fit_options)
+        history = train.fit(model, source, **fit_options)
+        if target is not None:
+            _check_collapse(model, target, history, device, f"fit_adapt[{name}]")
+        return history
     folders = [as_dataset(d) for d in (source, target)]
     if all(isinstance(d, ImageFolderDomain) for d in folders):  # class names from folder names:
         check_same_classes(*folders)  # label k must mean the same class in both domains
@@ -553,6 +618,7 @@ def fit_adapt(
             raise TypeError(f"method {name!r} built {type(align).__name__}, not an nn.Module")
         _check_forward(align, name)
         objective = AlignedObjective(align, weight, stream, hook, bn, name)
+        fit_options["callbacks"] = [*(callbacks or []), objective]
         buffers = {
             k: v.clone()
             for k, v in model.state_dict().items()
@@ -565,5 +631,6 @@ def fit_adapt(
             raise
     if reestimate_bn:
         estimate_bn_statistics(model, target, include_frozen=False, device=device, progress=False)
+    _check_collapse(model, target, history, device, f"fit_adapt[{name}]")
     model.eval()
     return history

@@ -100,6 +100,9 @@ RESULTS_FORMAT = "tlearn-adapt-result-v2"
 #: Part of the cache key: what determines the trained *weights* (bump it when training changes).
 TRAINING_FORMAT = "tlearn-adapt-result-v1"
 OLD_FORMATS = ("tlearn-adapt-result-v1",)
+#: Training changes that concern one method only, added to that method's cache key (the others
+#: keep theirs). mmd: the bandwidth's gradient is no longer detached (``adapt.mmd``).
+METHOD_TRAINING = {"mmd": "bandwidth-differentiated"}
 TRAINED = ("none", "coral", "mmd", "dann", "cdan", "cdan_e", "target")
 DERIVED = ("adabn", "tent", "standardised", "coral_closed_form")
 #: TENT's settings in a ``config("tent")``: ``epochs`` = passes over the target, ``lr`` and
@@ -179,6 +182,11 @@ class RunConfig:
                 "config": dataclasses.asdict(self),
                 "tlearn": tlearn.__version__,
                 "format": TRAINING_FORMAT,
+                **(
+                    {"method_training": METHOD_TRAINING[self.method]}
+                    if self.method in METHOD_TRAINING
+                    else {}
+                ),
             },
             sort_keys=True,
         )
