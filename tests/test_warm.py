@@ -305,6 +305,7 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert tuple(p["05"]["SEEDS"]) == warm.ADVERSARIAL_SEEDS
     assert p["03"]["RUN"] == p["04"]["RUN"] == p["05"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
+    assert tuple(p["08"]["SEEDS"]) == warm.SELF_TRAINING_SEEDS and p["08"]["RUN"] == warm.RUN
     assert {k: p["07"][k] for k in warm.REAL} == {**warm.REAL, "SEEDS": list(warm.REAL["SEEDS"])}
     assert _cached_calls("00") == [
         "net = source_model(seed=seed, size=SOURCE_SIZE, progress=False)",

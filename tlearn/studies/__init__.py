@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("source", "finetune", "domains", "adaptation", "choosing", "warm")
+_SUBMODULES = (
+    "source", "finetune", "domains", "adaptation", "choosing", "self_training", "warm",
+)  # fmt: skip
 
 __all__ = list(_SUBMODULES)
 
