@@ -59,7 +59,7 @@ __all__ = [
     "self_training_claims",
 ]
 
-RESULTS_FORMAT = "tlearn-self-training-v1"
+RESULTS_FORMAT = "tlearn-self-training-v2"
 
 #: Naive self-training, fixed in advance (not tuned): ``adapt.pseudo_labels``' default
 #: threshold, 3 rounds of 2 epochs (Adam, lr 1e-3 as ``train.fit``; batch 64 as SHOT).
@@ -155,10 +155,13 @@ def _compute(cfg: RunConfig) -> dict[str, Any]:
             if r == cfg.rounds:
                 break
             keep = mask.nonzero().flatten()
+            if len(keep) < 2:  # nothing (or one image) passes the threshold: nothing to train on
+                continue
             confident = DigitDataset(target.images[keep], labels[keep], name="pseudo-labelled")
             hist = train.fit(net, confident, epochs=cfg.epochs, lr=cfg.lr,
                              batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                             progress=False)  # fmt: skip
+                             progress=False,  # a last batch of one image breaks BatchNorm:
+                             drop_last=len(keep) > cfg.batch_size)  # fmt: skip
             history += [{**rec, "round": r + 1} for rec in hist.records]
     else:
         hist = adapt.shot(net, target, epochs=cfg.epochs, lr=cfg.lr, beta=cfg.beta,
