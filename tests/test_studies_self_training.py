@@ -62,7 +62,7 @@ def _verdicts(table):
 
 def test_every_claim_holds_on_numbers_that_make_it_true():
     claims = st.self_training_claims(_table(), LABELS)
-    assert len(claims) == 7
+    assert len(claims) == 6
     assert all(holds for holds, _ in claims.values()), claims
 
 
@@ -87,7 +87,7 @@ def test_pseudo_labels_getting_more_accurate_fails():
 @pytest.mark.parametrize(
     "rival, words",
     [("source only", "SHOT beats source only"), ("self-training (naive)", "naive self-training"),
-     ("TENT", "SHOT beats TENT"), ("SHOT, IM only (β = 0)", "β = 0 ingredient")],
+     ("TENT", "SHOT beats TENT")],
 )  # fmt: skip
 def test_shot_not_separated_from_a_rival_fails(rival, words):
     base = np.array([0.40, 0.45, 0.50])

@@ -373,7 +373,8 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
     method comparisons are paired by seed (:func:`tlearn.studies.claims.paired_difference`,
     a sentence "A beats B" holds when the 95 % interval of A − B lies above 0). Every check
     fails when its sentence is false (``tests/test_studies_self_training.py`` feeds it
-    falsified numbers).
+    falsified numbers). What SHOT's centroid pseudo-labels add to its IM loss (SHOT − its
+    β = 0 row) is not asserted: three seeds do not separate it from 0 (the lesson prints it).
     """
     from tlearn.studies.claims import describe, paired_difference
 
@@ -397,9 +398,9 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
         f"keeping only the predictions with confidence ≥ {threshold:g} gives more accurate "
         "pseudo-labels than keeping them all (paired 95 % interval above 0)": (
             bool(confident["low"] > 0), describe(confident)),
-        "naive self-training keeps its own mistakes: on every seed, more than half of the "
-        "first round's wrong pseudo-labels carry the same wrong label after the last round": (
-            bool((same > 0.5).all()), pct(same)),
+        "naive self-training keeps its own mistakes: on average over the seeds, more than half "
+        "of the first round's wrong pseudo-labels carry the same wrong label after the last "
+        "round": (bool(same.mean() > 0.5), f"mean {same.mean():.0%} (per seed {pct(same)})"),
         "as naive self-training labels more images, its pseudo-labels get less accurate: last "
         "round below the first (paired 95 % interval below 0)": (
             bool(drift["high"] < 0), describe(drift)),
@@ -408,6 +409,4 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
             "SHOT", "self-training (naive)"),
         "SHOT beats TENT, the test-time method of lesson 05 (paired 95 % interval above 0)": beats(
             "SHOT", "TENT"),
-        "SHOT's centroid pseudo-labels add to information maximisation alone: SHOT beats its "
-        "β = 0 ingredient (paired 95 % interval above 0)": beats("SHOT", "SHOT, IM only (β = 0)"),
     }  # fmt: skip
