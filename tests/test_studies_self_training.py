@@ -62,7 +62,7 @@ def _verdicts(table):
 
 def test_every_claim_holds_on_numbers_that_make_it_true():
     claims = st.self_training_claims(_table(), LABELS)
-    assert len(claims) == 6
+    assert len(claims) == 5
     assert all(holds for holds, _ in claims.values()), claims
 
 
@@ -78,10 +78,6 @@ def test_confident_pseudo_labels_no_more_accurate_fails():
 
 def test_errors_corrected_fails():
     _fails(_table(keeps_errors=False), "keeps its own mistakes")
-
-
-def test_pseudo_labels_getting_more_accurate_fails():
-    _fails(_table(drifts_down=False), "less accurate")
 
 
 @pytest.mark.parametrize(

@@ -374,7 +374,8 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
     a sentence "A beats B" holds when the 95 % interval of A − B lies above 0). Every check
     fails when its sentence is false (``tests/test_studies_self_training.py`` feeds it
     falsified numbers). What SHOT's centroid pseudo-labels add to its IM loss (SHOT − its
-    β = 0 row) is not asserted: three seeds do not separate it from 0 (the lesson prints it).
+    β = 0 row) is not asserted: three seeds do not separate it from 0 (the lesson prints it);
+    nor is "the pseudo-labels get less accurate over the rounds" (seed 6: −1.1 points only).
     """
     from tlearn.studies.claims import describe, paired_difference
 
@@ -393,7 +394,6 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
         return ", ".join(f"{100 * v:.0f}%" for v in values)
 
     confident = paired_difference(kept0, every)
-    drift = paired_difference(last, first)
     return {
         f"keeping only the predictions with confidence ≥ {threshold:g} gives more accurate "
         "pseudo-labels than keeping them all (paired 95 % interval above 0)": (
@@ -401,9 +401,6 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
         "naive self-training keeps its own mistakes: on average over the seeds, more than half "
         "of the first round's wrong pseudo-labels carry the same wrong label after the last "
         "round": (bool(same.mean() > 0.5), f"mean {same.mean():.0%} (per seed {pct(same)})"),
-        "as naive self-training labels more images, its pseudo-labels get less accurate: last "
-        "round below the first (paired 95 % interval below 0)": (
-            bool(drift["high"] < 0), describe(drift)),
         "SHOT beats source only (paired 95 % interval above 0)": beats("SHOT", "source only"),
         "SHOT beats naive self-training (paired 95 % interval above 0)": beats(
             "SHOT", "self-training (naive)"),
