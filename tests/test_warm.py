@@ -16,6 +16,7 @@ import torch
 
 from tlearn import adapt, cli, data, features, models, train
 from tlearn.studies import adaptation as ex
+from tlearn.studies import self_training as st
 from tlearn.studies import warm
 from tlearn.studies.source import source_model, source_model_path
 
@@ -262,7 +263,10 @@ def test_lesson_steps_cover_each_cache_once():
     runs = [s for s in warm.lesson_steps(["05"]) if s.what.startswith("adaptation run")]
     assert len(runs) == len(ex.ADVERSARIAL_ROWS) * len(warm.ADVERSARIAL_SEEDS)
     shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
-    assert shared.lessons == ("03", "04", "05")  # lesson 03's sweep, lessons 04 and 05's tables
+    # lesson 03's sweep, lessons 04, 05 and 08's tables
+    assert shared.lessons == ("03", "04", "05", "08")
+    own = [s for s in warm.lesson_steps(["08"]) if not s.what.startswith("adaptation run")]
+    assert len(own) == len(st.ROWS) * len(warm.SELF_TRAINING_SEEDS)
     with pytest.raises(ValueError, match="unknown lessons"):
         warm.lesson_steps(["09"])
     with pytest.raises(SystemExit):
@@ -284,7 +288,7 @@ def _cached_calls(lesson: str) -> list[str]:
     (path,) = LESSONS.glob(f"{lesson}_*.ipynb")
     cells = json.loads(path.read_text())["cells"]
     reads = ("source_model(", "ex.config(", "ex.run(", "ex.comparison(", "ex.weight_sweep(",
-             "ex.trained_model(", "FeatureCache(", "choosing.comparison(")  # fmt: skip
+             "ex.trained_model(", "FeatureCache(", "choosing.comparison(", "st.comparison(")  # fmt: skip
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     return [line.strip() for line in code.splitlines() if any(r in line for r in reads)]
 
@@ -305,6 +309,7 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert tuple(p["05"]["SEEDS"]) == warm.ADVERSARIAL_SEEDS
     assert p["03"]["RUN"] == p["04"]["RUN"] == p["05"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
+    assert tuple(p["08"]["SEEDS"]) == warm.SELF_TRAINING_SEEDS and p["08"]["RUN"] == warm.RUN
     assert {k: p["07"][k] for k in warm.REAL} == {**warm.REAL, "SEEDS": list(warm.REAL["SEEDS"])}
     assert _cached_calls("00") == [
         "net = source_model(seed=seed, size=SOURCE_SIZE, progress=False)",
@@ -337,6 +342,11 @@ def test_warm_makes_the_calls_the_lessons_make():
         "source_only = ex.trained_model(base)  # the source-only network of lessons 03–04 (cached)",
         "table = ex.comparison(SEEDS, rows=ex.ADVERSARIAL_ROWS, **RUN)  # trained once, then cached",
         "tent_cfg = ex.config(\"tent\", seed=SEEDS[0], **RUN)",  # its settings only: run in the lesson
+    ]  # fmt: skip
+    assert _cached_calls("08") == [
+        "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
+        "source_only = ex.trained_model(base)  # the source-only network of lessons 03–05 (cached)",
+        "table = st.comparison(SEEDS, **RUN)  # every row of the lesson, every seed (trained once, cached)",
     ]  # fmt: skip
     p06 = p["06"]
     assert tuple(p06["SEEDS"]) == warm.CHOOSING_SEEDS

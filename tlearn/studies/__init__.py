@@ -49,6 +49,7 @@ _SUBMODULES = (
     "adaptation",
     "choosing",
     "real_images",
+    "self_training",
     "warm",
     "claims",
 )

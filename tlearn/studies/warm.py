@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The lessons whose caches :func:`lesson_steps` knows, by number.
-LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07")
+LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07", "08")
 
 # The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
 SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
@@ -62,6 +62,7 @@ CHOOSING = {
     "image_size": 32,
     "target": "uci",
 }  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
+SELF_TRAINING_SEEDS = (0, 1, 2)  # lesson 08: SEEDS (RUN as lessons 03–05)
 REAL = {"DOMAIN": "fashion", "PER_CLASS": 10, "SEEDS": (0, 1, 2), "IMAGE_SIZE": 32}  # lesson 07
 
 
@@ -216,7 +217,36 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
     if "02" in wanted:
         steps.append(Step(("02",), "features: 4 networks, layer sweeps", _lesson02_features))
     steps += _adaptation_steps(wanted) + _choosing_steps(wanted)
-    return steps + (_lesson07_steps() if "07" in wanted else [])
+    steps += _lesson07_steps() if "07" in wanted else []
+    steps += _lesson08_steps() if "08" in wanted else []
+    merged: dict[str, Step] = {}  # a run two lessons read is one step (lessons 05 and 08)
+    for step in steps:
+        if step.what in merged:
+            first = merged[step.what]
+            who = tuple(sorted(set(first.lessons) | set(step.lessons)))
+            step = dataclasses.replace(first, lessons=who)
+        merged[step.what] = step
+    return list(merged.values())
+
+
+def _lesson08_steps() -> list[Step]:
+    """Lesson 08's ``self_training.comparison``: lessons 03–05's rows it reads, for its seeds
+    (source only first: every other run starts from it), then its own runs."""
+    from tlearn.studies import adaptation as ex
+    from tlearn.studies import self_training as st
+
+    steps = []
+    for method in st.ADAPTATION_ROWS.values():
+        for seed in SELF_TRAINING_SEEDS:
+            cfg = ex.config(method, seed=seed, **RUN)
+            weight = f", w = {cfg.weight:g}" if method in ("coral", "mmd") else ""
+            steps.append(Step(("08",), f"adaptation run: {method}{weight}, seed {seed}",
+                              lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
+    for row, (method, overrides) in st.ROWS.items():
+        for seed in SELF_TRAINING_SEEDS:
+            cfg = st.config(method, seed=seed, **RUN, **overrides)
+            steps.append(Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: st.run(cfg)))
+    return steps
 
 
 def _choosing_steps(lessons: set[str]) -> list[Step]:
