@@ -34,3 +34,20 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "tlearn", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "info" in done.stdout and "demo" in done.stdout
+
+
+def test_links_leaves_lessons_that_already_agree_untouched(tmp_path):
+    """On a copy of the repository's lessons, `tlearn links` finds nothing to change (lessons
+    store their sources as lists of lines; comparing them with joined strings rewrote every
+    lesson)."""
+    import shutil
+    from pathlib import Path
+
+    from tlearn.cli import write_links
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "pyproject.toml", tmp_path)
+    shutil.copytree(root / "lessons", tmp_path / "lessons")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "lessons").glob("*.ipynb")}
+    assert write_links(tmp_path) == []
+    assert {p.name: p.read_bytes() for p in (tmp_path / "lessons").glob("*.ipynb")} == before

@@ -322,12 +322,13 @@ def write_links(root: Path) -> list[str]:
         )
         before = json.dumps(nb)
         for cell, start, end, new in edits:
-            cell["source"] = _replace_block("".join(cell["source"]), start, end, new)
+            text = _replace_block("".join(cell["source"]), start, end, new)
+            cell["source"] = text.splitlines(keepends=True)  # as stored: a list of lines
         if "".join(code["source"]).splitlines()[:1] != [INSTALL]:
             code = {"cell_type": "code", "execution_count": None, "id": f"install-{name[:2]}",
                     "metadata": {}, "outputs": [], "source": ""}  # fmt: skip
             cells.insert(cells.index(next(c for c in cells if c["cell_type"] == "code")), code)
-        code["source"] = links["install"]
+        code["source"] = links["install"].splitlines(keepends=True)
         if json.dumps(nb) != before:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             changed.append(name)
