@@ -106,6 +106,25 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(records: list[dict]) -> str:
+    """Markdown: per lesson, its sentences, the runs (seed set × threads) and the claims held."""
+    lines = ["| lesson | sentences | runs: seed sets × threads | sentence checks held |",
+             "|---|---|---|---|"]  # fmt: skip
+    for lesson in sorted({r["lesson"] for r in records}):
+        runs = [r for r in records if r["lesson"] == lesson]
+        done = [r for r in runs if not r["error"]]
+        sentences = {s for r in done for s in r["claims"]}
+        held = sum(ok for r in done for ok, _ in r["claims"].values())
+        total = sum(len(r["claims"]) for r in done)
+        sets = sorted({tuple(r["seeds"]) for r in done})
+        threads = sorted({r["threads"] for r in done})
+        where = (f"{len(sets)} × {'/'.join(map(str, threads))}: seeds "
+                 + "; ".join(" ".join(map(str, s)) for s in sets))  # fmt: skip
+        stopped = f" ({len(runs) - len(done)} stopped by an error)" if len(done) < len(runs) else ""
+        lines.append(f"| {lesson} | {len(sentences)} | {where}{stopped} | {held}/{total} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lessons", nargs="*", default=[p.name[:2] for p in LESSONS])
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     records = json.loads(args.out.read_text()) if args.out.exists() else []
     if args.table:
-        print(table(records))
+        print(summary(records) + "\n\n" + table(records))
         return
     lessons = [p for p in LESSONS if p.name[:2] in args.lessons]
     t_start = time.perf_counter()
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s\n")
-    print(table(records))
+    print(summary(records) + "\n\n" + table(records))
 
 
 if __name__ == "__main__":
