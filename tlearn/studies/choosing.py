@@ -362,10 +362,10 @@ COURSE_NUMBERS: dict[str, tuple[float, str]] = {
     "finetune_10": (94.1, "01"),
     "probe_source_1": (64.8, "02"),  # linear probe, synth DigitNet features, 1 label/class
     "probe_lite0_block_10": (92.3, "02"),  # Lite0 middle block chosen by CV, 10 labels/class
-    "source_only": (45.0, "04"),
-    "adabn": (44.9, "05"),
-    "mmd": (72.6, "04"),
-    "deep_coral": (69.0, "04"),
+    "source_only": (45.2, "04"),
+    "adabn": (44.4, "05"),
+    "mmd": (71.8, "04"),
+    "deep_coral": (69.4, "04"),
     "target_supervised": (99.9, "04"),
 }
 
