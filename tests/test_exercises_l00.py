@@ -102,7 +102,7 @@ def test_predict_then_run(capsys):
 def _claims_source() -> str:
     nb = json.loads((ROOT / "lessons" / "00_welcome.ipynb").read_text())
     cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    (claims,) = [s for s in cells if "assert synth_acc" in s]
+    (claims,) = [s for s in cells if "welcome_claims(" in s]
     return claims
 
 
@@ -128,6 +128,7 @@ def _confusions(sinks=(4, 8, 8), even=False):
 
 def _run_claims(**overrides):
     ns = {
+        "TARGET": "uci",
         "np": np,
         "l00": l00,
         "synth_accs": [0.995, 0.997, 0.993],
@@ -145,16 +146,26 @@ def test_claims_hold_on_true_numbers(capsys):
 @pytest.mark.parametrize(
     ("falsified", "message"),
     [
-        ({"synth_accs": [0.93, 0.94, 0.95]}, "master its own domain"),
-        ({"target_accs": [0.44, 0.75, 0.34]}, "at least 30 points in every seed"),
-        ({"target_accs": [0.12, 0.10, 0.11]}, "chance is 10%"),
-        ({"cms": _confusions(even=True)}, "recall should be uneven"),
-        ({"cms": _confusions(sinks=(8, 8, 8))}, "differ between seeds"),
+        ({"synth_accs": [0.93, 0.94, 0.95]}, "masters its own domain"),
+        ({"target_accs": [0.44, 0.75, 0.34]}, "at least 30 points worse, on every seed"),
+        ({"target_accs": [0.12, 0.10, 0.11]}, "better than chance"),
+        ({"cms": _confusions(even=True)}, "recall is uneven"),
     ],
 )
 def test_each_claim_fails_when_its_sentence_is_false(capsys, falsified, message):
     with pytest.raises(AssertionError, match=message):
         _run_claims(**falsified)
+
+
+def test_the_same_sink_on_every_seed_is_not_a_failure(capsys):
+    """A fresh machine's three source models all sank into 8: which class is the sink is a
+    draw, and the lesson no longer asserts that it differs between seeds."""
+    _run_claims(cms=_confusions(sinks=(8, 8, 8)))
+
+
+def test_on_other_data_the_cell_reports_instead_of_raising(capsys):
+    _run_claims(TARGET="usps", target_accs=[0.12, 0.10, 0.11])
+    assert "reported, not asserted" in capsys.readouterr().out
 
 
 def test_the_sink_claim_fails_when_errors_are_spread_evenly(capsys):
@@ -166,5 +177,5 @@ def test_the_sink_claim_fails_when_errors_are_spread_evenly(capsys):
             cm[i, i] = 9 * (1 + 5 * i)
             cm[i, [j for j in range(10) if j != i]] = 50 - 5 * i
         cms.append(cm)
-    with pytest.raises(AssertionError, match="absorb errors"):
+    with pytest.raises(AssertionError, match="absorbs the errors"):
         _run_claims(cms=cms)

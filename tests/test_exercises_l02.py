@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import runpy
 from pathlib import Path
 
@@ -148,7 +149,7 @@ STORED = {
 
 def _claims_source() -> str:
     nb = json.loads((ROOT / "lessons" / "02_feature_extraction.ipynb").read_text())
-    (cell,) = [c for c in nb["cells"] if "def chosen(name)" in "".join(c["source"])]
+    (cell,) = [c for c in nb["cells"] if "feature_claims(" in "".join(c["source"])]
     return "".join(cell["source"])
 
 
@@ -160,6 +161,7 @@ def _namespace(v: dict) -> dict:
         rows = [{"layer": b, "accuracy": 0.5} for b in blocks[:-1]]
         sweeps[n] = [[*rows, {"layer": blocks[-1], "accuracy": v["last"][n]}]] * 3
     return {
+        "TARGET": "uci",
         "np": np,
         "PER_CLASS": [1, 5, 10, 30],
         "k": 2,
@@ -183,34 +185,40 @@ def test_claims_hold_on_the_stored_numbers():
     exec(_claims_source(), _namespace(STORED))
 
 
-# sentence number → how it could be false: (STORED key, name or None, replacement), or several
+# a phrase of the sentence → how it could be false: (STORED key, name or None, replacement), or several
 FALSE = {
-    "1 pretraining does not help Lite0": (
+    "beats random Lite0 on every seed": (
         "chosen",
         "random EfficientNet-Lite0",
         STORED["chosen"]["ImageNet EfficientNet-Lite0"],
     ),
-    "2 ImageNet's vector above random at 30 labels": (
+    "probes below random Lite0's at every label count": (
         "probe_acc",
         "random EfficientNet-Lite0",
         [0.556, 0.784, 0.870, 0.890],
     ),
-    "3 the last block is chosen": ("chosen", "ImageNet EfficientNet-Lite0", [(LITE[8], 0.93)] * 3),
-    "3 the chosen block no better than the last": ("last", "ImageNet EfficientNet-Lite0", 0.91),
-    "4 no gain at 1 label": ("probe_acc", "synth source DigitNet", [0.56, 0.855, 0.901, 0.963]),
-    "4 a clear gain at 30 labels": (
+    "picks a middle block": ("chosen", "ImageNet EfficientNet-Lite0", [(LITE[8], 0.93)] * 3),
+    "beats Lite0's last block by 4": ("last", "ImageNet EfficientNet-Lite0", 0.91),
+    "within 5 points of random DigitNet": (
         "probe_acc",
-        "synth source DigitNet",
-        [0.651, 0.855, 0.901, 0.99],
+        "random DigitNet",
+        [0.543, 0.838, 0.899, 0.90],
     ),
-    "5 random features are weak": (  # both DigitNets at 70% with 10 labels: claim 4 still holds
+    "strong baseline": (  # both DigitNets at 70% with 10 labels: the closeness still holds
         ("probe_acc", "random DigitNet", [0.543, 0.838, 0.70, 0.952]),
         ("probe_acc", "synth source DigitNet", [0.651, 0.855, 0.70, 0.963]),
     ),
-    "6 fine-tuning no better than the best probe": ("fine_tuned", None, [0.92, 0.93, 0.925]),
-    "7 k-NN as good as linear on one extractor": ("knn", "random DigitNet", 0.899),
-    "8 the cache is slow": ("t_hit", None, 5.0),
+    "fine-tuning beats every probe": ("fine_tuned", None, [0.92, 0.93, 0.925]),
+    "linear probe beats k-NN": ("knn", "random DigitNet", 0.899),
+    "10× faster": ("t_hit", None, 5.0),
 }
+
+
+def test_the_one_label_gain_is_read_not_asserted():
+    """One labelled image per class decides it (+0.9 to +10.7 over seed sets): not a claim."""
+    v = copy.deepcopy(STORED)
+    v["probe_acc"]["synth source DigitNet"] = [0.54, 0.855, 0.901, 0.963]
+    exec(_claims_source(), _namespace(v))
 
 
 @pytest.mark.parametrize("case", list(FALSE))
@@ -222,5 +230,5 @@ def test_each_claim_fails_when_its_sentence_is_false(case):
             v[key] = value
         else:
             v[key][name] = value
-    with pytest.raises(AssertionError, match=f"^{case[0]}\\."):
+    with pytest.raises(AssertionError, match=re.escape(case)):
         exec(_claims_source(), _namespace(v))

@@ -772,8 +772,7 @@ def coral_claims(
             ),
             f"{gap_before:.2f} → " + ", ".join(f"{gaps[e]:.2f} (ε={e:g})" for e in eps[::-1]),
         ),  # fmt: skip
-        "standardising each domain gains over no adaptation on every seed, 5+ points on "
-        "average": (
+        "standardising each domain gains over no adaptation on every seed, 5+ points on average": (
             bool(((st - no) > 0).all() and std_gain >= 0.05),
             pct(st - no),
         ),
