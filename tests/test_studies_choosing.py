@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from tlearn.studies import choosing
+from tlearn.studies import choosing, course
 
 
 def test_rank_correlation_matches_scipy_with_and_without_ties():
@@ -95,17 +95,69 @@ def test_config_key_follows_every_field():
     assert a.key() != choosing.ChoosingConfig("synth DigitNet", recipe=(("epochs", 2),)).key()
 
 
-def test_decision_guide_is_a_figure_citing_the_numbers():
-    fig = choosing.decision_guide({"negative": (80.0, 94.0, "06")})
+def _numbers(value: float = 50.0) -> dict:
+    return {key: (value + i, lesson) for i, (key, (_, lesson)) in enumerate(course.KEYS.items())}
+
+
+def test_decision_guide_is_a_figure_citing_the_numbers_it_is_given():
+    numbers = _numbers()
+    fig = choosing.decision_guide({**numbers, "negative": (80.0, 94.0, "06")})
     assert isinstance(fig, Figure)
     text = " ".join(t.get_text() for t in fig.axes[0].texts)
-    mmd = choosing.COURSE_NUMBERS["mmd"][0]
-    assert f"{mmd:.1f}% (L04)" in text and "80.0% < scratch 94.0% (L06)" in text
+    for key in ("mmd", "deep_coral", "source_only", "adabn", "finetune_1", "probe_source_1"):
+        value, lesson = numbers[key]
+        assert f"{value:.1f}% (L{lesson})" in text, key
+    assert "80.0% < scratch 94.0% (L06)" in text
 
 
-def test_course_numbers_are_the_readmes():
+def test_decision_guide_without_the_course_numbers_says_what_to_pass():
+    numbers = _numbers()
+    del numbers["mmd"]
+    with pytest.raises(KeyError, match="course_numbers"):
+        choosing.decision_guide(numbers)
+
+
+def test_course_numbers_are_what_each_lessons_call_printed(monkeypatch):
+    """Each key comes from its lesson's call, rounded as the lessons print (one decimal)."""
+    seen = {}
+
+    def lesson01(source, train, test, seeds):
+        seen["01"] = list(seeds)
+        return {f"{m}_{k}": 60.0 + k for m in ("scratch", "finetune") for k in (1, 5, 10)}
+
+    monkeypatch.setattr(course, "source_model", lambda **kw: None)
+    monkeypatch.setattr(course, "_lesson01", lesson01)
+    monkeypatch.setattr(course, "_lesson02", lambda *a: {"probe_source_1": 64.8,
+                                                         "probe_lite0_block_10": 92.3})  # fmt: skip
+    monkeypatch.setattr(course, "_lessons04_05", lambda seeds: {
+        "source_only": 45.2, "mmd": 71.8, "deep_coral": 69.4, "target_supervised": 99.9,
+        "adabn": 44.4})  # fmt: skip
+    numbers = course.course_numbers((3, 4))
+    assert seen["01"] == [3, 4]
+    assert numbers["finetune_5"] == (65.0, "01") and numbers["adabn"] == (44.4, "05")
+    assert numbers["mmd"] == (71.8, "04") and numbers["probe_lite0_block_10"] == (92.3, "02")
+    assert set(numbers) == set(course.KEYS)
+    assert course._percent([0.6543, 0.6557]) == 65.5
+    with pytest.raises(ValueError, match="seeds"):
+        course.course_numbers(())
+
+
+def test_the_readme_quotes_lesson_06s_chart_numbers():
+    """README's numbers and lesson 06's printed course numbers are the same run's."""
+    import json
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for value, lesson in choosing.COURSE_NUMBERS.values():
-        assert f"{value:.1f}" in readme, (value, lesson)
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    nb = json.loads(next((root / "lessons").glob("06_*.ipynb")).read_text())
+    printed = "".join(
+        "".join(out.get("text", ""))
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code" and "course_numbers(" in "".join(cell["source"])
+        for out in cell.get("outputs", [])
+    )
+    assert printed, "lesson 06 prints the course's numbers"
+    for key in course.KEYS:
+        line = next(line for line in printed.splitlines() if line.startswith(key))
+        value = line.split()[1]
+        assert value in readme, (key, value)

@@ -21,6 +21,8 @@ Modules (import the one you need; nothing heavy is imported here):
   ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
 * :mod:`tlearn.studies.choosing` — lesson 06: candidates scored with LEEP and LogME on the few
   labels, then fine-tuned (``comparison``), rank correlation, the decision chart.
+* :mod:`tlearn.studies.course` — the numbers lesson 06's chart cites, computed by lessons 01,
+  02, 04 and 05's own calls (``course_numbers``), so the chart cannot drift from the lessons.
 * :mod:`tlearn.studies.real_images` — lesson 07: frozen features, fine-tuning and training
   from scratch on real photos.
 * :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
@@ -48,6 +50,7 @@ _SUBMODULES = (
     "domains",
     "adaptation",
     "choosing",
+    "course",
     "real_images",
     "self_training",
     "warm",

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from tlearn import runtime
+from tlearn.studies import course
 
 __all__ = [
     "CANDIDATES",
@@ -57,7 +58,6 @@ __all__ = [
     "format_table",
     "ranks",
     "rank_correlation",
-    "COURSE_NUMBERS",
     "decision_guide",
     "claims",
 ]
@@ -351,37 +351,23 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> dict[str, float]
 
 
 # --------------------------------------------------------------------------- the decision guide
-#: The course's measured numbers the decision chart cites (uci test accuracy %, mean over 3
-#: seeds, synth → uci), each with the lesson that printed it (README's tables).
-COURSE_NUMBERS: dict[str, tuple[float, str]] = {
-    "scratch_1": (65.0, "01"),  # from scratch, 1 label/class
-    "finetune_1": (69.5, "01"),  # full fine-tune of the synth DigitNet, 1 label/class
-    "scratch_5": (89.5, "01"),
-    "finetune_5": (90.8, "01"),
-    "scratch_10": (94.1, "01"),
-    "finetune_10": (94.1, "01"),
-    "probe_source_1": (64.8, "02"),  # linear probe, synth DigitNet features, 1 label/class
-    "probe_lite0_block_10": (92.3, "02"),  # Lite0 middle block chosen by CV, 10 labels/class
-    "source_only": (45.2, "04"),
-    "adabn": (44.4, "05"),
-    "mmd": (71.8, "04"),
-    "deep_coral": (69.4, "04"),
-    "target_supervised": (99.9, "04"),
-}
-
-
-def decision_guide(numbers: Mapping[str, tuple[float, str]] | None = None, *, title=None):
+def decision_guide(numbers: Mapping[str, tuple[float, str]], *, title=None):
     """The decision chart: labels per class × domain distance × compute → a strategy.
 
-    A flow chart whose every box cites a number the course measured (``COURSE_NUMBERS``
-    updated with ``numbers``, e.g. this lesson's negative-transfer result as
-    ``{"negative": (acc_mismatched, acc_scratch, "06")}``). Returns the Figure.
+    A flow chart whose every box cites a number the course measured: ``numbers`` maps each
+    key of :data:`tlearn.studies.course.KEYS` to ``(accuracy %, lesson)`` —
+    :func:`tlearn.studies.course.course_numbers` reads them from the lessons' results — and
+    may add this lesson's negative-transfer result as
+    ``"negative": (acc_mismatched, acc_scratch, "06")``. Returns the Figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
-    n = dict(COURSE_NUMBERS)
-    n.update(numbers or {})
+    n = dict(numbers)
+    missing = sorted(set(course.KEYS) - set(n))
+    if missing:
+        raise KeyError(f"decision_guide needs the course's numbers {missing}: pass "
+                       "tlearn.studies.course.course_numbers(seeds) (plus 'negative')")  # fmt: skip
 
     def num(key):
         v, lesson = n[key][0], n[key][-1]
