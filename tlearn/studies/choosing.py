@@ -43,7 +43,6 @@ import torch
 from torch import nn
 
 from tlearn import runtime
-from tlearn.studies import course
 
 __all__ = [
     "CANDIDATES",
@@ -58,6 +57,7 @@ __all__ = [
     "format_table",
     "ranks",
     "rank_correlation",
+    "CHART_NUMBERS",
     "decision_guide",
     "claims",
 ]
@@ -351,11 +351,30 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> dict[str, float]
 
 
 # --------------------------------------------------------------------------- the decision guide
+#: The numbers the decision chart cites: key → (what it is, the lesson that prints it); each is a
+#: uci test accuracy %, mean over seeds, that :func:`tlearn.studies.course.course_numbers` computes.
+CHART_NUMBERS: dict[str, tuple[str, str]] = {
+    "scratch_1": ("from scratch, 1 label/class", "01"),
+    "finetune_1": ("full fine-tune of the synth DigitNet, 1 label/class", "01"),
+    "scratch_5": ("from scratch, 5 labels/class", "01"),
+    "finetune_5": ("full fine-tune, 5 labels/class", "01"),
+    "scratch_10": ("from scratch, 10 labels/class", "01"),
+    "finetune_10": ("full fine-tune, 10 labels/class", "01"),
+    "probe_source_1": ("linear probe on the synth DigitNet's features, 1 label/class", "02"),
+    "probe_lite0_block_10": ("Lite0 block chosen by CV, linear probe, 10 labels/class", "02"),
+    "source_only": ("source only (lesson 04's table)", "04"),
+    "mmd": ("MMD (DAN)", "04"),
+    "deep_coral": ("Deep CORAL", "04"),
+    "target_supervised": ("trained on labelled target images: the upper bound", "04"),
+    "adabn": ("AdaBN (lesson 05's table)", "05"),
+}
+
+
 def decision_guide(numbers: Mapping[str, tuple[float, str]], *, title=None):
     """The decision chart: labels per class × domain distance × compute → a strategy.
 
     A flow chart whose every box cites a number the course measured: ``numbers`` maps each
-    key of :data:`tlearn.studies.course.KEYS` to ``(accuracy %, lesson)`` —
+    key of :data:`CHART_NUMBERS` to ``(accuracy %, lesson)`` —
     :func:`tlearn.studies.course.course_numbers` reads them from the lessons' results — and
     may add this lesson's negative-transfer result as
     ``"negative": (acc_mismatched, acc_scratch, "06")``. Returns the Figure.
@@ -364,7 +383,7 @@ def decision_guide(numbers: Mapping[str, tuple[float, str]], *, title=None):
     from matplotlib.patches import FancyBboxPatch
 
     n = dict(numbers)
-    missing = sorted(set(course.KEYS) - set(n))
+    missing = sorted(set(CHART_NUMBERS) - set(n))
     if missing:
         raise KeyError(f"decision_guide needs the course's numbers {missing}: pass "
                        "tlearn.studies.course.course_numbers(seeds) (plus 'negative')")  # fmt: skip

@@ -27,26 +27,11 @@ import torch
 from tlearn import data, features, models, probes, runtime
 from tlearn.studies import finetune, layers
 from tlearn.studies.adaptation import ADVERSARIAL_ROWS, MMD_ROWS, comparison
+from tlearn.studies.choosing import CHART_NUMBERS as KEYS
 from tlearn.studies.source import source_model
 
 __all__ = ["KEYS", "course_numbers"]
 
-#: What each number is (uci test accuracy %, mean over the seeds) and the lesson that prints it.
-KEYS: dict[str, tuple[str, str]] = {
-    "scratch_1": ("from scratch, 1 label/class", "01"),
-    "finetune_1": ("full fine-tune of the synth DigitNet, 1 label/class", "01"),
-    "scratch_5": ("from scratch, 5 labels/class", "01"),
-    "finetune_5": ("full fine-tune, 5 labels/class", "01"),
-    "scratch_10": ("from scratch, 10 labels/class", "01"),
-    "finetune_10": ("full fine-tune, 10 labels/class", "01"),
-    "probe_source_1": ("linear probe on the synth DigitNet's features, 1 label/class", "02"),
-    "probe_lite0_block_10": ("Lite0 block chosen by CV, linear probe, 10 labels/class", "02"),
-    "source_only": ("source only (lesson 04's table)", "04"),
-    "mmd": ("MMD (DAN)", "04"),
-    "deep_coral": ("Deep CORAL", "04"),
-    "target_supervised": ("trained on labelled target images: the upper bound", "04"),
-    "adabn": ("AdaBN (lesson 05's table)", "05"),
-}
 LITE_SIZE = 64  # lesson 02's input side for EfficientNet-Lite0
 LITE_BLOCKS = [f"features.backbone.features.{i}" for i in range(9)]
 
