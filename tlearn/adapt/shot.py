@@ -204,8 +204,7 @@ class _Relabel:
 def _head_name(model: nn.Module) -> str:
     """The classifier head: ``models.head_name`` for the families tlearn knows, else the last
     ``nn.Linear``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     try:
         return models.head_name(model)
     except ValueError:

@@ -23,6 +23,10 @@ transformation keeps it from drifting far from the source model. Written out::
 
 AdaBN is TENT without the entropy step. The paper uses Adam (lr 1e-3) on small networks and
 SGD with momentum on ImageNet.
+
+Here that loop is ``train.fit``'s, as for every method: :func:`tent` hands it the objective
+(the entropy, no labels), the parameters (only γ, β: :func:`train_only`), the modes (only
+BatchNorm in train mode) and the stream of batches (each pass a new order, one generator).
 """
 
 from __future__ import annotations
@@ -95,8 +99,9 @@ def tent(
         model: a trained classifier returning class logits ``(N, C)``, with at least one
             BatchNorm layer that has affine parameters (changed in place and returned).
             Frozen BatchNorm layers (``tlearn.freeze.FrozenBatchNorm``) are left alone.
-        target: target images — a Dataset (items ``x`` or ``(x, y)``), a DataLoader, or an
-            N×C×H×W tensor. **Its labels are never read.**
+        target: target images — a Dataset (items ``x`` or ``(x, y)``), a DataLoader (its
+            dataset, in batches of its ``batch_size``), or an N×C×H×W tensor. **Its labels
+            are never read.**
         steps: passes over the target (the paper: 1, online).
         lr: learning rate (the paper: 1e-3 with Adam for small networks).
         batch_size: images per batch (Dataset/tensor input); at least 2, since BatchNorm
@@ -124,14 +129,27 @@ def tent(
     data = TargetImages(target)  # labels all 0, never used: fit reads (x, y) pairs
     if len(data) < 2:
         raise ValueError("TENT needs a target with at least 2 images (a batch has statistics)")
-    device = runtime.get_device(device)
+    if isinstance(target, DataLoader) and target.batch_size is not None:
+        batch_size = target.batch_size
     stream = _OnlineStream(len(data), batch_size, shuffle)
-    loader = DataLoader(data, batch_sampler=stream, generator=QUIET_GENERATOR)
+    if len(stream) == 0:
+        raise ValueError(
+            "tent: every target batch held a single image (a DataLoader with batch_size=1?); "
+            "BatchNorm needs 2+ images per batch. The model is unchanged."
+        )
+    device = runtime.get_device(device)
     affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
-    with train_only(model, affine):
-        train.fit(model, loader, epochs=steps, lr=lr, optimizer=optimizer, device=device,
-                  amp=False, progress=progress, objective=_EntropyObjective(),
-                  callbacks=[stream, _OnlyBatchNormTrains(layers)])  # fmt: skip
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
+    try:
+        with train_only(model, affine), runtime.eval_mode(model):  # modes back after an error
+            train.fit(model, DataLoader(data, batch_sampler=stream, generator=QUIET_GENERATOR),
+                      epochs=steps, lr=lr, optimizer=optimizer, device=device, amp=False,
+                      progress=progress, objective=_EntropyObjective(),
+                      callbacks=[stream, _OnlyBatchNormTrains(layers)])  # fmt: skip
+    except BaseException:
+        for m, state in saved.items():  # a refused batch leaves the model as it was
+            m.load_state_dict(state)
+        raise
     estimate_bn_statistics(model, target, include_frozen=False, device=device)
     return model.eval()
 
@@ -178,7 +196,8 @@ class _OnlineStream(Sampler):
         return (idx.tolist() for idx in order.split(self.batch_size) if len(idx) > 1)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size + (self.n % self.batch_size > 1)
+        full, rest = divmod(self.n, self.batch_size)  # batches of one image are left out
+        return (full if self.batch_size > 1 else 0) + (rest > 1)
 
 
 class TargetImages(Dataset):
@@ -220,8 +239,6 @@ def train_only(model: nn.Module, params: Iterable[nn.Parameter]) -> Iterator[nn.
 # --------------------------------------------------------------------------- checks
 def _adaptable_batchnorms(model: nn.Module) -> list[_BatchNorm]:
     """The ordinary BatchNorm layers with affine parameters: what TENT adapts."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.affine]
     if not layers:
         raise ValueError(
