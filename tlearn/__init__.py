@@ -8,7 +8,8 @@
 
 Submodules (one concept each) load on first use, so ``import tlearn`` stays fast:
 ``runtime``, ``data``, ``models``, ``freeze``, ``bn``, ``train``, ``features``, ``probes``,
-``adapt``, ``plot``, ``widgets``, ``exercises``, ``cli``.
+``adapt``, ``plot``, ``widgets``, ``exercises``, ``cli``, and ``checks``, ``distributed``
+(torchrun), ``checkpoint``.
 """
 
 from __future__ import annotations

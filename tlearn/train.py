@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from tlearn import checks, freeze, models
+from tlearn import checks, freeze, models, runtime
+from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
 from tlearn.checkpoint import (
-    CHECKPOINT_FORMAT,
     CheckpointError,
     load_checkpoint,
     load_progress,
@@ -46,25 +46,8 @@ from tlearn.checkpoint import (
     save_progress,
 )
 from tlearn.data.base import as_dataset, batches
-from tlearn.distributed import (
-    all_reduce_sums,
-    average_buffers,
-    check_shards,
-    ddp_step,
-    distributed,
-    process_device,
-    same_on_every_rank,
-)
+from tlearn.distributed import distributed, same_on_every_rank
 from tlearn.freeze import l2_sp_penalty
-from tlearn.models.weights import state_dict_mismatch
-from tlearn.runtime import (
-    autocast,
-    eval_mode,
-    get_device,
-    make_grad_scaler,
-    progress_bar,
-    seed_everything,
-)
 
 __all__ = [
     "History",
@@ -75,12 +58,10 @@ __all__ = [
     "check_labels",
     "evaluate",
     "predict",
-    # at home in tlearn.checkpoint and tlearn.distributed, still readable here:
+    # at home in tlearn.checkpoint and tlearn.distributed, still read from here:
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointError",
-    "CHECKPOINT_FORMAT",
-    "state_dict_mismatch",
     "distributed",
     "same_on_every_rank",
 ]
@@ -152,13 +133,13 @@ def fit(
     """
     _check_arguments(model, epochs, lr, batch_size, weight_decay, drop_last)
     if seed is not None:
-        seed_everything(seed)
-    rank, world, device = process_device(device)  # (0, 1, device) unless under torchrun
+        runtime.seed_everything(seed)
+    rank, world, device = ddp.process_device(device)  # (0, 1, device) unless under torchrun
     model.to(device)
     _check_inputs(model, train, device, batch_size, drop_last, world)
     # Each epoch shuffles with its own generator, seeded from state.seed and the epoch number,
     # so a run resumed from a checkpoint sees exactly the batches it would have seen.
-    base_seed = same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+    base_seed = ddp.same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
     opt = _make_optimizer(_trainable(model, objective, device), optimizer, lr, weight_decay)
     state = FitState(model=model, optimizer=opt, device=device, epochs=epochs, seed=base_seed)
     if checkpoint is not None and resume:
@@ -166,9 +147,9 @@ def fit(
     start_epoch, callbacks = state.epoch, list(callbacks or [])
     _call(callbacks, "on_fit_start", state)
     steps = _steps_per_epoch(train, batch_size, drop_last, world)
-    step = _Step(ddp_step(model, objective, device, world), opt, make_grad_scaler(device, amp),
+    step = _Step(ddp.ddp_step(model, objective, device, world), opt, runtime.make_grad_scaler(device, amp),
                  device, amp, lr_schedule, steps * epochs, steps * start_epoch, world)  # fmt: skip
-    bar = progress_bar(total=steps * (epochs - start_epoch), enabled=progress and rank == 0,
+    bar = runtime.progress_bar(total=steps * (epochs - start_epoch), enabled=progress and rank == 0,
                        desc=getattr(objective, "name", "fit"), unit="batch")  # fmt: skip
     for epoch in range(start_epoch, epochs):
         state.epoch, t0 = epoch, time.perf_counter()
@@ -191,7 +172,7 @@ def fit(
             break
     bar.close()
     if world > 1:
-        average_buffers(model)  # BatchNorm statistics: the mean over the processes
+        ddp.average_buffers(model)  # BatchNorm statistics: the mean over the processes
     model.eval()
     return state.history
 
@@ -212,7 +193,7 @@ def _one_pass(step: _Step, batches: Iterable, bar, epoch: str) -> dict[str, floa
         bar.update()  # refresh=False: shown at the bar's next (throttled) redraw
         bar.set_postfix(epoch=epoch, loss=f"{sums['train_loss'] / seen:.3f}", refresh=False)
     if step.world > 1:  # the global epoch: every process's sums added up
-        sums, seen = all_reduce_sums(sums, seen, step.device)
+        sums, seen = ddp.all_reduce_sums(sums, seen, step.device)
     means = {key: total / seen for key, total in sums.items()}
     return {**means, "lr": step.optimizer.param_groups[0]["lr"]}
 
@@ -237,7 +218,7 @@ class _Step:
             for group in self.optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])  # kept as torch's LR schedulers do
                 group["lr"] = group["initial_lr"] * self.lr_schedule(progress)
-        with autocast(self.device, self.amp):
+        with runtime.autocast(self.device, self.amp):
             loss, logits, logs = self.objective(x, y, progress)
         _check_finite(loss, x, epoch, self.done)
         self.optimizer.zero_grad(set_to_none=True)
@@ -268,16 +249,16 @@ def _trainable(model: nn.Module, objective: Callable, device: torch.device) -> l
 
 def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
-    device = get_device(device)
+    device = runtime.get_device(device)
     model.to(device)
-    with eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
+    with runtime.eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
         loader = data if isinstance(data, DataLoader) else None
         for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             checks.images(x, "evaluate/predict")
             checks.channels_match(model, x, "evaluate/predict")
-            with autocast(device, amp):
+            with runtime.autocast(device, amp):
                 logits = model(x.to(device)).float()
             yield logits, (y.to(device) if y is not None else None)
 
@@ -375,8 +356,8 @@ def fine_tune(
     """
     _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp)
     if seed is not None:
-        seed_everything(seed)
-    device = get_device(device)
+        runtime.seed_everything(seed)
+    device = runtime.get_device(device)
     model.to(device)
     head = models.head_name(model)
     options = dict(batch_size=batch_size, callbacks=callbacks, device=device, progress=progress)
@@ -556,11 +537,11 @@ def _check_inputs(model: nn.Module, data, device, batch_size: int, drop_last: bo
     x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
     checks.images(x, "fit")
     checks.channels_match(model, x.unsqueeze(0), "fit")
-    with eval_mode(model), torch.no_grad():
+    with runtime.eval_mode(model), torch.no_grad():
         n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
     check_labels(_labels(dataset), n_out)
     _check_last_batch(model, data, batch_size, drop_last, world)
-    check_shards(world, _steps_per_epoch(data, batch_size, False), len(dataset), batch_size)
+    ddp.check_shards(world, _steps_per_epoch(data, batch_size, False), len(dataset), batch_size)
 
 
 def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_decay: float):
