@@ -27,6 +27,8 @@ FLOW = {
     "models": 2,
     "bn": 3.0,
     "freeze": 3.5,
+    "distributed": 3.8,  # torchrun plumbing that train.fit calls
+    "checkpoint": 3.8,  # save/load and exact resume that train.fit calls
     "train": 4,
     "features": 5,
     "probes": 5,

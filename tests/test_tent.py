@@ -111,8 +111,9 @@ def test_online_passes_visit_each_batch_once_then_reestimate_statistics(source_m
     net.register_forward_pre_hook(lambda m, inp: sizes.append(len(inp[0])))
     target = _shifted(21)
     tent(net, target, steps=2, batch_size=8, **OPTIONS)
-    # 21 images, batch 8: 8, 8, 5 per pass (2 passes), then one pass to re-estimate statistics
-    assert sizes == [8, 8, 5, 8, 8, 5, 21]
+    # fit's input check (2 copies of one image, eval mode), then 21 images in batches of 8:
+    # 8, 8, 5 per pass (2 passes), then one pass to re-estimate the statistics
+    assert sizes == [2, 8, 8, 5, 8, 8, 5, 21]
     # eval mode uses the target's population statistics: the first BN sees the unchanged conv
     h = net.features[0](target.images).detach().transpose(0, 1).reshape(4, -1).double()
     torch.testing.assert_close(net.features[1].running_mean.double(), h.mean(1), rtol=1e-4,
@@ -209,3 +210,33 @@ def test_bad_model_and_target(source_model):
         tent(copy.deepcopy(source_model), _shifted().images[:1], **OPTIONS)
     with pytest.raises(ValueError, match="empty"):
         tent(copy.deepcopy(source_model), _shifted().images[:0], **OPTIONS)
+
+
+# --------------------------------------------------------------------------- through fit
+def test_passes_continue_one_stream_seeded_like_fit(source_model):
+    """Pass 2's order is the next draw of pass 1's generator (the paper's stream runs on),
+    seeded with the number fit draws first; the last batch of one image is left out."""
+    target = _shifted(17)
+    seen = []
+    net = copy.deepcopy(source_model)
+    net.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].clone()))
+    torch.manual_seed(4)
+    tent(net, target, steps=2, batch_size=8, **OPTIONS)
+    torch.manual_seed(4)
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    expected = [idx for _ in range(2) for idx in torch.randperm(17, generator=g).split(8)[:2]]
+    assert len(seen) == 1 + 4 + 1  # fit's input check, 2 passes of 2 batches, re-estimation
+    for batch, idx in zip(seen[1:5], expected, strict=True):
+        assert torch.equal(batch, target.images[idx])
+
+
+def test_train_only_restores_every_flag_even_after_an_error(source_model):
+    from tlearn.adapt.tent import train_only
+
+    net = copy.deepcopy(source_model)
+    net.head.weight.requires_grad_(False)
+    flags = {k: p.requires_grad for k, p in net.named_parameters()}
+    with pytest.raises(RuntimeError), train_only(net, [net.features[1].weight]):
+        assert [k for k, p in net.named_parameters() if p.requires_grad] == ["features.1.weight"]
+        raise RuntimeError("boom")
+    assert {k: p.requires_grad for k, p in net.named_parameters()} == flags

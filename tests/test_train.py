@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import tlearn
-from tlearn import data, train
+from tlearn import checkpoint, data, train
 from tlearn.models import DigitNet
 
 
@@ -158,7 +158,7 @@ def test_load_checkpoint_errors_leave_model_unchanged(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.save(net.state_dict(), plain)
     code = tmp_path / "code.pt"  # a pickle of an arbitrary object: refused by weights_only
-    torch.save({"format": train.CHECKPOINT_FORMAT, "model": _Arbitrary()}, code)
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": _Arbitrary()}, code)
     for bad, msg in (
         (truncated, "corrupt, truncated"),
         (garbage, "corrupt"),

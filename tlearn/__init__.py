@@ -8,7 +8,8 @@
 
 Submodules (one concept each) load on first use, so ``import tlearn`` stays fast:
 ``runtime``, ``data``, ``models``, ``freeze``, ``bn``, ``train``, ``features``, ``probes``,
-``adapt``, ``plot``, ``widgets``, ``exercises``, ``cli``.
+``adapt``, ``plot``, ``widgets``, ``exercises``, ``cli``, and ``checks``, ``distributed``
+(torchrun), ``checkpoint``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "runtime", "data", "models", "freeze", "bn", "train", "features", "probes",
-    "adapt", "plot", "widgets", "exercises", "cli", "checks",
+    "adapt", "plot", "widgets", "exercises", "cli", "checks", "distributed", "checkpoint",
 )  # fmt: skip
 
 __all__ = ["__version__", "get_device", "seed_everything", "cache_dir", "data_dir", *_SUBMODULES]

@@ -1,4 +1,4 @@
-"""Training, evaluation and checkpoints: one explicit loop a student can read in a minute.
+"""Training and evaluation: one explicit loop, read top to bottom.
 
 The heart of this module is :func:`fit`, in the spirit of torchvision's reference scripts::
 
@@ -9,70 +9,61 @@ The heart of this module is :func:`fit`, in the spirit of torchvision's referenc
             optimizer.zero_grad(); scaler.scale(loss).backward()
             scaler.step(optimizer); scaler.update()
 
-It is the library's only training loop: ``adapt.fit_adapt`` is ``fit`` with an objective
-that adds an alignment term (and a target batch) to the cross-entropy.
+In the code that is :func:`fit` (setup, then per epoch: one pass, validation, callbacks),
+:func:`_one_pass` (the batches of an epoch) and :class:`_Step` (one optimizer step). It is the
+library's only training loop: ``adapt.fit_adapt`` is ``fit`` with an objective that adds an
+alignment term (and a target batch) to the cross-entropy, ``adapt.shot`` and ``adapt.tent``
+are ``fit`` with objectives that need no labels.
 
-**Several GPUs.** Started by ``torchrun --nproc_per_node=N script.py``, the same script runs
-as N processes: ``fit`` sees torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``),
-joins the process group (:func:`distributed`), wraps model and objective in PyTorch's
-``DistributedDataParallel`` (gradients averaged across processes at every step), gives each
-process its own shard of every epoch's shuffled order, and sums the epoch's metrics over all
-processes. ``batch_size`` is per process: the global batch is N × ``batch_size``. Only rank 0
-shows progress and writes checkpoints.
-
-Everything else — input checks, progress bars, validation, callbacks, checkpoints — sits
-around that loop without hiding it. Only parameters with ``requires_grad=True`` are handed
-to the optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) never move.
+Everything else sits around that loop without hiding it: input checks (below the loop),
+several processes under torchrun (:mod:`tlearn.distributed`), checkpoints and exact resume
+(:mod:`tlearn.checkpoint`). Only parameters with ``requires_grad=True`` are handed to the
+optimizer ``fit`` builds, so frozen layers (see :mod:`tlearn.freeze`) never move.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from tlearn import checks
-from tlearn.bn import batchnorm_layers
-from tlearn.data.base import batches
-from tlearn.models.weights import state_dict_mismatch
-from tlearn.runtime import (
-    atomic_write,
-    autocast,
-    eval_mode,
-    get_device,
-    is_main_process,
-    make_grad_scaler,
-    progress_bar,
-    seed_everything,
+from tlearn import checks, freeze, models, runtime
+from tlearn import distributed as ddp
+from tlearn.bn import batchnorm_layers, estimate_bn_statistics
+from tlearn.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_progress,
+    save_checkpoint,
+    save_progress,
 )
+from tlearn.data.base import as_dataset, batches
+from tlearn.distributed import distributed, same_on_every_rank
+from tlearn.freeze import l2_sp_penalty
 
 __all__ = [
     "History",
     "FitState",
     "fit",
     "fine_tune",
-    "distributed",
-    "same_on_every_rank",
     "classification_loss",
     "check_labels",
     "evaluate",
     "predict",
+    # at home in tlearn.checkpoint and tlearn.distributed, still read from here:
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointError",
-    "state_dict_mismatch",
+    "distributed",
+    "same_on_every_rank",
 ]
 
 # --- the loop --------------------------------------------------------------------------
@@ -90,27 +81,16 @@ def classification_loss(
     return F.cross_entropy(logits.float(), y), logits, {}
 
 
+# fmt: off
 def fit(
-    model: nn.Module,
-    train,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    optimizer: str | torch.optim.Optimizer | None = None,
-    batch_size: int = 128,
-    val=None,
-    device: torch.device | str | None = None,
-    amp: bool | None = None,
-    progress: bool = True,
-    callbacks: Sequence | None = None,
-    weight_decay: float = 0.0,
-    seed: int | None = None,
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
-    objective: Callable = classification_loss,
-    lr_schedule: Callable[[float], float] | None = None,
-    drop_last: bool = True,
+    model: nn.Module, train, *, epochs: int, batch_size: int = 128, drop_last: bool = True,
+    objective: Callable = classification_loss, val=None, callbacks: Sequence | None = None,
+    optimizer: str | torch.optim.Optimizer | None = None, lr: float = 1e-3,
+    weight_decay: float = 0.0, lr_schedule: Callable[[float], float] | None = None,
+    device: torch.device | str | None = None, amp: bool | None = None, progress: bool = True,
+    seed: int | None = None, checkpoint: str | Path | None = None, resume: bool = False,
 ) -> History:
+    # fmt: on
     """Train ``model`` on ``train`` for ``epochs`` epochs (cross-entropy unless ``objective`` says).
 
     Args:
@@ -151,108 +131,102 @@ def fit(
     >>> len(hist), sorted(hist.last)
     (2, ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss'])
     """
-    _check_hyperparameters(epochs, lr, batch_size, weight_decay)
-    checks.module("model", model)
-    checks.boolean("drop_last", drop_last)
+    _check_arguments(model, epochs, lr, batch_size, weight_decay, drop_last)
     if seed is not None:
-        seed_everything(seed)
-    device = get_device(device)
-    rank, world = distributed(device)  # (0, 1) unless started by torchrun
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
+        runtime.seed_everything(seed)
+    rank, world, device = ddp.process_device(device)  # (0, 1, device) unless under torchrun
     model.to(device)
-    _check_inputs(model, train, device)
-    # Each epoch shuffles with its own generator, seeded from base_seed and the epoch number,
+    _check_inputs(model, train, device, batch_size, drop_last, world)
+    # Each epoch shuffles with its own generator, seeded from state.seed and the epoch number,
     # so a run resumed from a checkpoint sees exactly the batches it would have seen.
-    base_seed = same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if isinstance(objective, nn.Module):
-        objective.to(device)
-        params += [p for p in objective.parameters() if p.requires_grad]
-    opt = _make_optimizer(params, optimizer, lr, weight_decay)
-    initial_lrs = [group["lr"] for group in opt.param_groups]
-    scaler = make_grad_scaler(device, amp)
-    state = FitState(model=model, optimizer=opt, device=device, epochs=epochs)
-    callbacks = list(callbacks or [])
-
-    start_epoch = 0
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        extra = load_checkpoint(checkpoint, model, opt)
-        start_epoch, base_seed = extra["epoch"] + 1, extra["base_seed"]
-        state.history = History(extra["history"])
-        torch.set_rng_state(extra["torch_rng"])
-
+    base_seed = ddp.same_on_every_rank(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+    opt = _make_optimizer(_trainable(model, objective, device), optimizer, lr, weight_decay)
+    state = FitState(model=model, optimizer=opt, device=device, epochs=epochs, seed=base_seed)
+    if checkpoint is not None and resume:
+        load_progress(checkpoint, state)  # continue where the checkpoint left off, exactly
+    start_epoch, callbacks = state.epoch, list(callbacks or [])
     _call(callbacks, "on_fit_start", state)
-    steps_per_epoch = _steps_per_epoch(train, batch_size, drop_last, world)
-    _check_shards(train, batch_size, world, steps_per_epoch)
-    _check_last_batch(model, train, batch_size, drop_last, world)
-    training_step = _training_step(model, objective, device, world)
-    total_steps, step = steps_per_epoch * epochs, steps_per_epoch * start_epoch
-    bar = progress_bar(
-        total=steps_per_epoch * (epochs - start_epoch),
-        enabled=progress and rank == 0,
-        desc=getattr(objective, "name", "fit"),
-        unit="batch",
-    )
+    steps = _steps_per_epoch(train, batch_size, drop_last, world)
+    step = _Step(ddp.ddp_step(model, objective, device, world), opt, runtime.make_grad_scaler(device, amp),
+                 device, amp, lr_schedule, steps * epochs, steps * start_epoch, world)  # fmt: skip
+    bar = runtime.progress_bar(total=steps * (epochs - start_epoch), enabled=progress and rank == 0,
+                       desc=getattr(objective, "name", "fit"), unit="batch")  # fmt: skip
     for epoch in range(start_epoch, epochs):
-        state.epoch = epoch
-        _call(callbacks, "on_epoch_start", state)
-        model.train()
+        state.epoch, t0 = epoch, time.perf_counter()
+        model.train()  # a callback's on_epoch_start may keep some layers in eval mode
         if isinstance(objective, nn.Module):
             objective.train()
-        generator = torch.Generator().manual_seed(base_seed + epoch)
-        t0, sums, seen = time.perf_counter(), defaultdict(float), 0
-        for x, y in batches(
-            train, batch_size, shuffle=True, generator=generator, drop_last=drop_last,
-            rank=rank, world_size=world,  # this process's shard of the epoch
-        ):  # fmt: skip
-            p = step / max(total_steps - 1, 1)
-            if lr_schedule is not None:
-                for group, lr0 in zip(opt.param_groups, initial_lrs, strict=True):
-                    group["lr"] = lr0 * lr_schedule(p)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast(device, amp):
-                loss, logits, logs = training_step(x, y, p)  # objective(model, x, y, p)
-            _check_finite(loss, x, epoch, step)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            n = len(y)
-            sums["train_loss"] += loss.item() * n
-            sums["train_accuracy"] += (logits.argmax(1) == y).sum().item()
-            for key, value in logs.items():
-                sums[key] += value * n
-            seen, step = seen + n, step + 1
-            bar.update()
-            # refresh=False: shown at the bar's next (throttled) redraw, not one message per batch
-            bar.set_postfix(
-                epoch=f"{epoch + 1}/{epochs}",
-                loss=f"{sums['train_loss'] / seen:.3f}",
-                refresh=False,
-            )
-        if world > 1:
-            sums, seen = _all_reduce_sums(sums, seen, device)
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}}
-        record["lr"] = opt.param_groups[0]["lr"]
+        _call(callbacks, "on_epoch_start", state)
+        generator = torch.Generator().manual_seed(state.seed + epoch)
+        shuffled = batches(train, batch_size, shuffle=True, generator=generator,
+                           drop_last=drop_last, rank=rank, world_size=world)  # fmt: skip
+        record = {"epoch": epoch + 1, **_one_pass(step, shuffled, bar, f"{epoch + 1}/{epochs}")}
         if val is not None:
             scores = evaluate(model, val, batch_size=max(batch_size, 256), device=device, amp=amp)
             record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        record["seconds"] = time.perf_counter() - t0
-        state.history.append(record)
+        state.history.append({**record, "seconds": time.perf_counter() - t0})
         _call(callbacks, "on_epoch_end", state)
-        if checkpoint is not None and is_main_process():
-            save_checkpoint(
-                checkpoint, model, opt, epoch=epoch, base_seed=base_seed,
-                history=state.history.records, torch_rng=torch.get_rng_state(),
-            )  # fmt: skip
+        if checkpoint is not None:
+            save_progress(checkpoint, state)  # model, optimizer, history, seeds: rank 0 only
         if state.stop:
             break
     bar.close()
     if world > 1:
-        _average_buffers(model)
+        ddp.average_buffers(model)  # BatchNorm statistics: the mean over the processes
     model.eval()
     return state.history
+
+
+def _one_pass(step: _Step, batches: Iterable, bar, epoch: str) -> dict[str, float]:
+    """One epoch: a training step on every batch. Returns the epoch's means of the loss, the
+    accuracy and the objective's logs (over every process, under torchrun)."""
+    sums, seen = defaultdict(float), 0
+    for x, y in batches:
+        x, y = x.to(step.device, non_blocking=True), y.to(step.device, non_blocking=True)
+        loss, logits, logs = step(x, y, epoch)  # the objective, its gradient, one update
+        n = len(y)
+        sums["train_loss"] += loss.item() * n
+        sums["train_accuracy"] += (logits.argmax(1) == y).sum().item()
+        for key, value in logs.items():
+            sums[key] += value * n
+        seen += n
+        bar.update()  # refresh=False: shown at the bar's next (throttled) redraw
+        bar.set_postfix(epoch=epoch, loss=f"{sums['train_loss'] / seen:.3f}", refresh=False)
+    if step.world > 1:  # the global epoch: every process's sums added up
+        sums, seen = ddp.all_reduce_sums(sums, seen, step.device)
+    means = {key: total / seen for key, total in sums.items()}
+    return {**means, "lr": step.optimizer.param_groups[0]["lr"]}
+
+
+@dataclass
+class _Step:
+    """One training step: the objective's loss (under autocast), its gradient, one update."""
+
+    objective: Callable  # (x, y, progress) → (loss, logits, logs); DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch's GradScaler: scales fp16 losses on a GPU; a no-op otherwise
+    device: torch.device
+    amp: bool | None
+    lr_schedule: Callable[[float], float] | None
+    total: int  # steps in the whole run
+    done: int = 0  # steps taken (a resumed run starts at its epoch's first)
+    world: int = 1  # processes (torchrun)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: str):
+        progress = self.done / max(self.total - 1, 1)  # the fraction of training done
+        if self.lr_schedule is not None:
+            for group in self.optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])  # kept as torch's LR schedulers do
+                group["lr"] = group["initial_lr"] * self.lr_schedule(progress)
+        with runtime.autocast(self.device, self.amp):
+            loss, logits, logs = self.objective(x, y, progress)
+        _check_finite(loss, x, epoch, self.done)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.done += 1
+        return loss, logits, logs
 
 
 def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> int:
@@ -263,18 +237,28 @@ def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> 
     return full + (1 if ragged and not (drop_last and full) else 0)
 
 
+def _trainable(model: nn.Module, objective: Callable, device: torch.device) -> list:
+    """What the optimizer ``fit`` builds trains: the parameters with ``requires_grad`` of the
+    model and of an ``nn.Module`` objective (a domain discriminator, moved to ``device``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(objective, nn.Module):
+        objective.to(device)
+        params += [p for p in objective.parameters() if p.requires_grad]
+    return params
+
+
 def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     """Yield (logits, labels or None) over ``data`` in eval mode, without autograd."""
-    device = get_device(device)
+    device = runtime.get_device(device)
     model.to(device)
-    with eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
+    with runtime.eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
         loader = data if isinstance(data, DataLoader) else None
         for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             checks.images(x, "evaluate/predict")
             checks.channels_match(model, x, "evaluate/predict")
-            with autocast(device, amp):
+            with runtime.autocast(device, amp):
                 logits = model(x.to(device)).float()
             yield logits, (y.to(device) if y is not None else None)
 
@@ -370,46 +354,47 @@ def fine_tune(
         The :class:`History` of both stages, each record with its ``stage`` (``"head"`` or
         ``"all"``) and the epochs numbered on through both.
     """
-    from tlearn import freeze, models
-    from tlearn.bn import estimate_bn_statistics
-    from tlearn.data.base import as_dataset
-
     _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp)
     if seed is not None:
-        seed_everything(seed)
-    device = get_device(device)
+        runtime.seed_everything(seed)
+    device = runtime.get_device(device)
     model.to(device)
     head = models.head_name(model)
     options = dict(batch_size=batch_size, callbacks=callbacks, device=device, progress=progress)
-    rates = {head: lr * head_lr_mult, "*": lr}
     if bn == "target":
         estimate_bn_statistics(model, as_dataset(train), device=device)
     history = History()
     if head_epochs:  # stage 1: linear probing
         freeze.freeze_to(model, 1)
-        opt = torch.optim.Adam(freeze.param_groups(model, rates))
+        opt = torch.optim.Adam(freeze.param_groups(model, {head: lr * head_lr_mult, "*": lr}))
         _append(history, fit(model, train, epochs=head_epochs, optimizer=opt, **options), "head")
     if epochs:  # stage 2: everything, at discriminative rates
-        freeze.unfreeze(model)
-        if bn != "batch":
-            layers = set(batchnorm_layers(model))  # BatchNorm: fixed statistics, γ and β
-            freeze.freeze(model, lambda name, m: name in layers)
-        if discriminative:
-            groups = freeze.param_groups(model, lr=slice(lr / head_lr_mult, lr * head_lr_mult))
-        else:
-            groups = freeze.param_groups(model, rates)
-        objective = classification_loss
-        if l2_sp:
-            pretrained = {n: p.detach().clone() for n, p in model.named_parameters()}
-            start = {n: w for n, w in pretrained.items() if not n.startswith(head + ".")}
-            objective = _L2SPObjective(start, l2_sp)
-        hist = fit(model, train, epochs=epochs, optimizer=torch.optim.Adam(groups),
-                   objective=objective, **options)  # fmt: skip
+        opt, objective = _all_layers(model, head, lr, head_lr_mult, discriminative, bn, l2_sp)
+        hist = fit(model, train, epochs=epochs, optimizer=opt, objective=objective, **options)
         _append(history, hist, "all")
     if reestimate_bn:
         estimate_bn_statistics(model, as_dataset(train), include_frozen=False, device=device)
     model.eval()
     return history
+
+
+def _all_layers(model, head, lr, head_lr_mult, discriminative, bn, l2_sp):
+    """Stage 2 of :func:`fine_tune`: every layer trainable (BatchNorm's statistics, γ and β
+    fixed unless ``bn="batch"``), Adam at discriminative rates, cross-entropy (+ L2-SP)."""
+    freeze.unfreeze(model)
+    if bn != "batch":
+        layers = set(batchnorm_layers(model))
+        freeze.freeze(model, lambda name, m: name in layers)
+    if discriminative:
+        groups = freeze.param_groups(model, lr=slice(lr / head_lr_mult, lr * head_lr_mult))
+    else:
+        groups = freeze.param_groups(model, {head: lr * head_lr_mult, "*": lr})
+    if not l2_sp:
+        return torch.optim.Adam(groups), classification_loss
+    start = {
+        n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith(head + ".")
+    }
+    return torch.optim.Adam(groups), _L2SPObjective(start, l2_sp)
 
 
 class _L2SPObjective:
@@ -421,8 +406,6 @@ class _L2SPObjective:
         self.start, self.alpha = start, alpha
 
     def __call__(self, model: nn.Module, x, y, progress: float):
-        from tlearn.freeze import l2_sp_penalty
-
         loss, logits, logs = classification_loss(model, x, y, progress)
         penalty = l2_sp_penalty(model, self.start, self.alpha, 0.0)
         return loss + penalty, logits, {"class_loss": loss.item(), "l2_sp": penalty.item()}
@@ -446,12 +429,6 @@ def _check_fine_tune(epochs, head_epochs, head_lr_mult, bn, l2_sp) -> None:
 
 
 # --- what fit records: History, FitState ------------------------------------------
-
-CHECKPOINT_FORMAT = "tlearn-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is corrupt, truncated, not ours, or does not fit the model."""
 
 
 class History:
@@ -496,6 +473,7 @@ class FitState:
     optimizer: torch.optim.Optimizer
     device: torch.device
     epochs: int
+    seed: int = 0  # the run's shuffling seed: epoch e shuffles with seed + e
     epoch: int = 0
     history: History = field(default_factory=History)
     stop: bool = False
@@ -544,9 +522,10 @@ def check_labels(labels: torch.Tensor, num_outputs: int, what: str = "labels") -
         )
 
 
-def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
+def _check_inputs(model: nn.Module, data, device, batch_size: int, drop_last: bool, world: int):
     """Fail before training on what would fail (or silently mislead) later: empty data,
-    labels the model cannot output, images that are not float."""
+    labels the model cannot output, images that are not float, a last batch of one image
+    under BatchNorm, more processes than batches."""
     dataset = _as_dataset(data)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty: there is nothing to train on")
@@ -558,9 +537,11 @@ def _check_inputs(model: nn.Module, data, device: torch.device) -> None:
     x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
     checks.images(x, "fit")
     checks.channels_match(model, x.unsqueeze(0), "fit")
-    with eval_mode(model), torch.no_grad():
+    with runtime.eval_mode(model), torch.no_grad():
         n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
     check_labels(_labels(dataset), n_out)
+    _check_last_batch(model, data, batch_size, drop_last, world)
+    ddp.check_shards(world, _steps_per_epoch(data, batch_size, False), len(dataset), batch_size)
 
 
 def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_decay: float):
@@ -579,11 +560,13 @@ def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_dec
     )
 
 
-def _check_hyperparameters(epochs, lr, batch_size, weight_decay) -> None:
+def _check_arguments(model, epochs, lr, batch_size, weight_decay, drop_last) -> None:
+    checks.module("model", model)
     checks.positive_int("epochs", epochs)
     checks.positive_float("lr", lr, example="1e-3")
     checks.positive_int("batch_size", batch_size)
     checks.nonnegative_float("weight_decay", weight_decay)
+    checks.boolean("drop_last", drop_last)
 
 
 def _check_last_batch(model: nn.Module, data, batch_size: int, drop_last: bool, world: int):
@@ -600,16 +583,16 @@ def _check_last_batch(model: nn.Module, data, batch_size: int, drop_last: bool, 
     checks.batch_of_one(model, n, size, "fit", hint)
 
 
-def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: int, step: int) -> None:
+def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: str, step: int) -> None:
     if torch.isfinite(loss):
         return
     if not torch.isfinite(x).all():
         raise ValueError(
-            f"the images of batch {step} (epoch {epoch + 1}) contain NaN or Inf values; "
+            f"the images of batch {step} (epoch {epoch}) contain NaN or Inf values; "
             "clean the data (e.g. torch.nan_to_num) before training."
         )
     raise FloatingPointError(
-        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}: training diverged; "
+        f"the loss became {loss.item()} at epoch {epoch}, step {step}: training diverged; "
         "lower lr (or the alignment weight)."
     )
 
@@ -619,181 +602,3 @@ def _call(callbacks: Sequence, hook: str, state: FitState) -> None:
         fn = getattr(cb, hook, None)
         if fn is not None:
             fn(state)
-
-
-# --- several processes (torchrun) -------------------------------------------------------
-
-#: Seconds a process waits for the others (to join, or in a collective) before it gives up
-#: with an error: a rank that failed brings the rest down instead of leaving them waiting
-#: forever. The environment variable ``TLEARN_DIST_TIMEOUT`` overrides it (read when used).
-DIST_TIMEOUT = 600.0
-
-#: What torchrun sets for every process besides ``WORLD_SIZE``.
-_TORCHRUN_VARIABLES = ("RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def distributed(device: torch.device | str | None = None) -> tuple[int, int]:
-    """``(rank, world_size)`` of this process: ``(0, 1)`` unless started by torchrun.
-
-    Under torchrun (``WORLD_SIZE`` > 1) the first call joins the process group — NCCL when
-    ``device`` is a GPU (each process on GPU ``LOCAL_RANK``), Gloo on the CPU — with a
-    timeout of :data:`DIST_TIMEOUT` seconds (``TLEARN_DIST_TIMEOUT`` overrides it): a peer
-    that never joins, or stops answering, ends the wait with an error after that long.
-    Later calls only read it.
-
-    >>> distributed("cpu")   # a plain Python process
-    (0, 1)
-    """
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    world = checks.env_int("WORLD_SIZE", 1, minimum=1)
-    if world <= 1:
-        return 0, 1
-    missing = [v for v in _TORCHRUN_VARIABLES if not os.environ.get(v)]
-    if missing:
-        raise RuntimeError(
-            f"WORLD_SIZE={world} but {', '.join(missing)} not set: this process was not "
-            f"started by torchrun. Start it with torchrun --nproc_per_node={world} script.py, "
-            "or unset WORLD_SIZE to train in one process."
-        )
-    timeout = checks.env_float("TLEARN_DIST_TIMEOUT", DIST_TIMEOUT)
-    cuda = get_device(device).type == "cuda"
-    if cuda:
-        torch.cuda.set_device(checks.env_int("LOCAL_RANK", 0))
-    try:
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout))
-    except RuntimeError as e:  # torch's DistStoreError: a peer never joined
-        if "timed out" not in str(e).lower() and "timeout" not in str(e).lower():
-            raise
-        raise RuntimeError(
-            f"not all {world} processes joined within {timeout:g} s (TLEARN_DIST_TIMEOUT "
-            "bounds the wait): a peer failed to start or crashed; check every process's "
-            "output, or raise TLEARN_DIST_TIMEOUT for slow starts."
-        ) from e
-    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
-    return dist.get_rank(), dist.get_world_size()
-
-
-def same_on_every_rank(value: int) -> int:
-    """Rank 0's ``value`` on every process (a shuffling seed: all ranks must cut one order)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-class _Step(nn.Module):
-    """``objective(model, x, y, progress)`` as one module, so that DistributedDataParallel
-    averages the gradients of the model *and* of a trainable objective (a discriminator)."""
-
-    def __init__(self, model: nn.Module, objective: Callable):
-        super().__init__()
-        self.model, self.objective = model, objective
-
-    def forward(self, x, y, progress):
-        return self.objective(self.model, x, y, progress)
-
-
-def _training_step(model: nn.Module, objective: Callable, device: torch.device, world: int):
-    """What the loop calls: the objective, wrapped in DistributedDataParallel under torchrun."""
-    if world == 1:
-        return lambda x, y, p: objective(model, x, y, p)
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(_Step(model, objective), device_ids=ids)
-
-
-def _all_reduce_sums(sums: dict, seen: int, device: torch.device) -> tuple[dict, int]:
-    """Add every process's epoch sums (and image counts): the metrics of the global epoch."""
-    keys = sorted(sums)
-    packed = torch.tensor([sums[k] for k in keys] + [seen], dtype=torch.float64, device=device)
-    dist.all_reduce(packed)
-    return dict(zip(keys, packed[:-1].tolist(), strict=True)), int(packed[-1].item())
-
-
-def _average_buffers(model: nn.Module) -> None:
-    """Average floating buffers (BatchNorm running statistics) over the processes: each one
-    updated its own from its own batches after DDP's last broadcast of rank 0's."""
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer /= dist.get_world_size()
-
-
-def _check_shards(data, batch_size: int, world: int, steps: int) -> None:
-    if (world > 1 and steps == 0) or world > _steps_per_epoch(data, batch_size, False, 1):
-        n = len(_as_dataset(data))
-        raise ValueError(
-            f"{world} processes but {n} images make only "
-            f"{_steps_per_epoch(data, batch_size, False, 1)} batch(es) of {batch_size}: every "
-            "process needs at least one batch. Start fewer processes (torchrun "
-            "--nproc_per_node), or use a smaller batch_size or more data."
-        )
-
-
-# --- checkpoints -----------------------------------------------------------------------
-
-
-def save_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra
-) -> Path:
-    """Save model (and optimizer) state plus ``extra`` values to ``path``, atomically.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk, and only then
-    renamed over ``path`` (``os.replace`` is atomic): an interrupted save leaves the old
-    checkpoint (or nothing), never half a file.
-    """
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "extra": extra,
-    }
-    return atomic_write(path, lambda f: torch.save(payload, f))
-
-
-def _check_fits(model: nn.Module, state: dict, path: Path) -> None:
-    """Raise CheckpointError unless ``state`` has exactly the model's keys and shapes."""
-    problems = state_dict_mismatch(model, state)
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model ({'; '.join(problems)}); "
-            "the model is unchanged."
-        )
-
-
-def load_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    map_location: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
-
-    Uses ``torch.load(weights_only=True)``: a checkpoint cannot run code. A missing, corrupt,
-    truncated or mismatched file raises :class:`CheckpointError` (``FileNotFoundError`` when
-    missing) and leaves the model unchanged. Returns the ``extra`` values saved with it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle, zip and EOF errors all mean: not a readable checkpoint
-        # torch's own message suggests weights_only=False, which would let a file run code:
-        # name the failure, never that advice.
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt, truncated or not a checkpoint (torch.load raised "
-            f"{type(e).__name__}); the model is unchanged. Delete the file and train again."
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a tlearn checkpoint (expected format {CHECKPOINT_FORMAT!r}); "
-            "for a plain state dict use model.load_state_dict(torch.load(path, weights_only=True))."
-        )
-    _check_fits(model, payload["model"], path)
-    model.load_state_dict(payload["model"])
-    if optimizer is not None and payload.get("optimizer") is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-    return payload.get("extra", {})

@@ -40,11 +40,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from tlearn import freeze, models, runtime, train
-from tlearn.adapt.tent import entropy
-from tlearn.data.base import _input_tensor, as_dataset, data_length, input_batches, inputs_of
+from tlearn import checks, models, runtime, train
+from tlearn.adapt.tent import TargetImages, entropy, train_only
+from tlearn.data.base import input_batches
 
 __all__ = ["pseudo_labels", "information_maximization_loss", "centroid_pseudo_labels", "shot"]
 
@@ -60,10 +59,7 @@ def pseudo_labels(probs: Tensor, threshold: float = 0.9) -> tuple[Tensor, Tensor
     (tensor([0, 1]), tensor([ True, False]))
     """
     _check_probs(probs)
-    if isinstance(threshold, bool) or not (
-        isinstance(threshold, (int, float)) and 0 <= threshold <= 1
-    ):
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    checks.probability("threshold", threshold)
     confidence, labels = probs.max(1)
     return labels, confidence >= threshold
 
@@ -154,24 +150,19 @@ def shot(
         head's parameters (and their ``requires_grad``) are exactly as before; ``model`` is
         left in eval mode.
     """
-    head = _head_name(model)
-    if not (isinstance(beta, (int, float)) and 0 <= beta < math.inf):
-        raise ValueError(f"beta must be a finite number >= 0 (the paper: 0.3), got {beta!r}")
-    if data_length(target, "target") < 2:
+    head = model.get_submodule(_head_name(model))
+    checks.nonnegative_float("beta (the paper: 0.3)", beta)
+    data = TargetImages(target)  # the pseudo-labels go into data.labels
+    if len(data) < 2:
         raise ValueError("SHOT needs a target with at least 2 images")
     device = runtime.get_device(device)
-    data = _PseudoLabelled(target)
-    requires_grad = {p: p.requires_grad for p in model.get_submodule(head).parameters()}
-    freeze.freeze(model, head)
-    try:
+    in_head = set(head.parameters())
+    with train_only(model, [p for p in model.parameters() if p.requires_grad and p not in in_head]):
         return train.fit(
             model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
             seed=seed, device=device, progress=progress, objective=_SHOTObjective(beta),
-            callbacks=[_Relabel(data, model.get_submodule(head), device)],
+            callbacks=[_Relabel(data, head, device)],
         )  # fmt: skip
-    finally:
-        for p, flag in requires_grad.items():
-            p.requires_grad_(flag)
 
 
 class _SHOTObjective:
@@ -189,41 +180,22 @@ class _SHOTObjective:
         return im + self.beta * ce, logits, {"im_loss": im.item(), "pseudo_label_loss": ce.item()}
 
 
-class _PseudoLabelled(Dataset):
-    """The target's images with pseudo-labels in ``labels`` (rewritten every epoch)."""
-
-    def __init__(self, target: Any):
-        self.target = as_dataset(target)
-        images = _input_tensor(self.target)
-        if images is not None:  # in memory: fit's batching slices it directly
-            self.images = images
-        self.labels = torch.zeros(data_length(target), dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return inputs_of(self.target[i]), self.labels[i]
-
-
 class _Relabel:
     """A ``fit`` callback: centroid pseudo-labels for the whole target at each epoch's start."""
 
-    def __init__(self, data: _PseudoLabelled, head: nn.Module, device: torch.device):
+    def __init__(self, data: TargetImages, head: nn.Module, device: torch.device):
         self.data, self.head, self.device = data, head, device
 
     @torch.no_grad()
     def on_epoch_start(self, state: Any) -> None:
         features, probs = [], []
         hook = self.head.register_forward_pre_hook(lambda m, inputs: features.append(inputs[0]))
-        model, was_training = state.model, state.model.training
-        model.eval()
         try:
-            for x in input_batches(self.data.target, 256):
-                probs.append(model(x.to(self.device)).float().softmax(1))
+            with runtime.eval_mode(state.model):  # each module's own mode comes back after
+                for x in input_batches(self.data.target, 256):
+                    probs.append(state.model(x.to(self.device)).float().softmax(1))
         finally:
             hook.remove()
-            model.train(was_training)
         z = torch.cat([f.flatten(1).float() for f in features])
         self.data.labels.copy_(centroid_pseudo_labels(z, torch.cat(probs)).cpu())
 
@@ -232,8 +204,7 @@ class _Relabel:
 def _head_name(model: nn.Module) -> str:
     """The classifier head: ``models.head_name`` for the families tlearn knows, else the last
     ``nn.Linear``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     try:
         return models.head_name(model)
     except ValueError:

@@ -23,22 +23,29 @@ transformation keeps it from drifting far from the source model. Written out::
 
 AdaBN is TENT without the entropy step. The paper uses Adam (lr 1e-3) on small networks and
 SGD with momentum on ImageNet.
+
+Here that loop is ``train.fit``'s, as for every method: :func:`tent` hands it the objective
+(the entropy, no labels), the parameters (only γ, β: :func:`train_only`), the modes (only
+BatchNorm in train mode) and the stream of batches (each pass a new order, one generator).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tlearn import checks, runtime
+from tlearn import checks, runtime, train
 from tlearn.bn import estimate_bn_statistics
-from tlearn.data.base import data_length, input_batches
+from tlearn.data.base import QUIET_GENERATOR, _input_tensor, as_dataset, data_length, inputs_of
 
-__all__ = ["entropy", "tent", "OPTIMIZERS"]
+__all__ = ["entropy", "tent", "OPTIMIZERS", "TargetImages", "train_only"]
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -92,8 +99,9 @@ def tent(
         model: a trained classifier returning class logits ``(N, C)``, with at least one
             BatchNorm layer that has affine parameters (changed in place and returned).
             Frozen BatchNorm layers (``tlearn.freeze.FrozenBatchNorm``) are left alone.
-        target: target images — a Dataset (items ``x`` or ``(x, y)``), a DataLoader, or an
-            N×C×H×W tensor. **Its labels are never read.**
+        target: target images — a Dataset (items ``x`` or ``(x, y)``), a DataLoader (its
+            dataset, in batches of its ``batch_size``), or an N×C×H×W tensor. **Its labels
+            are never read.**
         steps: passes over the target (the paper: 1, online).
         lr: learning rate (the paper: 1e-3 with Adam for small networks).
         batch_size: images per batch (Dataset/tensor input); at least 2, since BatchNorm
@@ -117,81 +125,120 @@ def tent(
         (True, True, False)
     """
     _check_arguments(model, steps, lr, batch_size, optimizer)
-    if data_length(target, "target") < 2:
-        raise ValueError("TENT needs a target with at least 2 images (a batch has statistics)")
     layers = _adaptable_batchnorms(model)
-    device = runtime.get_device(device)
-    model.to(device)
-    affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
-    requires_grad = {p: p.requires_grad for p in model.parameters()}
-    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
-    trainable = set(affine)
-    try:
-        for p in model.parameters():
-            p.requires_grad_(p in trainable)
-        with runtime.eval_mode(model):  # Dropout & co. off …
-            for m in layers:
-                m.train()  # … BatchNorm normalises with the current batch's statistics
-            _adapt(
-                model, target, affine, steps, lr, batch_size, optimizer, shuffle, device, progress
-            )
-    except BaseException:
-        for m, state in saved.items():  # a refused batch leaves the model as it was
-            m.load_state_dict(state)
-        raise
-    finally:
-        for p, flag in requires_grad.items():
-            p.requires_grad_(flag)
-            p.grad = None
-    estimate_bn_statistics(model, target, include_frozen=False, device=device)
-    return model.eval()
-
-
-def _adapt(
-    model: nn.Module,
-    target: Any,
-    params: list[nn.Parameter],
-    steps: int,
-    lr: float,
-    batch_size: int,
-    optimizer: str,
-    shuffle: bool,
-    device: torch.device,
-    progress: bool,
-) -> None:
-    """The online loop: predict each batch, then one entropy step on γ, β."""
-    from tqdm.auto import tqdm
-
-    if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-    updates = 0
-    for _ in range(steps):
-        stream = input_batches(target, batch_size, shuffle=shuffle, generator=generator)
-        for x in tqdm(stream, desc="TENT", disable=not progress, leave=False):
-            checks.images(x, "tent (target)", finite=True)
-            checks.channels_match(model, x, "tent (target)")
-            if len(x) < 2:  # one image has no batch statistics
-                continue
-            loss = entropy(model(x.to(device, non_blocking=True)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            updates += 1
-    if updates == 0:
+    data = TargetImages(target)  # labels all 0, never used: fit reads (x, y) pairs
+    if len(data) < 2:
+        raise ValueError("TENT needs a target with at least 2 images (a batch has statistics)")
+    if isinstance(target, DataLoader) and target.batch_size is not None:
+        batch_size = target.batch_size
+    stream = _OnlineStream(len(data), batch_size, shuffle)
+    if len(stream) == 0:
         raise ValueError(
             "tent: every target batch held a single image (a DataLoader with batch_size=1?); "
             "BatchNorm needs 2+ images per batch. The model is unchanged."
         )
+    device = runtime.get_device(device)
+    affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
+    try:
+        with train_only(model, affine), runtime.eval_mode(model):  # modes back after an error
+            train.fit(model, DataLoader(data, batch_sampler=stream, generator=QUIET_GENERATOR),
+                      epochs=steps, lr=lr, optimizer=optimizer, device=device, amp=False,
+                      progress=progress, objective=_EntropyObjective(),
+                      callbacks=[stream, _OnlyBatchNormTrains(layers)])  # fmt: skip
+    except BaseException:
+        for m, state in saved.items():  # a refused batch leaves the model as it was
+            m.load_state_dict(state)
+        raise
+    estimate_bn_statistics(model, target, include_frozen=False, device=device)
+    return model.eval()
+
+
+class _EntropyObjective:
+    """TENT's objective for ``train.fit``: the mean prediction :func:`entropy` (no labels)."""
+
+    name = "TENT"
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, progress: float):
+        logits = model(x)
+        return entropy(logits), logits, {}
+
+
+class _OnlyBatchNormTrains:
+    """A ``fit`` callback: each epoch, every module in eval mode (Dropout & co. off) but the
+    adapted BatchNorm layers, which normalise with the current batch's statistics."""
+
+    def __init__(self, layers: list[_BatchNorm]):
+        self.layers = layers
+
+    def on_epoch_start(self, state: Any) -> None:
+        state.model.eval()
+        for m in self.layers:
+            m.train()
+
+
+class _OnlineStream(Sampler):
+    """TENT's batches of target indices: each pass over the target in a new random order, all
+    passes drawn from one generator (the paper's stream runs on; ``fit`` alone would reseed
+    each epoch), seeded with ``fit``'s own seed. A batch of one image (no statistics) is left
+    out. ``shuffle=False``: the stored order."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.generator = torch.Generator()
+
+    def on_fit_start(self, state: Any) -> None:
+        self.generator.manual_seed(state.seed)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, generator = self.n, self.generator
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        return (idx.tolist() for idx in order.split(self.batch_size) if len(idx) > 1)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)  # batches of one image are left out
+        return (full if self.batch_size > 1 else 0) + (rest > 1)
+
+
+class TargetImages(Dataset):
+    """The target's images as ``(x, label)`` pairs that ``train.fit`` can read, the labels
+    those in ``labels``: zeros, until a method writes pseudo-labels there (``adapt.shot``).
+    The target's own labels are never read."""
+
+    def __init__(self, target: Any):
+        self.target = as_dataset(target)
+        images = _input_tensor(self.target)
+        if images is not None:  # in memory: fit's batching slices it directly
+            self.images = images
+        self.labels = torch.zeros(data_length(target, "target"), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return inputs_of(self.target[i]), self.labels[i]
+
+
+@contextlib.contextmanager
+def train_only(model: nn.Module, params: Iterable[nn.Parameter]) -> Iterator[nn.Module]:
+    """Within the block only ``params`` have ``requires_grad=True`` (so only they reach the
+    optimizer ``train.fit`` builds); afterwards every parameter of ``model`` has its own
+    ``requires_grad`` back, and no gradient."""
+    chosen = set(params)
+    flags = {p: p.requires_grad for p in model.parameters()}
+    for p in flags:
+        p.requires_grad_(p in chosen)
+    try:
+        yield model
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
 
 
 # --------------------------------------------------------------------------- checks
 def _adaptable_batchnorms(model: nn.Module) -> list[_BatchNorm]:
     """The ordinary BatchNorm layers with affine parameters: what TENT adapts."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.affine]
     if not layers:
         raise ValueError(
