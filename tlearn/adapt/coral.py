@@ -33,13 +33,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from tlearn.adapt._checks import (
-    as_numpy_pair,
-    as_tensor_pair,
-    check_features,
-    finite_or_raise,
-    float_compute,
-)
+from tlearn import checks
+from tlearn.checks import finite_or_raise, float_compute, numpy_pair, tensor_pair
 
 __all__ = ["coral", "coral_matrices", "CORAL", "coral_loss", "CORALLoss", "covariance"]
 
@@ -82,7 +77,7 @@ def coral_loss(zs: Tensor, zt: Tensor) -> Tensor:
         (torch.Size([]), True)
     """
     names = ("zs (source features)", "zt (target features)")
-    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)  # the result is checked instead
+    zs, zt = tensor_pair(zs, zt, names, finite=False)  # the result is checked instead
     with float_compute(zs.device):
         d = zs.shape[1]
         loss = (covariance(zs) - covariance(zt)).pow(2).sum() / (4 * d * d)
@@ -150,7 +145,7 @@ def coral_matrices(Xs: Any, Xt: Any, reg: float = 1.0) -> tuple[np.ndarray, np.n
     ``recolor = (C_t + λI)^{1/2}``, so that ``Xs @ whiten @ recolor`` is the aligned source.
     """
     reg = _check_reg(reg)
-    xs, xt = as_numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
+    xs, xt = numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
     cs, ct = np.cov(xs, rowvar=False, ddof=1), np.cov(xt, rowvar=False, ddof=1)
     cs, ct = np.atleast_2d(cs), np.atleast_2d(ct)  # d = 1 gives a 0-d array
     return _sym_power(cs, reg, -0.5), _sym_power(ct, reg, 0.5)
@@ -239,7 +234,7 @@ class CORAL(TransformerMixin, BaseEstimator):
 
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self, "transform_matrix_")
-        X = check_features(X, "X", min_rows=1)
+        X = checks.features(X, "X", min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but CORAL was fitted on {self.n_features_in_}"

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tlearn import checks
-from tlearn.adapt._checks import check_pair
 
 __all__ = [
     "grad_reverse",
@@ -260,7 +259,7 @@ class DomainAdversarialLoss(nn.Module):
     def forward(
         self, zs: Tensor, zt: Tensor, progress: float = 1.0, *, weights: Tensor | None = None
     ) -> Tensor:
-        check_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
+        checks.feature_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
         lambda_ = float(self.schedule(_check_progress(progress)))
         logits = self.discriminator(grad_reverse(torch.cat([zs, zt]), lambda_))
         logits = logits if logits.dtype == torch.float64 else logits.float()

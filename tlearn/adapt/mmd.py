@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from tlearn.adapt import _fast
-from tlearn.adapt._checks import as_tensor_pair, finite_or_raise, float_compute
 from tlearn.adapt.kernels import (
     DEFAULT_MULTIPLIERS,
     linear_kernel,
@@ -36,6 +35,7 @@ from tlearn.adapt.kernels import (
     resolve_kernel,
     sq_distances,
 )
+from tlearn.checks import finite_or_raise, float_compute, tensor_pair
 
 __all__ = ["mmd", "plain_mmd", "mmd_from_kernels", "MMDLoss", "mmd_test", "DEFAULT_MULTIPLIERS"]
 
@@ -176,7 +176,7 @@ def mmd(
     _check_estimator(estimator)
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     names = ("zs (source features)", "zt (target features)")
-    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)  # the result is checked instead
+    zs, zt = tensor_pair(zs, zt, names, finite=False)  # the result is checked instead
     if estimator == "linear-time" and len(zs) != len(zt):
         raise ValueError(
             f"the linear-time MMD estimator pairs source and target samples, so it needs equal "
@@ -297,7 +297,7 @@ def mmd_test(
     if not (integer and permutations >= 1):
         raise ValueError(f"permutations must be an int >= 1, got {permutations!r}")
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
-    zs, zt = as_tensor_pair(zs, zt, ("zs", "zt"))
+    zs, zt = tensor_pair(zs, zt, ("zs", "zt"))
     dtype = torch.float32 if zs.device.type == "mps" else torch.float64  # no float64 on MPS
     with torch.no_grad(), float_compute(zs.device):
         m, n = len(zs), len(zt)
