@@ -300,19 +300,12 @@ def _matches(name: str, pattern: str) -> bool:
     return any(p == pattern or fnmatchcase(p, pattern) for p in _prefixes(name))
 
 
-def _block_names(model: nn.Module) -> list[str]:
-    try:
-        return [name for name, _ in _blocks(model)]
-    except Exception:  # noqa: BLE001 - a best-effort list for an error message
-        return [name for name, _ in model.named_children()]
-
-
 def _unknown_name_error(model: nn.Module, pattern: str) -> ValueError:
     names = [n for n, _ in model.named_modules() if n] + [n for n, _ in model.named_parameters()]
     close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
     msg = (
         f"no module or parameter of {type(model).__name__} is named {pattern!r}. "
-        f"Its blocks are: {', '.join(_block_names(model))}."
+        f"Its blocks are: {', '.join(name for name, _ in _blocks(model))}."
     )
     if close:
         msg += f" Did you mean: {', '.join(close)}?"
@@ -329,8 +322,7 @@ def _select(
     or a single parameter by dotted name, prefix or glob; a callable ``f(name, module)``
     selects every module for which it returns True (and everything below it).
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     modules = dict(model.named_modules())
     chosen: set[str] = set()  # module names; a parameter is chosen if a parent is chosen
     chosen_params: set[str] = set()
@@ -461,8 +453,7 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     (no BatchNorm).
     Parameters outside every block (rare) get a row ``(other)``.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     summary = TrainableSummary(type(model).__name__)
     seen: set[int] = set()
     for name, block in _blocks(model):

@@ -144,7 +144,7 @@ def coral_matrices(Xs: Any, Xt: Any, reg: float = 1.0) -> tuple[np.ndarray, np.n
     Returns ``(whiten, recolor)`` with ``whiten = (C_s + λI)^{-1/2}`` and
     ``recolor = (C_t + λI)^{1/2}``, so that ``Xs @ whiten @ recolor`` is the aligned source.
     """
-    reg = _check_reg(reg)
+    reg = checks.nonnegative_float("reg", reg)
     xs, xt = numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
     cs, ct = np.cov(xs, rowvar=False, ddof=1), np.cov(xt, rowvar=False, ddof=1)
     cs, ct = np.atleast_2d(cs), np.atleast_2d(ct)  # d = 1 gives a 0-d array
@@ -216,10 +216,7 @@ class CORAL(TransformerMixin, BaseEstimator):
 
         ``y`` (the source labels) is ignored; it is there for the Pipeline contract.
         """
-        if self.transform_domain not in ("source", "target"):
-            raise ValueError(
-                f"transform_domain must be 'source' or 'target', got {self.transform_domain!r}"
-            )
+        checks.one_of("transform_domain", self.transform_domain, ("source", "target"))
         if Xt is None:
             Xt = self.target
         if Xt is None:
@@ -258,13 +255,6 @@ class CORAL(TransformerMixin, BaseEstimator):
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_reg(reg: float) -> float:
-    number = isinstance(reg, (int, float, np.floating, np.integer)) and not isinstance(reg, bool)
-    if not (number and np.isfinite(reg) and reg >= 0):
-        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-    return float(reg)
-
-
 def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
     """(cov + reg·I)^power for a symmetric PSD ``cov``, via an eigendecomposition in float64.
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tlearn import checks
 from tlearn.adapt import _fast
 from tlearn.adapt.kernels import (
     DEFAULT_MULTIPLIERS,
@@ -173,7 +174,7 @@ def mmd(
         >>> torch.allclose(lin, (zs.mean(0) - zt.mean(0)).pow(2).sum(), rtol=1e-4)
         True
     """
-    _check_estimator(estimator)
+    checks.one_of("estimator", estimator, ESTIMATORS)
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     names = ("zs (source features)", "zt (target features)")
     zs, zt = tensor_pair(zs, zt, names, finite=False)  # the result is checked instead
@@ -202,11 +203,6 @@ def mmd(
     return finite_or_raise(value, {names[0]: zs, names[1]: zt})
 
 
-def _check_estimator(estimator: str) -> None:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-
-
 class MMDLoss(nn.Module):
     r"""MMD as an alignment module: ``MMDLoss(kernel, bandwidth, estimator)(zs, zt) == mmd(zs, zt, …)``.
 
@@ -232,7 +228,7 @@ class MMDLoss(nn.Module):
         detach_bandwidth: bool = False,
     ) -> None:
         super().__init__()
-        _check_estimator(estimator)
+        checks.one_of("estimator", estimator, ESTIMATORS)
         resolve_kernel(kernel, bandwidth)  # fail at construction, not at the first batch
         self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
         self.detach_bandwidth = detach_bandwidth
@@ -291,11 +287,8 @@ def mmd_test(
         >>> res["p_value"] < 0.05
         True
     """
-    if estimator not in ("biased", "unbiased"):
-        raise ValueError(f"mmd_test supports estimator 'biased' or 'unbiased', got {estimator!r}")
-    integer = isinstance(permutations, (int, np.integer)) and not isinstance(permutations, bool)
-    if not (integer and permutations >= 1):
-        raise ValueError(f"permutations must be an int >= 1, got {permutations!r}")
+    checks.one_of("estimator (of mmd_test)", estimator, ("biased", "unbiased"))
+    checks.positive_int("permutations", permutations)
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     zs, zt = tensor_pair(zs, zt, ("zs", "zt"))
     dtype = torch.float32 if zs.device.type == "mps" else torch.float64  # no float64 on MPS

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from tlearn import checks
+
 __all__ = ["iwcv_risk", "dev_risk", "density_ratios", "snd", "prediction_entropy"]
 
 
@@ -96,10 +98,7 @@ def snd(probs: Any, temperature: float = 0.05) -> float:
     0.108
     """
     p = _probabilities(probs)
-    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-        raise ValueError(
-            f"temperature must be a finite number > 0 (the paper: 0.05), got {temperature!r}"
-        )
+    checks.positive_float("temperature", temperature, example="0.05, the paper's")
     p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     s = p @ p.T / temperature
     np.fill_diagonal(s, -np.inf)  # a point is not its own neighbour
