@@ -201,17 +201,12 @@ class FrozenBatchNorm(nn.Module):
         _check_bn_mode(mode)
         self.mode = mode
         self.bn_class = type(bn)  # restored by unfreeze
-        self.num_features = bn.num_features
-        self.eps = bn.eps
-        self.momentum = bn.momentum
-        self.affine = bn.affine
-        self.track_running_stats = bn.track_running_stats
+        for name in _BN_SETTINGS:
+            setattr(self, name, getattr(bn, name))
         # The very same Parameter / buffer objects: no copies, so identity survives a round trip.
-        self.weight = bn.weight
-        self.bias = bn.bias
-        self.register_buffer("running_mean", bn.running_mean)
-        self.register_buffer("running_var", bn.running_var)
-        self.register_buffer("num_batches_tracked", bn.num_batches_tracked)
+        self.weight, self.bias = bn.weight, bn.bias
+        for name in _BN_BUFFERS:
+            self.register_buffer(name, getattr(bn, name))
         for p in (self.weight, self.bias):
             if p is not None:
                 p.requires_grad_(False)
@@ -253,24 +248,19 @@ class FrozenBatchNorm(nn.Module):
         """An ordinary BatchNorm of the original class that shares this layer's tensors."""
         ref = self.running_mean if self.running_mean is not None else self.weight
         factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
-        bn = self.bn_class(
-            self.num_features,
-            eps=self.eps,
-            momentum=self.momentum,
-            affine=self.affine,
-            track_running_stats=self.track_running_stats,
-            **factory,
-        )
-        bn.weight = self.weight
-        bn.bias = self.bias
-        bn.running_mean = self.running_mean
-        bn.running_var = self.running_var
-        bn.num_batches_tracked = self.num_batches_tracked
+        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS}, **factory)
+        for name in ("weight", "bias", *_BN_BUFFERS):
+            setattr(bn, name, getattr(self, name))
         bn.train(self.training)
         return bn
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, mode={self.mode!r}"
+
+
+#: What a BatchNorm layer is built from, and its buffers: shared by the two forms.
+_BN_SETTINGS = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _check_bn_mode(bn: str) -> None:

@@ -292,8 +292,11 @@ def mmd_test(
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     zs, zt = tensor_pair(zs, zt, ("zs", "zt"))
     dtype = torch.float32 if zs.device.type == "mps" else torch.float64  # no float64 on MPS
+    m, n = len(zs), len(zt)
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(m), np.zeros(n)]
+    rows = np.vstack([labels, rng.permuted(np.tile(labels, (permutations, 1)), axis=1)])
     with torch.no_grad(), float_compute(zs.device):
-        m, n = len(zs), len(zt)
         z = torch.cat([zs, zt]).detach().to(dtype)
         z = z - z.mean(0)  # MMD is translation invariant; distances get exact
         if multipliers:
@@ -301,23 +304,8 @@ def mmd_test(
             kmat = multi_kernel(sq_distances(z, z), gamma0, multipliers)
         else:
             kmat = linear_kernel(z, z)
-        diag, total = kmat.diagonal(), kmat.sum()
-
-        rng = np.random.default_rng(seed)
-        labels = np.r_[np.ones(m), np.zeros(n)]
-        rows = np.vstack([labels, rng.permuted(np.tile(labels, (permutations, 1)), axis=1)])
         a = torch.as_tensor(rows, dtype=dtype, device=z.device)  # (B + 1, N), row 0 observed
-        ka = a @ kmat  # row sums of K restricted to group 1
-        s_11 = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
-        s_12 = ka.sum(1) - s_11  # Σ_{i in group 1, j in group 2} K_ij
-        s_22 = total - s_11 - 2.0 * s_12
-        if estimator == "unbiased":  # leave out the diagonals i = j
-            tr_1 = a @ diag
-            s_11, s_22 = s_11 - tr_1, s_22 - (diag.sum() - tr_1)
-            m2, n2 = m * (m - 1), n * (n - 1)
-        else:
-            m2, n2 = m * m, n * n
-        stats = (s_11 / m2 + s_22 / n2 - 2.0 * s_12 / (m * n)).cpu().numpy().astype(np.float64)
+        stats = _split_statistics(kmat, a, m, n, estimator == "unbiased")
     observed, null = float(stats[0]), stats[1:]
     if estimator == "biased":
         observed = max(observed, 0.0)
@@ -331,3 +319,25 @@ def mmd_test(
         "kernel": kernel,
         "estimator": estimator,
     }
+
+
+def _split_statistics(kmat: Tensor, a: Tensor, m: int, n: int, unbiased: bool) -> np.ndarray:
+    r"""MMD² of every split of the pooled sample at once, as float64: one split per row of the
+    0/1 group indicator ``a`` (``(B + 1, N)``, ``m`` ones and ``n`` zeros), with :math:`K` =
+    ``kmat`` ``(N, N)``.
+
+    :math:`S_{11} = a^\top K a` (pairs within group 1), :math:`S_{12} = a^\top K (1 - a)`,
+    :math:`S_{22}` the rest; the unbiased estimate leaves out the diagonals ``i = j``.
+    """
+    diag, total = kmat.diagonal(), kmat.sum()
+    ka = a @ kmat  # row sums of K restricted to group 1
+    s_11 = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
+    s_12 = ka.sum(1) - s_11  # Σ_{i in group 1, j in group 2} K_ij
+    s_22 = total - s_11 - 2.0 * s_12
+    if unbiased:  # leave out the diagonals i = j
+        tr_1 = a @ diag
+        s_11, s_22 = s_11 - tr_1, s_22 - (diag.sum() - tr_1)
+        m2, n2 = m * (m - 1), n * (n - 1)
+    else:
+        m2, n2 = m * m, n * n
+    return (s_11 / m2 + s_22 / n2 - 2.0 * s_12 / (m * n)).cpu().numpy().astype(np.float64)

@@ -351,7 +351,7 @@ class AlignedObjective(nn.Module):
         self.offers, self.target, self.hook = spec.forward_takes, target, hook
         self.method, self.name = method, f"fit_adapt[{method}]"
         self.checked = False
-        self.target_counts = torch.zeros(0, dtype=torch.long)  # predictions per class, this epoch
+        self.target_predictions: list[torch.Tensor] = []  # the target classes predicted this epoch
 
     def forward(self, model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, progress: float):
         xt = next(self.target).to(xs.device, non_blocking=True)
@@ -364,7 +364,8 @@ class AlignedObjective(nn.Module):
             logits_s, zs = model(xs), self.hook.take()
             logits_t, zt = model(xt), self.hook.take()
         class_loss = F.cross_entropy(logits_s.float(), ys)
-        self._count(logits_t)
+        if logits_t.dim() == 2:  # (a model without (N, C) logits: nothing to count)
+            self.target_predictions.append(logits_t.detach().argmax(1).cpu())
         offered = {"progress": progress, "logits_s": logits_s, "logits_t": logits_t}
         align_loss = self.align(zs.float(), zt.float(), **{k: offered[k] for k in self.offers})
         _check_scalar(align_loss, self.name)
@@ -382,22 +383,13 @@ class AlignedObjective(nn.Module):
         logs.update(getattr(self.align, "logs", {}))
         return class_loss + self.weight * align_loss, logits_s, logs
 
-    def _count(self, logits_t: torch.Tensor) -> None:
-        if logits_t.dim() != 2:  # a model without (N, C) logits: nothing to count
-            return
-        counts = torch.bincount(logits_t.detach().argmax(1).cpu(), minlength=logits_t.shape[1])
-        if len(self.target_counts) < len(counts):
-            self.target_counts = F.pad(
-                self.target_counts, (0, len(counts) - len(self.target_counts))
-            )
-        self.target_counts += counts
-
     def on_epoch_end(self, state: train.FitState) -> None:
         """(A ``fit`` callback.) Record ``target_majority_share`` of this epoch's target steps."""
-        if self.target_counts.sum() > 0:
-            share = self.target_counts.max() / self.target_counts.sum()
+        if self.target_predictions:
+            counts = torch.bincount(torch.cat(self.target_predictions))
+            share = counts.max() / counts.sum()
             state.history.records[-1]["target_majority_share"] = float(share)
-        self.target_counts = torch.zeros(0, dtype=torch.long)
+        self.target_predictions = []
 
 
 class AlignmentError(TypeError):
