@@ -280,30 +280,15 @@ def _forward_arguments(align: nn.Module, name: str) -> tuple[str, ...]:
 
 register_method("none", None, weight=0.0, bn="joint", reestimate_bn=False)
 # Deep CORAL (Sun & Saenko 2016): a weight that makes both terms the same order late in training.
-register_method(
-    "coral", lambda d, **kw: CORALLoss(**kw), weight=30.0, options=_keyword_options(CORALLoss)
-)
+register_method("coral", lambda d: CORALLoss(), weight=30.0)
 # DAN's multi-kernel MMD (Long et al. 2015).
-register_method("mmd", lambda d, **kw: MMDLoss(**kw), weight=1.0, options=_keyword_options(MMDLoss))
-# DANN (Ganin et al. 2016): μ_p = μ₀ / (1 + 10p)^0.75 as in the paper.
-register_method(
-    "dann",
-    lambda d, **kw: DomainAdversarialLoss(d, **kw),
-    lr_schedule=lambda p: dann_lr(p, 1.0),
-    options=_keyword_options(DomainAdversarialLoss),
-)
-# CDAN / CDAN+E (Long et al. 2018): DANN's discriminator on features ⊗ class predictions.
-register_method(
-    "cdan",
-    lambda d, num_classes, **kw: ConditionalAdversarialLoss(d, num_classes, **kw),
-    lr_schedule=lambda p: dann_lr(p, 1.0),
-    options=_keyword_options(ConditionalAdversarialLoss),
-)
+register_method("mmd", lambda d, **kw: MMDLoss(**kw), options=_keyword_options(MMDLoss))
+# DANN (Ganin et al. 2016), CDAN and CDAN+E (Long et al. 2018): μ_p = μ₀ / (1 + 10p)^0.75.
+register_method("dann", DomainAdversarialLoss, lr_schedule=lambda p: dann_lr(p, 1.0))
+register_method("cdan", ConditionalAdversarialLoss, lr_schedule=lambda p: dann_lr(p, 1.0))
 register_method(
     "cdan_e",
-    lambda d, num_classes, **kw: ConditionalAdversarialLoss(
-        d, num_classes, entropy_conditioning=True, **kw
-    ),
+    partial(ConditionalAdversarialLoss, entropy_conditioning=True),
     lr_schedule=lambda p: dann_lr(p, 1.0),
     options=_keyword_options(
         ConditionalAdversarialLoss, ("in_features", "num_classes", "entropy_conditioning")
