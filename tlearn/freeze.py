@@ -446,27 +446,20 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     checks.module("model", model)
     summary = TrainableSummary(type(model).__name__)
     seen: set[int] = set()
-    for name, block in _blocks(model):
-        params = [p for p in block.parameters() if id(p) not in seen]
+
+    def add_row(name: str, params: list[nn.Parameter], bn: str) -> None:
         seen.update(id(p) for p in params)
+        parameters = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
         summary.rows.append(
-            {
-                "block": name,
-                "parameters": sum(p.numel() for p in params),
-                "trainable": sum(p.numel() for p in params if p.requires_grad),
-                "bn": _bn_status(block),
-            }
+            {"block": name, "parameters": parameters, "trainable": trainable, "bn": bn}
         )
+
+    for name, block in _blocks(model):
+        add_row(name, [p for p in block.parameters() if id(p) not in seen], _bn_status(block))
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
-        summary.rows.append(
-            {
-                "block": "(other)",
-                "parameters": sum(p.numel() for p in rest),
-                "trainable": sum(p.numel() for p in rest if p.requires_grad),
-                "bn": "—",
-            }
-        )
+        add_row("(other)", rest, "—")
     return summary
 
 
