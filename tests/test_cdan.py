@@ -23,7 +23,7 @@ from tlearn.adapt import (
     multilinear_map,
 )
 from tlearn.adapt.cdan import RANDOMIZE_ABOVE, MultilinearMap
-from tlearn.adapt.trainer import DEFAULTS, METHODS
+from tlearn.adapt.trainer import METHODS, defaults
 from tlearn.data import DigitDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -230,7 +230,7 @@ def test_clear_errors():
 # --------------------------------------------------------------------------- with fit_adapt
 @pytest.mark.parametrize("method", ["cdan", "cdan_e"])
 def test_fit_adapt_trains_with_cdan_and_its_defaults(method):
-    assert DEFAULTS[method] == {**DEFAULTS["dann"]}  # weight 1, per_domain, reestimate_bn …
+    assert defaults(method) == defaults("dann")  # weight 1, per_domain, reestimate_bn …
     assert METHODS[method].lr_schedule(1.0) == pytest.approx(METHODS["dann"].lr_schedule(1.0))
     adversary = METHODS[method].build(6, num_classes=3)
     assert adversary.entropy_conditioning == (method == "cdan_e")

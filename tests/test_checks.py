@@ -400,7 +400,7 @@ def test_register_method_refuses_at_registration(registry, name, build, defaults
 
 def test_register_method_replaces_a_built_in_only_when_asked(registry):
     trainer.register_method("coral", lambda d: Gap(), replace=True, weight=2.0)
-    assert trainer.DEFAULTS["coral"]["weight"] == 2.0
+    assert trainer.defaults("coral")["weight"] == 2.0
     trainer.register_method("gap", lambda d, scale=1.0: Gap())
     trainer.register_method("gap", lambda d, scale=1.0: Gap())  # re-running a cell is fine
     with pytest.raises(ValueError, match="'gap' takes no option 'scal'.*did you mean 'scale'"):

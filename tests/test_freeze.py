@@ -17,6 +17,7 @@ from tlearn.freeze import (
     FrozenBatchNorm,
     GradualUnfreezing,
     count_parameters,
+    discriminative_groups,
     freeze,
     freeze_to,
     param_groups,
@@ -384,27 +385,31 @@ def test_param_groups_errors():
         param_groups(net, {"head": 1e-3})
     with pytest.raises(ValueError, match="Did you mean"):
         param_groups(net, {"haed": 1e-3, "*": 1e-4})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="learning rate for 'head' must be a finite number > 0"):
         param_groups(net, {"head": -1.0, "*": 1e-4})
-    with pytest.raises(ValueError):
-        param_groups(net)
-    with pytest.raises(ValueError):
-        param_groups(net, lr=slice(1e-3, 1e-2, 2))
+    with pytest.raises(ValueError, match="non-empty dict"):
+        param_groups(net, {})
+    with pytest.raises(ValueError, match="slice"):
+        discriminative_groups(net, slice(1e-3, 1e-2, 2))
+    with pytest.raises(ValueError, match="slice"):
+        discriminative_groups(net, 1e-3)
+    with pytest.raises(ValueError, match="lo in slice.*> 0"):
+        discriminative_groups(net, slice(0.0, 1e-2))
 
 
 def test_param_groups_slice_spreads_geometrically():
     net = freeze(_net(), "features.conv1")
     lo, hi = 1e-5, 1e-3
-    groups = param_groups(net, lr=slice(lo, hi))
+    groups = discriminative_groups(net, slice(lo, hi))
     _check_partition(groups, net)
     # explicit: block i of k=5 gets lo * (hi/lo)**(i/4); conv1 (i=0) is frozen → no group
     expected = {name: lo * math.exp(math.log(hi / lo) * i / 4) for i, name in enumerate(BLOCKS)}
     assert [g["name"] for g in groups] == BLOCKS[1:]
     for g in groups:
         assert g["lr"] == pytest.approx(expected[g["name"]], rel=1e-12)
-    groups = param_groups(_net(), lr=slice(1e-3))
+    groups = discriminative_groups(_net(), slice(1e-3))
     assert [g["lr"] for g in groups] == pytest.approx([1e-4] * 4 + [1e-3])
-    groups = param_groups(net, lr=3e-4)
+    groups = param_groups(net, {"*": 3e-4})
     assert len(groups) == 1 and groups[0]["lr"] == 3e-4
     _check_partition(groups, net)
 

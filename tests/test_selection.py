@@ -148,7 +148,7 @@ def test_density_ratios_recover_the_ratio_of_two_gaussians():
 
 def test_density_ratios_inputs_are_checked():
     x = np.zeros((10, 3))
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match="same number of features, got 3 and 2"):
         selection.density_ratios(x, np.zeros((10, 2)))
     with pytest.raises(ValueError, match="folds"):
         selection.density_ratios(x, x, folds=1)

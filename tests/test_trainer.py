@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import sys
 
 import pytest
 import torch
@@ -152,7 +154,7 @@ def test_every_method_trains_and_records_both_loss_terms(method):
     for key in ("train_loss", "train_accuracy", "val_accuracy", "lr"):
         assert key in rec, key
     if method != "none":
-        w = trainer.DEFAULTS[method]["weight"]
+        w = trainer.defaults(method)["weight"]
         # per-epoch means of per-step totals: total = class + w·align holds for the means too
         assert rec["train_loss"] == pytest.approx(
             rec["class_loss"] + w * rec["align_loss"], rel=1e-5
@@ -212,7 +214,7 @@ def test_a_users_module_trains_like_the_registered_methods():
 def test_a_registered_method_plugs_in_without_touching_the_trainer():
     register_method("mean_gap", lambda d: MeanGap(), weight=0.5, bn="joint")
     try:
-        assert trainer.DEFAULTS["mean_gap"]["weight"] == 0.5
+        assert trainer.defaults("mean_gap")["weight"] == 0.5
         _, hist = _fit("mean_gap")
         assert hist.last["align_loss"] > 0
     finally:
@@ -334,4 +336,24 @@ def test_optimizer_choice_builds_adam_or_momentum_sgd_and_both_train():
         if name == "sgd":  # Ganin et al.'s momentum
             assert grab.optimizer.param_groups[0]["momentum"] == 0.9
         assert hist.records[-1]["class_loss"] < hist.records[0]["class_loss"]
-    assert all(d["optimizer"] in trainer.OPTIMIZERS for d in trainer.DEFAULTS.values())
+    assert all(d["optimizer"] in trainer.OPTIMIZERS for d in map(trainer.defaults, trainer.METHODS))
+
+
+def test_a_registered_method_is_read_once_not_at_every_call(monkeypatch):
+    """Options, num_classes and forward's arguments are read at registration: fit_adapt itself
+    inspects no signature for a registered method."""
+    assert METHODS["mmd"].options == ("kernel", "bandwidth", "estimator", "detach_bandwidth")
+    assert METHODS["cdan_e"].forward_takes == ("progress", "logits_s", "logits_t")
+    assert METHODS["dann"].forward_takes == ("progress",) and METHODS["coral"].forward_takes == ()
+    assert METHODS["cdan"].takes_classes and not METHODS["dann"].takes_classes
+
+    signature = inspect.signature
+
+    def refuse(*args, **kwargs):
+        if sys._getframe(1).f_globals["__name__"] == trainer.__name__:
+            raise AssertionError("fit_adapt read a signature")
+        return signature(*args, **kwargs)
+
+    monkeypatch.setattr(inspect, "signature", refuse)
+    _, hist = _fit("cdan", epochs=1)
+    assert "domain_accuracy" in hist.last

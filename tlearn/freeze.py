@@ -8,7 +8,8 @@ Fine-tuning a pretrained network is mostly a decision about *what may change*:
 * **unfreeze** it again → ordinary trainable parameters and ordinary BatchNorm, with the
   same tensors (an optimizer built earlier still holds them);
 * **discriminative learning rates** (Howard & Ruder 2018, ULMFiT) → layers near the input
-  hold general features and move slowly, the head moves fast (:func:`param_groups`);
+  hold general features and move slowly, the head moves fast (:func:`discriminative_groups`;
+  rates by name: :func:`param_groups`);
 * **gradual unfreezing** (ULMFiT; fastai's ``fine_tune``) → train the head first, then
   unfreeze one block more every few epochs (:class:`GradualUnfreezing`);
 * **L2-SP** (Li, Grandvalet & Davoine 2018) → let everything move, but pull the weights
@@ -62,6 +63,7 @@ __all__ = [
     "trainable_summary",
     "TrainableSummary",
     "param_groups",
+    "discriminative_groups",
     "GradualUnfreezing",
     "l2_sp_penalty",
 ]
@@ -199,17 +201,12 @@ class FrozenBatchNorm(nn.Module):
         _check_bn_mode(mode)
         self.mode = mode
         self.bn_class = type(bn)  # restored by unfreeze
-        self.num_features = bn.num_features
-        self.eps = bn.eps
-        self.momentum = bn.momentum
-        self.affine = bn.affine
-        self.track_running_stats = bn.track_running_stats
+        for name in _BN_SETTINGS:
+            setattr(self, name, getattr(bn, name))
         # The very same Parameter / buffer objects: no copies, so identity survives a round trip.
-        self.weight = bn.weight
-        self.bias = bn.bias
-        self.register_buffer("running_mean", bn.running_mean)
-        self.register_buffer("running_var", bn.running_var)
-        self.register_buffer("num_batches_tracked", bn.num_batches_tracked)
+        self.weight, self.bias = bn.weight, bn.bias
+        for name in _BN_BUFFERS:
+            self.register_buffer(name, getattr(bn, name))
         for p in (self.weight, self.bias):
             if p is not None:
                 p.requires_grad_(False)
@@ -251,24 +248,19 @@ class FrozenBatchNorm(nn.Module):
         """An ordinary BatchNorm of the original class that shares this layer's tensors."""
         ref = self.running_mean if self.running_mean is not None else self.weight
         factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
-        bn = self.bn_class(
-            self.num_features,
-            eps=self.eps,
-            momentum=self.momentum,
-            affine=self.affine,
-            track_running_stats=self.track_running_stats,
-            **factory,
-        )
-        bn.weight = self.weight
-        bn.bias = self.bias
-        bn.running_mean = self.running_mean
-        bn.running_var = self.running_var
-        bn.num_batches_tracked = self.num_batches_tracked
+        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS}, **factory)
+        for name in ("weight", "bias", *_BN_BUFFERS):
+            setattr(bn, name, getattr(self, name))
         bn.train(self.training)
         return bn
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, mode={self.mode!r}"
+
+
+#: What a BatchNorm layer is built from, and its buffers: shared by the two forms.
+_BN_SETTINGS = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _check_bn_mode(bn: str) -> None:
@@ -298,19 +290,12 @@ def _matches(name: str, pattern: str) -> bool:
     return any(p == pattern or fnmatchcase(p, pattern) for p in _prefixes(name))
 
 
-def _block_names(model: nn.Module) -> list[str]:
-    try:
-        return [name for name, _ in _blocks(model)]
-    except Exception:  # noqa: BLE001 - a best-effort list for an error message
-        return [name for name, _ in model.named_children()]
-
-
 def _unknown_name_error(model: nn.Module, pattern: str) -> ValueError:
     names = [n for n, _ in model.named_modules() if n] + [n for n, _ in model.named_parameters()]
     close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
     msg = (
         f"no module or parameter of {type(model).__name__} is named {pattern!r}. "
-        f"Its blocks are: {', '.join(_block_names(model))}."
+        f"Its blocks are: {', '.join(name for name, _ in _blocks(model))}."
     )
     if close:
         msg += f" Did you mean: {', '.join(close)}?"
@@ -327,8 +312,7 @@ def _select(
     or a single parameter by dotted name, prefix or glob; a callable ``f(name, module)``
     selects every module for which it returns True (and everything below it).
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     modules = dict(model.named_modules())
     chosen: set[str] = set()  # module names; a parameter is chosen if a parent is chosen
     chosen_params: set[str] = set()
@@ -459,37 +443,109 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     (no BatchNorm).
     Parameters outside every block (rare) get a row ``(other)``.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    checks.module("model", model)
     summary = TrainableSummary(type(model).__name__)
     seen: set[int] = set()
-    for name, block in _blocks(model):
-        params = [p for p in block.parameters() if id(p) not in seen]
+
+    def add_row(name: str, params: list[nn.Parameter], bn: str) -> None:
         seen.update(id(p) for p in params)
+        parameters = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
         summary.rows.append(
-            {
-                "block": name,
-                "parameters": sum(p.numel() for p in params),
-                "trainable": sum(p.numel() for p in params if p.requires_grad),
-                "bn": _bn_status(block),
-            }
+            {"block": name, "parameters": parameters, "trainable": trainable, "bn": bn}
         )
+
+    for name, block in _blocks(model):
+        add_row(name, [p for p in block.parameters() if id(p) not in seen], _bn_status(block))
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
-        summary.rows.append(
-            {
-                "block": "(other)",
-                "parameters": sum(p.numel() for p in rest),
-                "trainable": sum(p.numel() for p in rest if p.requires_grad),
-                "bn": "—",
-            }
-        )
+        add_row("(other)", rest, "—")
     return summary
 
 
 # --------------------------------------------------------------------------------------
 # Discriminative learning rates
 # --------------------------------------------------------------------------------------
+
+
+def param_groups(
+    model: nn.Module, rates: Mapping[str, float | Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups by name: a learning rate (or options) per pattern.
+
+    ``param_groups(model, {"head": 1e-3, "features.fc": 3e-4, "*": 1e-4})``: patterns (dotted
+    names, prefixes or globs, as in :func:`freeze`) in order; each trainable parameter joins
+    the group of the **first** pattern that matches it; ``"*"`` catches the rest. A value is
+    a learning rate or a dict of optimizer options (``{"lr": 1e-3, "weight_decay": 0}``).
+    For rates spread over the blocks, see :func:`discriminative_groups`.
+
+    Each group is a dict ``{"params": [...], "lr": …, "name": pattern}`` that any
+    ``torch.optim`` optimizer accepts. Frozen parameters are left out; groups left empty are
+    dropped; every trainable parameter appears in exactly one group.
+    """
+    if not isinstance(rates, Mapping) or not rates:
+        raise ValueError(f"rates must be a non-empty dict {{pattern: lr}}, got {rates!r}")
+    for pattern in rates:
+        if not isinstance(pattern, str):
+            raise ValueError(f"param_groups patterns must be non-empty strings, got {pattern!r}")
+        if pattern != "*":
+            _select(model, (pattern,))  # refuses a name that matches nothing
+    buckets: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in rates}
+    unmatched = []
+    for n, p in _trainable(model):
+        pattern = next((pat for pat in rates if _matches(n, pat)), None)
+        if pattern is None:
+            unmatched.append(n)
+        else:
+            buckets[pattern].append(p)
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} trainable parameters match no pattern (e.g. "
+            f"{', '.join(unmatched[:3])}); add a catch-all '*' entry or freeze them first"
+        )
+    return [
+        {"params": params, **_group_options(pattern, rates[pattern]), "name": pattern}
+        for pattern, params in buckets.items()
+        if params
+    ]
+
+
+def discriminative_groups(model: nn.Module, lr: slice) -> list[dict[str, Any]]:
+    """Discriminative learning rates (ULMFiT; fastai's ``slice``): one group per block.
+
+    ``discriminative_groups(model, slice(lo, hi))``: the blocks (``models.blocks``, input →
+    head) get rates spread geometrically from ``lo`` (first block) to ``hi`` (head),
+    ``lr_i = lo·(hi/lo)^{i/(k−1)}``. ``slice(hi)`` (no ``lo``) gives the head ``hi`` and every
+    other block ``hi/10`` (fastai's rule). Trainable parameters outside every block learn at
+    the first block's rate (a group ``"(other)"``).
+
+    Groups as in :func:`param_groups`, named by block:
+    ``torch.optim.AdamW(discriminative_groups(net, slice(1e-5, 1e-3)))``.
+    """
+    if not isinstance(lr, slice) or lr.step is not None or lr.stop is None:
+        raise ValueError(f"lr must be slice(lo, hi) or slice(hi), got {lr!r}")
+    hi = checks.positive_float("the head's learning rate hi in slice(lo, hi)", lr.stop)
+    blocks = _blocks(model)
+    if lr.start is None:
+        rates = [hi / 10] * (len(blocks) - 1) + [hi]
+    else:
+        lo = checks.positive_float("the first block's learning rate lo in slice(lo, hi)", lr.start)
+        rates = _spread(lo, hi, len(blocks))
+    groups, taken = [], set()
+    for (name, block), rate in zip(blocks, rates, strict=True):
+        params = [p for p in block.parameters() if p.requires_grad and id(p) not in taken]
+        taken.update(id(p) for p in params)
+        if params:
+            groups.append({"params": params, "lr": rate, "name": name})
+    rest = [p for _, p in _trainable(model) if id(p) not in taken]
+    if rest:  # parameters outside every block learn at the slowest rate
+        groups.insert(0, {"params": rest, "lr": rates[0], "name": "(other)"})
+    return groups
+
+
+def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) of every trainable parameter, a shared one once."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
 def _group_options(pattern: str, value: float | Mapping[str, Any]) -> dict[str, Any]:
@@ -502,9 +558,8 @@ def _group_options(pattern: str, value: float | Mapping[str, Any]) -> dict[str, 
             f"param_groups: the value for {pattern!r} must be a learning rate (float) or a dict "
             f"of optimizer options such as {{'lr': 1e-3, 'weight_decay': 0.0}}, got {value!r}"
         )
-    lr = opts.get("lr")
-    if lr is not None and not lr > 0:
-        raise ValueError(f"param_groups: learning rate for {pattern!r} must be > 0, got {lr!r}")
+    if "lr" in opts:
+        checks.positive_float(f"param_groups: the learning rate for {pattern!r}", opts["lr"])
     return opts
 
 
@@ -513,107 +568,6 @@ def _spread(lo: float, hi: float, k: int) -> list[float]:
     if k == 1:
         return [hi]
     return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
-
-
-def param_groups(
-    model: nn.Module,
-    spec: Mapping[str, float | Mapping[str, Any]] | None = None,
-    *,
-    lr: float | slice | None = None,
-) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with discriminative learning rates (trainable params only).
-
-    Two ways to say which layer learns how fast:
-
-    * ``param_groups(model, {"head": 1e-3, "features.fc": 3e-4, "*": 1e-4})`` — patterns
-      (dotted names, prefixes or globs, as in :func:`freeze`) in order; each parameter joins
-      the group of the **first** pattern that matches it; ``"*"`` catches the rest. A value
-      is a learning rate or a dict of optimizer options (``{"lr": 1e-3, "weight_decay": 0}``).
-    * ``param_groups(model, lr=slice(lo, hi))`` — one group per block (``models.blocks``),
-      learning rates spread geometrically from ``lo`` (first block) to ``hi`` (head):
-      ``lr_i = lo·(hi/lo)^{i/(k−1)}``, as fastai does with ``slice``. ``slice(hi)`` (no
-      ``lo``) gives the head ``hi`` and every other block ``hi/10`` (fastai's rule).
-      A plain float gives one group.
-
-    Each group is a dict ``{"params": [...], "lr": …, "name": …}`` that any ``torch.optim``
-    optimizer accepts: ``torch.optim.AdamW(param_groups(net, lr=slice(1e-5, 1e-3)))``.
-    Frozen parameters are left out; groups left empty are dropped. Every trainable parameter
-    appears in exactly one group.
-    """
-    if (spec is None) == (lr is None):
-        raise ValueError(
-            "param_groups needs exactly one of `spec` (a dict) or `lr=` (float or slice)"
-        )
-    named = []
-    seen: set[int] = set()
-    for n, p in model.named_parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            named.append((n, p))
-    trainable = [(n, p) for n, p in named if p.requires_grad]
-
-    groups: list[dict[str, Any]] = []
-    if spec is not None:
-        if not isinstance(spec, Mapping) or not spec:
-            raise ValueError(f"spec must be a non-empty dict {{pattern: lr}}, got {spec!r}")
-        module_names = [n for n, _ in model.named_modules() if n]
-        for pattern in spec:
-            if not isinstance(pattern, str) or not pattern:
-                raise ValueError(
-                    f"param_groups patterns must be non-empty strings, got {pattern!r}"
-                )
-            if (
-                pattern != "*"
-                and not any(_matches(n, pattern) for n, _ in named)
-                and not any(_matches(n, pattern) for n in module_names)
-            ):
-                raise _unknown_name_error(model, pattern)
-        buckets: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in spec}
-        unmatched = []
-        for n, p in trainable:
-            pattern = next((pat for pat in spec if _matches(n, pat)), None)
-            if pattern is None:
-                unmatched.append(n)
-            else:
-                buckets[pattern].append(p)
-        if unmatched:
-            raise ValueError(
-                f"{len(unmatched)} trainable parameters match no pattern (e.g. "
-                f"{', '.join(unmatched[:3])}); add a catch-all '*' entry or freeze them first"
-            )
-        for pattern, params in buckets.items():
-            if params:
-                groups.append(
-                    {"params": params, **_group_options(pattern, spec[pattern]), "name": pattern}
-                )
-        return groups
-
-    if isinstance(lr, slice):
-        if lr.step is not None or lr.stop is None:
-            raise ValueError(f"lr slice must be slice(lo, hi) or slice(hi), got {lr!r}")
-        hi = float(lr.stop)
-        lo = None if lr.start is None else float(lr.start)
-        if hi <= 0 or (lo is not None and lo <= 0):
-            raise ValueError(f"learning rates must be > 0, got {lr!r}")
-        blocks = _blocks(model)
-        rates = (
-            _spread(lo, hi, len(blocks)) if lo is not None else [hi / 10] * (len(blocks) - 1) + [hi]
-        )
-        taken: set[int] = set()
-        for (name, block), rate in zip(blocks, rates, strict=True):
-            params = [p for p in block.parameters() if p.requires_grad and id(p) not in taken]
-            taken.update(id(p) for p in params)
-            if params:
-                groups.append({"params": params, "lr": rate, "name": name})
-        rest = [p for _, p in trainable if id(p) not in taken]
-        if rest:  # parameters outside every block learn at the slowest rate
-            groups.insert(0, {"params": rest, "lr": rates[0], "name": "(other)"})
-        return groups
-
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-        raise ValueError(f"lr must be a positive float or a slice(lo, hi), got {lr!r}")
-    params = [p for _, p in trainable]
-    return [{"params": params, "lr": float(lr), "name": "*"}] if params else []
 
 
 # --------------------------------------------------------------------------------------
@@ -663,10 +617,9 @@ class GradualUnfreezing:
     ):
         checks.positive_int("every", every, why=" (epochs between unfreezing steps)")
         checks.nonnegative_int("start", start, why=" (blocks trainable at first)")
-        if lr is not None and not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        if not decay > 0:
-            raise ValueError(f"decay must be > 0, got {decay!r}")
+        if lr is not None:
+            checks.positive_float("lr", lr)
+        checks.positive_float("decay", decay)
         _check_bn_mode(bn)
         self.every, self.start, self.lr, self.decay, self.bn = every, start, lr, decay, bn
         self.schedule: list[tuple[int, str]] = []
@@ -758,11 +711,8 @@ def l2_sp_penalty(
     >>> float(l2_sp_penalty(net, start, alpha=1.0, beta=0.0))
     0.0
     """
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if isinstance(value, bool) or not (
-            isinstance(value, (int, float)) and 0 <= value < float("inf")
-        ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    checks.nonnegative_float("alpha", alpha)
+    checks.nonnegative_float("beta", beta)
     if not isinstance(start, Mapping):
         raise ValueError(f"start must be a state dict {{name: tensor}}, got {type(start).__name__}")
     pulled, decayed = [], []

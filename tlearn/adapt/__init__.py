@@ -50,7 +50,7 @@ from tlearn.adapt.shot import (
     shot,
 )
 from tlearn.adapt.tent import entropy, tent
-from tlearn.adapt.trainer import DEFAULTS, METHODS, fit_adapt, register_method
+from tlearn.adapt.trainer import METHODS, defaults, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
 
 __all__ = [
@@ -88,5 +88,5 @@ __all__ = [
     "fit_adapt",
     "register_method",
     "METHODS",
-    "DEFAULTS",
+    "defaults",
 ]

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from tlearn.adapt._checks import float_compute
+from tlearn.checks import float_compute
 
 
 def mean_sq_distance(zs: Tensor, zt: Tensor, detach: bool = True) -> Tensor:

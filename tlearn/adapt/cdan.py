@@ -78,8 +78,8 @@ class MultilinearMap(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.num_classes = _positive_int(num_classes, "num_classes")
+        self.in_features = checks.positive_int("in_features", in_features)
+        self.num_classes = checks.positive_int("num_classes", num_classes)
         self.output_dim = in_features * num_classes
 
     def forward(self, f: Tensor, g: Tensor) -> Tensor:
@@ -111,15 +111,14 @@ class RandomizedMultilinearMap(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, output_dim: int = 1024) -> None:
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        self.output_dim = _positive_int(output_dim, "output_dim")
+        self.in_features = checks.positive_int("in_features", in_features)
+        self.num_classes = checks.positive_int("num_classes", num_classes)
+        self.output_dim = checks.positive_int("output_dim", output_dim)
         self.register_buffer("R_f", torch.randn(output_dim, in_features))
         self.register_buffer("R_g", torch.randn(output_dim, num_classes))
 
     def forward(self, f: Tensor, g: Tensor) -> Tensor:
         _check_widths(f, g, self.in_features, self.num_classes)
-        _check_rows(f, g)
         R_f, R_g = self.R_f.to(f.dtype), self.R_g.to(g.dtype)
         return (f @ R_f.T) * (g @ R_g.T) / math.sqrt(self.output_dim)
 
@@ -220,8 +219,8 @@ class ConditionalAdversarialLoss(nn.Module):
                 "CDAN conditions on the class predictions: it needs num_classes, the width of "
                 "the model's class logits, and a model whose output is logits of shape (N, C)"
             )
-        in_features = _positive_int(in_features, "in_features")
-        num_classes = _positive_int(num_classes, "num_classes")
+        in_features = checks.positive_int("in_features", in_features)
+        num_classes = checks.positive_int("num_classes", num_classes)
         if randomized is None:
             randomized = in_features * num_classes > RANDOMIZE_ABOVE
         self.map: nn.Module = (
@@ -298,7 +297,3 @@ def _check_widths(f: Tensor, g: Tensor, in_features: int, num_classes: int) -> N
             f"expected features (N, {in_features}) and class probabilities (N, {num_classes}), "
             f"got {tuple(f.shape)} and {tuple(g.shape)}"
         )
-
-
-def _positive_int(value: int, name: str) -> int:
-    return checks.positive_int(name, value)

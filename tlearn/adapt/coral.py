@@ -33,13 +33,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from tlearn.adapt._checks import (
-    as_numpy_pair,
-    as_tensor_pair,
-    check_features,
-    finite_or_raise,
-    float_compute,
-)
+from tlearn import checks
+from tlearn.checks import finite_or_raise, float_compute, numpy_pair, tensor_pair
 
 __all__ = ["coral", "coral_matrices", "CORAL", "coral_loss", "CORALLoss", "covariance"]
 
@@ -82,7 +77,7 @@ def coral_loss(zs: Tensor, zt: Tensor) -> Tensor:
         (torch.Size([]), True)
     """
     names = ("zs (source features)", "zt (target features)")
-    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)  # the result is checked instead
+    zs, zt = tensor_pair(zs, zt, names, finite=False)  # the result is checked instead
     with float_compute(zs.device):
         d = zs.shape[1]
         loss = (covariance(zs) - covariance(zt)).pow(2).sum() / (4 * d * d)
@@ -149,8 +144,8 @@ def coral_matrices(Xs: Any, Xt: Any, reg: float = 1.0) -> tuple[np.ndarray, np.n
     Returns ``(whiten, recolor)`` with ``whiten = (C_s + λI)^{-1/2}`` and
     ``recolor = (C_t + λI)^{1/2}``, so that ``Xs @ whiten @ recolor`` is the aligned source.
     """
-    reg = _check_reg(reg)
-    xs, xt = as_numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
+    reg = checks.nonnegative_float("reg", reg)
+    xs, xt = numpy_pair(Xs, Xt, ("Xs (source features)", "Xt (target features)"))
     cs, ct = np.cov(xs, rowvar=False, ddof=1), np.cov(xt, rowvar=False, ddof=1)
     cs, ct = np.atleast_2d(cs), np.atleast_2d(ct)  # d = 1 gives a 0-d array
     return _sym_power(cs, reg, -0.5), _sym_power(ct, reg, 0.5)
@@ -221,10 +216,7 @@ class CORAL(TransformerMixin, BaseEstimator):
 
         ``y`` (the source labels) is ignored; it is there for the Pipeline contract.
         """
-        if self.transform_domain not in ("source", "target"):
-            raise ValueError(
-                f"transform_domain must be 'source' or 'target', got {self.transform_domain!r}"
-            )
+        checks.one_of("transform_domain", self.transform_domain, ("source", "target"))
         if Xt is None:
             Xt = self.target
         if Xt is None:
@@ -239,7 +231,7 @@ class CORAL(TransformerMixin, BaseEstimator):
 
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self, "transform_matrix_")
-        X = check_features(X, "X", min_rows=1)
+        X = checks.features(X, "X", min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but CORAL was fitted on {self.n_features_in_}"
@@ -263,13 +255,6 @@ class CORAL(TransformerMixin, BaseEstimator):
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_reg(reg: float) -> float:
-    number = isinstance(reg, (int, float, np.floating, np.integer)) and not isinstance(reg, bool)
-    if not (number and np.isfinite(reg) and reg >= 0):
-        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-    return float(reg)
-
-
 def _sym_power(cov: np.ndarray, reg: float, power: float) -> np.ndarray:
     """(cov + reg·I)^power for a symmetric PSD ``cov``, via an eigendecomposition in float64.
 

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tlearn import checks
-from tlearn.adapt._checks import check_pair
 
 __all__ = [
     "grad_reverse",
@@ -129,8 +128,7 @@ def dann_lr(p: float, lr0: float, alpha: float = 10.0, beta: float = 0.75) -> fl
         (0.01, 0.00166)
     """
     p = _check_progress(p)
-    if not (isinstance(lr0, (int, float)) and lr0 > 0):
-        raise ValueError(f"lr0 must be a positive number, got {lr0!r}")
+    lr0 = checks.positive_float("lr0", lr0)
     return lr0 / (1.0 + alpha * p) ** beta
 
 
@@ -171,8 +169,7 @@ class DomainClassifier(nn.Module):
         super().__init__()
         checks.positive_int("in_features", in_features)
         widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-            raise ValueError(f"hidden must be positive ints, got {hidden!r}")
+        widths = tuple(checks.positive_int("hidden (each width)", w) for w in widths)
         for name, value in (("dropout", dropout), ("negative_slope", negative_slope)):
             if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
@@ -260,7 +257,7 @@ class DomainAdversarialLoss(nn.Module):
     def forward(
         self, zs: Tensor, zt: Tensor, progress: float = 1.0, *, weights: Tensor | None = None
     ) -> Tensor:
-        check_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
+        checks.feature_pair(zs, zt, ("zs (source features)", "zt (target features)"), min_rows=1)
         lambda_ = float(self.schedule(_check_progress(progress)))
         logits = self.discriminator(grad_reverse(torch.cat([zs, zt]), lambda_))
         logits = logits if logits.dtype == torch.float64 else logits.float()
@@ -281,13 +278,8 @@ class DomainAdversarialLoss(nn.Module):
 
 # --------------------------------------------------------------------------- checks
 def _check_lambda(lambda_: float) -> float:
-    number = isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool)
-    if not (number and math.isfinite(lambda_) and lambda_ >= 0):
-        raise ValueError(
-            f"lambda_ must be a finite number >= 0, got {lambda_!r} (a negative λ would undo "
-            "the reversal and help the feature extractor *separate* the domains)"
-        )
-    return float(lambda_)
+    why = " (a negative λ would undo the reversal and help the features *separate* the domains)"
+    return checks.nonnegative_float("lambda_", lambda_, why=why)
 
 
 def _check_weights(weights: Tensor, n: int) -> Tensor:
@@ -302,8 +294,4 @@ def _check_weights(weights: Tensor, n: int) -> Tensor:
 
 
 def _check_progress(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-        raise ValueError(
-            f"training progress p must be a number in [0, 1] (step / total_steps), got {p!r}"
-        )
-    return float(p)
+    return checks.probability("training progress p (step / total_steps)", p)

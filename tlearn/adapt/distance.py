@@ -24,7 +24,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tlearn.adapt._checks import as_numpy_pair
+from tlearn import checks
+from tlearn.checks import numpy_pair
 
 __all__ = ["proxy_a_distance"]
 
@@ -68,9 +69,8 @@ def proxy_a_distance(
     """
     if not (isinstance(test_size, float) and 0.0 < test_size < 1.0):
         raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
-    if not (isinstance(C, (int, float)) and C > 0):
-        raise ValueError(f"C must be a positive number, got {C!r}")
-    zs, zt = as_numpy_pair(zs, zt, ("zs (source features)", "zt (target features)"))
+    checks.positive_float("C", C)
+    zs, zt = numpy_pair(zs, zt, ("zs (source features)", "zt (target features)"))
     z = np.concatenate([zs, zt])
     domain = np.r_[np.ones(len(zs), dtype=int), np.zeros(len(zt), dtype=int)]
     for name, count in (("zs", len(zs)), ("zt", len(zt))):

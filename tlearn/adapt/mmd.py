@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tlearn import checks
 from tlearn.adapt import _fast
-from tlearn.adapt._checks import as_tensor_pair, finite_or_raise, float_compute
 from tlearn.adapt.kernels import (
     DEFAULT_MULTIPLIERS,
     linear_kernel,
@@ -36,6 +36,7 @@ from tlearn.adapt.kernels import (
     resolve_kernel,
     sq_distances,
 )
+from tlearn.checks import finite_or_raise, float_compute, tensor_pair
 
 __all__ = ["mmd", "plain_mmd", "mmd_from_kernels", "MMDLoss", "mmd_test", "DEFAULT_MULTIPLIERS"]
 
@@ -173,10 +174,10 @@ def mmd(
         >>> torch.allclose(lin, (zs.mean(0) - zt.mean(0)).pow(2).sum(), rtol=1e-4)
         True
     """
-    _check_estimator(estimator)
+    checks.one_of("estimator", estimator, ESTIMATORS)
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
     names = ("zs (source features)", "zt (target features)")
-    zs, zt = as_tensor_pair(zs, zt, names, check_finite=False)  # the result is checked instead
+    zs, zt = tensor_pair(zs, zt, names, finite=False)  # the result is checked instead
     if estimator == "linear-time" and len(zs) != len(zt):
         raise ValueError(
             f"the linear-time MMD estimator pairs source and target samples, so it needs equal "
@@ -200,11 +201,6 @@ def mmd(
         if estimator == "biased":  # a squared norm: round-off below 0 is 0
             value = value.clamp_min(0.0)
     return finite_or_raise(value, {names[0]: zs, names[1]: zt})
-
-
-def _check_estimator(estimator: str) -> None:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
 
 class MMDLoss(nn.Module):
@@ -232,7 +228,7 @@ class MMDLoss(nn.Module):
         detach_bandwidth: bool = False,
     ) -> None:
         super().__init__()
-        _check_estimator(estimator)
+        checks.one_of("estimator", estimator, ESTIMATORS)
         resolve_kernel(kernel, bandwidth)  # fail at construction, not at the first batch
         self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
         self.detach_bandwidth = detach_bandwidth
@@ -291,16 +287,16 @@ def mmd_test(
         >>> res["p_value"] < 0.05
         True
     """
-    if estimator not in ("biased", "unbiased"):
-        raise ValueError(f"mmd_test supports estimator 'biased' or 'unbiased', got {estimator!r}")
-    integer = isinstance(permutations, (int, np.integer)) and not isinstance(permutations, bool)
-    if not (integer and permutations >= 1):
-        raise ValueError(f"permutations must be an int >= 1, got {permutations!r}")
+    checks.one_of("estimator (of mmd_test)", estimator, ("biased", "unbiased"))
+    checks.positive_int("permutations", permutations)
     fixed, multipliers = resolve_kernel(kernel, bandwidth)
-    zs, zt = as_tensor_pair(zs, zt, ("zs", "zt"))
+    zs, zt = tensor_pair(zs, zt, ("zs", "zt"))
     dtype = torch.float32 if zs.device.type == "mps" else torch.float64  # no float64 on MPS
+    m, n = len(zs), len(zt)
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(m), np.zeros(n)]
+    rows = np.vstack([labels, rng.permuted(np.tile(labels, (permutations, 1)), axis=1)])
     with torch.no_grad(), float_compute(zs.device):
-        m, n = len(zs), len(zt)
         z = torch.cat([zs, zt]).detach().to(dtype)
         z = z - z.mean(0)  # MMD is translation invariant; distances get exact
         if multipliers:
@@ -308,23 +304,8 @@ def mmd_test(
             kmat = multi_kernel(sq_distances(z, z), gamma0, multipliers)
         else:
             kmat = linear_kernel(z, z)
-        diag, total = kmat.diagonal(), kmat.sum()
-
-        rng = np.random.default_rng(seed)
-        labels = np.r_[np.ones(m), np.zeros(n)]
-        rows = np.vstack([labels, rng.permuted(np.tile(labels, (permutations, 1)), axis=1)])
         a = torch.as_tensor(rows, dtype=dtype, device=z.device)  # (B + 1, N), row 0 observed
-        ka = a @ kmat  # row sums of K restricted to group 1
-        s_11 = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
-        s_12 = ka.sum(1) - s_11  # Σ_{i in group 1, j in group 2} K_ij
-        s_22 = total - s_11 - 2.0 * s_12
-        if estimator == "unbiased":  # leave out the diagonals i = j
-            tr_1 = a @ diag
-            s_11, s_22 = s_11 - tr_1, s_22 - (diag.sum() - tr_1)
-            m2, n2 = m * (m - 1), n * (n - 1)
-        else:
-            m2, n2 = m * m, n * n
-        stats = (s_11 / m2 + s_22 / n2 - 2.0 * s_12 / (m * n)).cpu().numpy().astype(np.float64)
+        stats = _split_statistics(kmat, a, m, n, estimator == "unbiased")
     observed, null = float(stats[0]), stats[1:]
     if estimator == "biased":
         observed = max(observed, 0.0)
@@ -338,3 +319,25 @@ def mmd_test(
         "kernel": kernel,
         "estimator": estimator,
     }
+
+
+def _split_statistics(kmat: Tensor, a: Tensor, m: int, n: int, unbiased: bool) -> np.ndarray:
+    r"""MMD² of every split of the pooled sample at once, as float64: one split per row of the
+    0/1 group indicator ``a`` (``(B + 1, N)``, ``m`` ones and ``n`` zeros), with :math:`K` =
+    ``kmat`` ``(N, N)``.
+
+    :math:`S_{11} = a^\top K a` (pairs within group 1), :math:`S_{12} = a^\top K (1 - a)`,
+    :math:`S_{22}` the rest; the unbiased estimate leaves out the diagonals ``i = j``.
+    """
+    diag, total = kmat.diagonal(), kmat.sum()
+    ka = a @ kmat  # row sums of K restricted to group 1
+    s_11 = (ka * a).sum(1)  # Σ_{i,j in group 1} K_ij
+    s_12 = ka.sum(1) - s_11  # Σ_{i in group 1, j in group 2} K_ij
+    s_22 = total - s_11 - 2.0 * s_12
+    if unbiased:  # leave out the diagonals i = j
+        tr_1 = a @ diag
+        s_11, s_22 = s_11 - tr_1, s_22 - (diag.sum() - tr_1)
+        m2, n2 = m * (m - 1), n * (n - 1)
+    else:
+        m2, n2 = m * m, n * n
+    return (s_11 / m2 + s_22 / n2 - 2.0 * s_12 / (m * n)).cpu().numpy().astype(np.float64)

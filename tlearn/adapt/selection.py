@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from tlearn import checks
+
 __all__ = ["iwcv_risk", "dev_risk", "density_ratios", "snd", "prediction_entropy"]
 
 
@@ -96,10 +98,7 @@ def snd(probs: Any, temperature: float = 0.05) -> float:
     0.108
     """
     p = _probabilities(probs)
-    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-        raise ValueError(
-            f"temperature must be a finite number > 0 (the paper: 0.05), got {temperature!r}"
-        )
+    checks.positive_float("temperature", temperature, example="0.05, the paper's")
     p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     s = p @ p.T / temperature
     np.fill_diagonal(s, -np.inf)  # a point is not its own neighbour
@@ -148,14 +147,8 @@ def density_ratios(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    xs, xt = (
-        _matrix(source_features, "source_features"),
-        _matrix(target_features, "target_features"),
-    )
-    if xs.shape[1] != xt.shape[1]:
-        raise ValueError(
-            f"source and target features differ in width: {xs.shape[1]} vs {xt.shape[1]}"
-        )
+    names = ("source_features", "target_features")
+    xs, xt = checks.numpy_pair(source_features, target_features, names)
     if (
         isinstance(folds, bool)
         or not isinstance(folds, int)
@@ -181,17 +174,19 @@ def _entropies(p: np.ndarray, log_p: np.ndarray) -> np.ndarray:
     return -np.multiply(p, log_p, out=np.zeros_like(p), where=p > 0).sum(1)
 
 
-def _vector(x: Any, name: str) -> np.ndarray:
-    v = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be one value per example, shape (n,), got shape {v.shape}")
-    if not np.isfinite(v).all():
+def _array(x: Any, name: str, ndim: int, min_rows: int = 0) -> np.ndarray:
+    """``x`` (an array or tensor) as a float64 array of ``ndim`` dimensions, finite."""
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if a.ndim != ndim or len(a) < min_rows:
+        shape = "one value per example, shape (n,)" if ndim == 1 else f"(n, d) with n >= {min_rows}"
+        raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
+    if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or Inf values")
-    return v
+    return a
 
 
 def _pair(errors: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
-    e, w = _vector(errors, "errors"), _vector(weights, "weights")
+    e, w = _array(errors, "errors", 1), _array(weights, "weights", 1)
     if len(e) != len(w):
         raise ValueError(
             f"errors and weights must have one value per example: {len(e)} vs {len(w)}"
@@ -203,17 +198,8 @@ def _pair(errors: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
     return e, w
 
 
-def _matrix(x: Any, name: str, min_rows: int = 2) -> np.ndarray:
-    m = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    if m.ndim != 2 or len(m) < min_rows:
-        raise ValueError(f"{name} must have shape (n, d) with n >= {min_rows}, got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return m
-
-
 def _probabilities(probs: Any, min_rows: int = 2) -> np.ndarray:
-    p = _matrix(probs, "probs", min_rows)
+    p = _array(probs, "probs", 2, min_rows)
     if (p < 0).any():
         raise ValueError("probs must be probabilities (softmax outputs), found negative values")
     return p
