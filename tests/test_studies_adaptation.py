@@ -177,10 +177,10 @@ def test_development_targets_are_declared_and_thickening_can_be_switched_off():
 def test_every_fit_adapt_default_is_part_of_the_cache_key(monkeypatch):
     import dataclasses
 
-    from tlearn.adapt import DEFAULTS, METHODS
+    from tlearn.adapt import METHODS, defaults
 
     before = ex.config("dann").key()
-    assert set(DEFAULTS["dann"]) <= set(ex.RunConfig.__dataclass_fields__)
+    assert set(defaults("dann")) <= set(ex.RunConfig.__dataclass_fields__)
     for name, value in (("optimizer", "sgd"), ("bn", "joint"), ("reestimate_bn", False)):
         monkeypatch.setitem(METHODS, "dann", dataclasses.replace(METHODS["dann"], **{name: value}))
         assert getattr(ex.config("dann"), name) == value

@@ -17,7 +17,7 @@ Each protocol follows the paper whose number it prints beside ours:
   images. Published: the ResNet-50 averages of the Transfer-Learning-Library (thuml) README.
 
 **No choice reads target labels.** The schedule (epochs, learning rate, batch size, method
-weights: ``adapt.DEFAULTS``) is fixed in advance; the target's labels are read once, to
+weights: ``adapt.defaults(method)``) is fixed in advance; the target's labels are read once, to
 score the final network. Published tables often pick the best epoch on the labelled target
 (their scripts do), so our numbers may be lower, and honest. Mean ± std over the seeds, each
 seed's accuracy beside it, and a warning line for each seed whose run **collapsed** (one class
@@ -264,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m tlearn.reproduce",
         description=__doc__ + "\nprotocols:\n" + protocols,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="No choice reads target labels: the schedule is fixed in advance (adapt.DEFAULTS).",
+        epilog="No choice reads target labels: the schedule is fixed in advance (adapt.defaults).",
     )
     parser.add_argument("protocol", choices=list(PROTOCOLS))
     parser.add_argument(

@@ -386,7 +386,7 @@ def _all_layers(model, head, lr, head_lr_mult, discriminative, bn, l2_sp):
         layers = set(batchnorm_layers(model))
         freeze.freeze(model, lambda name, m: name in layers)
     if discriminative:
-        groups = freeze.param_groups(model, lr=slice(lr / head_lr_mult, lr * head_lr_mult))
+        groups = freeze.discriminative_groups(model, slice(lr / head_lr_mult, lr * head_lr_mult))
     else:
         groups = freeze.param_groups(model, {head: lr * head_lr_mult, "*": lr})
     if not l2_sp:

@@ -198,15 +198,15 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
 
     ``overrides`` sets any other field (``weight=10``, ``epochs=4``, ``source_size=3000``…).
     """
-    from tlearn.adapt import DEFAULTS
+    from tlearn.adapt import METHODS, defaults
 
     known = TRAINED + DERIVED
     if method not in known:
         raise ValueError(f"unknown method {method!r}; expected one of {known}")
     fields = {}
-    if method in DEFAULTS or method in DERIVED:
+    if method in METHODS or method in DERIVED:
         # every default is a config field, so a changed default changes the cache key
-        fields = dict(DEFAULTS.get(method, DEFAULTS["none"]))
+        fields = defaults(method if method in METHODS else "none")
     if method == "target":
         fields["epochs"] = TARGET_EPOCHS
     if method == "tent":
@@ -345,14 +345,14 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
     """The source-only network a derived method (AdaBN, closed-form CORAL) starts from:
     ``cfg`` with ``method="none"`` and source-only's own defaults, so it is the very run
     ``config("none", ...)`` names (and caches)."""
-    from tlearn.adapt import DEFAULTS
+    from tlearn.adapt import defaults
 
     keys = ("weight", "bn", "reestimate_bn")
     if cfg.method == "tent":  # TENT's epochs, lr and batch size are its own (passes, steps)
         keys += ("epochs", "lr", "optimizer", "batch_size")
     batch = RunConfig.__dataclass_fields__["batch_size"].default
-    defaults = {**DEFAULTS["none"], "batch_size": batch}
-    base = dataclasses.replace(cfg, method="none", **{k: defaults[k] for k in keys})
+    source_only = {**defaults("none"), "batch_size": batch}
+    base = dataclasses.replace(cfg, method="none", **{k: source_only[k] for k in keys})
     return trained_model(base, progress=progress)
 
 
