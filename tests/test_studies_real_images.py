@@ -230,3 +230,17 @@ def test_each_drift_claim_fails_when_its_sentence_is_false(method, drift, broken
     regularised = {**REGULARISED, method: {"weight_drift": drift}}
     failed = [s for s, (ok, _) in ri.claims(TRUE, LR_TEST, PAIRS, regularised).items() if not ok]
     assert len(failed) == 1 and broken in failed[0], failed
+
+
+def test_warm_builds_the_regularised_runs_the_lesson_reads():
+    import json
+    from pathlib import Path
+
+    from tlearn.studies import warm
+
+    steps = [s.what for s in warm.lesson_steps(["07"]) if s.what.startswith("regularised")]
+    assert len(steps) == len(ri.REG_METHODS) * len(warm.REAL["SEEDS"])
+    lesson = Path(__file__).resolve().parent.parent / "lessons" / "07_real_images.ipynb"
+    code = "".join("".join(c["source"]) for c in json.loads(lesson.read_text())["cells"])
+    # the lesson's call: RegConfig's defaults otherwise, as warm's steps use them
+    assert "ri.regularisation_comparison(\n    SEEDS, lr=LR, per_class=PER_CLASS, " in code
