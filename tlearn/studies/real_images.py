@@ -29,6 +29,7 @@ lesson can predict on new photos without training again.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -555,6 +556,27 @@ def _drift_images(train_set, config: RegConfig) -> torch.Tensor:
     return train_set.images[np.sort(picked)]
 
 
+def _reference_features(config: RegConfig) -> torch.Tensor:
+    """The drift's reference: the pretrained network's penultimate features on
+    :func:`_drift_images`, with BatchNorm's statistics re-estimated on the labelled photos, as
+    every method's network has them (so the drift is the weights' own). The same for every
+    method of a seed: computed once per process."""
+    fields = ("domain", "image_size", "per_class", "seed", "drift_images")
+    return _reference_features_of(*(getattr(config, f) for f in fields))
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_features_of(domain, image_size, per_class, seed, drift_images) -> torch.Tensor:
+    from tlearn import data
+    from tlearn.bn import estimate_bn_statistics
+
+    train_set, _ = load_data(domain, image_size=image_size)
+    net = build_model("finetune", seed=seed, num_classes=len(train_set.classes))
+    estimate_bn_statistics(net, data.few_shot(train_set, per_class=per_class, seed=seed))
+    config = RegConfig("plain", seed=seed, per_class=per_class, drift_images=drift_images)
+    return penultimate(net, _drift_images(train_set, config))
+
+
 def _l2_sp_objective(start: dict[str, torch.Tensor], alpha: float, beta: float):
     """``train.fit``'s objective: cross-entropy + ``freeze.l2_sp_penalty(model, start, α, β)``."""
     from tlearn.freeze import l2_sp_penalty
@@ -607,7 +629,6 @@ def regularised_run(config: RegConfig) -> dict[str, Any]:
     import time
 
     from tlearn import data, train
-    from tlearn.bn import estimate_bn_statistics
 
     relpath = f"real_images/regularised-{config.method}-{config.key()}.json"
     found = runtime.load_cached(relpath, lambda p: json.loads(p.read_text()))
@@ -618,24 +639,19 @@ def regularised_run(config: RegConfig) -> dict[str, Any]:
     pretrained = build_model("finetune", seed=config.seed, num_classes=len(train_set.classes))
     start = {n: w.detach().clone() for n, w in pretrained.named_parameters()
              if not n.startswith(HEAD + ".")}  # fmt: skip
-    if config.method == "plain":
-        net = trained_model(config.plain())
+    if config.method == "plain":  # trained and tested by run(): read both from the cache
+        net, predictions = trained_model(config.plain()), run(config.plain())["test_predictions"]
     else:
-        net = copy.deepcopy(pretrained)
+        net = pretrained
         _train_regularised(net, data.few_shot(train_set, config.per_class, config.seed), config)
-    predictions = train.predict(net.eval(), test_set)
-    # the reference: the pretrained weights with BatchNorm's statistics re-estimated on the
-    # labelled photos, as every method's network has them — so the drift is the weights' own
-    few = data.few_shot(train_set, per_class=config.per_class, seed=config.seed)
-    estimate_bn_statistics(pretrained, few)
-    images = _drift_images(train_set, config)
-    drift = feature_drift(penultimate(pretrained, images), penultimate(net, images))
+        predictions = train.predict(net.eval(), test_set).numpy()
+    after = penultimate(net, _drift_images(train_set, config))
     result = {
         "config": asdict(config),
-        "accuracy": float((predictions == test_set.labels).float().mean()),
-        "test_predictions": predictions.tolist(),
+        "accuracy": float((predictions == test_set.labels.numpy()).mean()),
+        "test_predictions": np.asarray(predictions).tolist(),
         "weight_drift": weight_drift(net, start),
-        **drift,
+        **feature_drift(_reference_features(config), after),
         "seconds": time.perf_counter() - t0,
     }
     runtime.save_cached(relpath, lambda f: f.write(json.dumps(result).encode()))
