@@ -134,3 +134,113 @@ def test_look_alike_fraction():
     assert ri.look_alike_fraction(PAIRS) == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         ri.look_alike_fraction([])
+
+
+# --------------------------------------------------------------------------- regularised fine-tuning
+def test_weight_drift_is_the_relative_distance_over_the_start_only():
+    net = nn.Linear(3, 2)
+    start = {"weight": net.weight.detach().clone()}  # the bias plays the head: not counted
+    assert ri.weight_drift(net, start) == 0.0
+    with torch.no_grad():
+        net.weight.mul_(1.5)
+        net.bias.add_(100.0)
+    assert ri.weight_drift(net, start) == pytest.approx(0.5)
+
+
+def test_linear_cka_and_feature_drift_against_their_definitions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))
+    assert ri.linear_cka(x, 2 * x @ rotation) == pytest.approx(1.0)  # rotation and scale
+    y = torch.randn(40, 5, generator=g)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    hsic = lambda a, b: ((a @ a.T) * (b @ b.T)).sum()  # noqa: E731 — tr(K L), linear kernels
+    expected = hsic(xc, yc) / (hsic(xc, xc) * hsic(yc, yc)).sqrt()
+    assert ri.linear_cka(x, y) == pytest.approx(float(expected), rel=1e-6)
+    d = ri.feature_drift(x, -x)
+    assert d["cosine"] == pytest.approx(2.0) and d["cka"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_reg_config_validates_and_keys_by_every_field():
+    with pytest.raises(ValueError, match="method"):
+        ri.RegConfig("dropout")
+    with pytest.raises(ValueError, match="head_epochs"):
+        ri.RegConfig("lp_ft", epochs=2, head_epochs=2)
+    with pytest.raises(ValueError, match="alpha"):
+        ri.RegConfig("l2_sp", alpha=-1.0)
+    a = ri.RegConfig("l2_sp", seed=0)
+    assert a.key() == ri.RegConfig("l2_sp", seed=0).key() != ri.RegConfig("l2_sp", alpha=1).key()
+    plain = ri.RegConfig("plain", seed=2, lr=3e-4).plain()
+    assert plain == ri.RunConfig("finetune", seed=2, lr=3e-4, augment=False)
+
+
+@pytest.fixture
+def small_fashion(tmp_path, monkeypatch):
+    """A private cache and 20 test photos: a run takes seconds."""
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
+    train_set, test_set = ri.load_data("fashion", image_size=32)
+    small_test = test_set.subset(range(0, 1000, 50))
+    monkeypatch.setattr(ri, "load_data", lambda *a, **k: (train_set, small_test))
+    return small_test
+
+
+def test_regularisation_comparison_small_config(small_fashion):
+    small = dict(per_class=1, epochs=2, head_epochs=1, batch_size=10, drift_images=30)
+    out = ri.regularisation_comparison([0, 1], **small)
+    assert set(out) == set(ri.REG_METHODS)
+    for r in out.values():
+        assert r["accuracy"].shape == (2,) and ((0 <= r["accuracy"]) & (r["accuracy"] <= 1)).all()
+        assert (r["weight_drift"] > 0).all() and np.isfinite(r["cosine"]).all()
+        assert ((0 <= r["cka"]) & (r["cka"] <= 1 + 1e-9)).all()
+    plain = ri.run(ri.RegConfig("plain", seed=0, **small).plain())  # read from the cache
+    assert out["plain"]["accuracy"][0] == pytest.approx(plain["accuracy"])
+    again = ri.regularised_run(ri.RegConfig("lp_ft", seed=1, **small))  # cached: no training
+    assert again["accuracy"] == out["lp_ft"]["accuracy"][1]
+    assert again["weight_drift"] == out["lp_ft"]["weight_drift"][1]
+    assert ri.claims(TRUE, LR_TEST, PAIRS, regularised=out)  # reports, whatever the numbers
+
+
+def test_l2_sp_pulls_the_body_towards_its_start(small_fashion):
+    small = dict(per_class=2, epochs=2, head_epochs=1, batch_size=10, drift_images=10, lr=1e-2)
+    free = ri.regularised_run(ri.RegConfig("l2_sp", alpha=0.0, beta=0.0, **small))
+    pulled = ri.regularised_run(ri.RegConfig("l2_sp", alpha=1e3, beta=0.0, **small))
+    assert pulled["weight_drift"] < 0.7 * free["weight_drift"]
+
+
+REGULARISED = {  # weight drift per seed (this lesson's numbers); accuracies are not asserted
+    "plain": {"weight_drift": [0.029, 0.030, 0.028]},
+    "l2_sp": {"weight_drift": [0.020, 0.021, 0.019]},
+    "lp_ft": {"weight_drift": [0.026, 0.027, 0.025]},
+}
+
+
+def test_drift_claims_hold_on_the_lessons_numbers():
+    checks = ri.claims(TRUE, LR_TEST, PAIRS, regularised=REGULARISED)
+    assert len(checks) == 6 and all(ok for ok, _ in checks.values())
+
+
+@pytest.mark.parametrize(
+    "method, drift, broken",
+    [
+        ("l2_sp", [0.020, 0.026, 0.019], "L2-SP moved"),  # one seed only 13 % less
+        ("lp_ft", [0.026, 0.031, 0.025], "LP-FT moved"),  # one seed moved more
+    ],
+)
+def test_each_drift_claim_fails_when_its_sentence_is_false(method, drift, broken):
+    regularised = {**REGULARISED, method: {"weight_drift": drift}}
+    failed = [s for s, (ok, _) in ri.claims(TRUE, LR_TEST, PAIRS, regularised).items() if not ok]
+    assert len(failed) == 1 and broken in failed[0], failed
+
+
+def test_warm_builds_the_regularised_runs_the_lesson_reads():
+    import json
+    from pathlib import Path
+
+    from tlearn.studies import warm
+
+    steps = [s.what for s in warm.lesson_steps(["07"]) if s.what.startswith("regularised")]
+    assert len(steps) == len(ri.REG_METHODS) * len(warm.REAL["SEEDS"])
+    lesson = Path(__file__).resolve().parent.parent / "lessons" / "07_real_images.ipynb"
+    code = "".join("".join(c["source"]) for c in json.loads(lesson.read_text())["cells"])
+    # the lesson's call: RegConfig's defaults otherwise, as warm's steps use them
+    assert "ri.regularisation_comparison(\n    SEEDS, lr=LR, per_class=PER_CLASS, " in code

@@ -29,6 +29,7 @@ lesson can predict on new photos without training again.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -56,6 +57,13 @@ __all__ = [
     "run",
     "trained_model",
     "load_data",
+    "REG_METHODS",
+    "RegConfig",
+    "regularised_run",
+    "regularisation_comparison",
+    "weight_drift",
+    "linear_cka",
+    "feature_drift",
 ]
 
 STRATEGIES = ("finetune", "scratch")
@@ -364,14 +372,19 @@ def look_alike_fraction(pairs: list[tuple[str, str]]) -> float:
 
 
 def claims(
-    acc: dict[str, Any], lr_test: dict[str, list[float]], worst_pairs: list[tuple[str, str]]
+    acc: dict[str, Any],
+    lr_test: dict[str, list[float]],
+    worst_pairs: list[tuple[str, str]],
+    regularised: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, tuple[bool, str]]:
     """Lesson 07's message, each sentence checked on this run's numbers.
 
     ``acc``: per-seed test accuracies under the keys ``"finetune"`` (with augmentation),
     ``"finetune_no_aug"``, ``"scratch"`` (with augmentation) and ``"probe"`` (linear probe on
     the frozen last features; printed by the lesson, compared there, not asserted); ``lr_test``: :func:`lr_range_test`'s result; ``worst_pairs``:
-    the ``(true, predicted)`` names of the top-loss test photos. Returns
+    the ``(true, predicted)`` names of the top-loss test photos; ``regularised`` (optional):
+    :func:`regularisation_comparison`'s result, whose body drifts are checked (its accuracies
+    are printed by the lesson with their paired intervals, not asserted). Returns
     ``{sentence: (holds, evidence)}`` for ``tlearn.studies.claims.check``.
     """
     a = {k: np.asarray(v, dtype=float) for k, v in acc.items()}
@@ -382,7 +395,7 @@ def claims(
     def pct(v) -> str:
         return ", ".join(f"{100 * x:+.1f}" for x in np.atleast_1d(v))
 
-    return {
+    out = {
         "ImageNet weights beat the same network trained from scratch on every seed, "
         "by at least 15 points on average": (
             bool((ft > scratch).all() and (ft - scratch).mean() >= 0.15),
@@ -403,3 +416,255 @@ def claims(
             f"{look_alike:.0%}",
         ),
     }
+    return out | (_drift_claims(regularised) if regularised is not None else {})
+
+
+def _drift_claims(regularised: dict[str, dict[str, Any]]) -> dict[str, tuple[bool, str]]:
+    """The sentences about how far each method moved the pretrained body (weight drift)."""
+    drift = {m: np.asarray(r["weight_drift"], dtype=float) for m, r in regularised.items()}
+    ratio = {m: drift[m] / drift["plain"] for m in ("l2_sp", "lp_ft")}
+
+    def ratios(v) -> str:
+        return ", ".join(f"{x:.2f}" for x in v)
+
+    return {
+        "L2-SP moved the pretrained body at least 20 % less than plain fine-tuning on every "
+        "seed (‖w − w⁰‖ / ‖w⁰‖, same 32 steps)": (
+            bool((ratio["l2_sp"] <= 0.8).all()),
+            f"L2-SP / plain per seed: {ratios(ratio['l2_sp'])}",
+        ),
+        "LP-FT moved the pretrained body less than plain fine-tuning on every seed": (
+            bool((ratio["lp_ft"] < 1).all()),
+            f"LP-FT / plain per seed: {ratios(ratio['lp_ft'])}",
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- regularised fine-tuning
+#: The regularised fine-tuning comparison's rows: plain fine-tuning (the lesson's
+#: ``RunConfig("finetune", augment=False)`` run), L2-SP and LP-FT, all without augmentation.
+REG_METHODS = ("plain", "l2_sp", "lp_ft")
+HEAD = "net.classifier"  # the new head of build_model's network; every other parameter is "body"
+
+
+@dataclass(frozen=True)
+class RegConfig:
+    """One regularised fine-tuning run, on the same budget as the lesson's plain run.
+
+    ``method``: ``"plain"`` (:func:`run` of ``RunConfig("finetune", augment=False)``),
+    ``"l2_sp"`` (the plain run's objective + :func:`tlearn.freeze.l2_sp_penalty` with
+    ``alpha`` on the pretrained body and ``beta`` on the new head; Li, Grandvalet & Davoine,
+    ICML 2018) or ``"lp_ft"`` (:func:`tlearn.train.fine_tune`: the head alone for
+    ``head_epochs``, then everything for ``epochs − head_epochs``; Kumar et al., ICLR 2022,
+    with one learning rate everywhere, so staging is its only difference from plain).
+    Every method takes ``epochs × ceil(10·per_class / batch_size)`` steps of Adam at ``lr``
+    (32 by default) and re-estimates BatchNorm's statistics on the labelled photos afterwards.
+    ``drift_images``: how many unlabelled training photos (outside the labelled set) measure
+    the features' drift.
+    """
+
+    method: str
+    seed: int = 0
+    per_class: int = 10
+    image_size: int = IMAGE_SIZE
+    epochs: int = 8
+    batch_size: int = 25
+    lr: float = 1e-3
+    alpha: float = 0.1
+    beta: float = 0.01
+    head_epochs: int = 2
+    domain: str = "fashion"
+    drift_images: int = 500
+
+    def __post_init__(self) -> None:
+        if self.method not in REG_METHODS:
+            raise ValueError(f"method must be one of {REG_METHODS}, got {self.method!r}")
+        if not 0 < self.head_epochs < self.epochs:
+            raise ValueError(
+                f"need 0 < head_epochs < epochs, got {self.head_epochs}, {self.epochs}"
+            )
+        if not (self.alpha >= 0 and self.beta >= 0):
+            raise ValueError(f"alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
+
+    def plain(self) -> RunConfig:
+        """The lesson's plain fine-tuning run with this budget (no augmentation)."""
+        return RunConfig("finetune", seed=self.seed, per_class=self.per_class,
+                         image_size=self.image_size, epochs=self.epochs,
+                         batch_size=self.batch_size, lr=self.lr, augment=False,
+                         domain=self.domain)  # fmt: skip
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def weight_drift(model: nn.Module, start: dict[str, torch.Tensor]) -> float:
+    r"""How far the body moved: :math:`\lVert w - w^0 \rVert / \lVert w^0 \rVert` over the
+    parameters of ``model`` present in ``start`` (the pretrained body), as one vector.
+
+    >>> net = nn.Linear(2, 1)
+    >>> start = {k: v.clone() for k, v in net.named_parameters()}
+    >>> weight_drift(net, start)
+    0.0
+    """
+    moved, size = 0.0, 0.0
+    for name, w in model.named_parameters():
+        if name in start:
+            moved += float((w.detach() - start[name]).pow(2).sum())
+            size += float(start[name].pow(2).sum())
+    return math.sqrt(moved / size)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    r"""Linear CKA of two feature matrices of the same images (Kornblith, Norouzi, Lee &
+    Hinton, *Similarity of Neural Network Representations Revisited*, ICML 2019):
+    :math:`\lVert Y^\top X \rVert_F^2 / (\lVert X^\top X \rVert_F \lVert Y^\top Y \rVert_F)`
+    with the columns of X and Y centred. 1: the same representation up to a rotation and a
+    scale; lower: the features changed.
+
+    >>> x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    >>> round(linear_cka(x, 3 * x), 6), linear_cka(x, torch.randn(50, 4)) < 0.5
+    (1.0, True)
+    """
+    x = (x - x.mean(0)).double()
+    y = (y - y.mean(0)).double()
+    cross = (y.T @ x).pow(2).sum()
+    return float(cross / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def feature_drift(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+    """How the penultimate features of the same images changed: the mean cosine distance
+    ``1 − cos(f⁰(x), f(x))`` over the images, and ``1 − linear CKA`` (:func:`linear_cka`)."""
+    cosine = F.cosine_similarity(before.double(), after.double(), dim=1)
+    return {"cosine": float((1 - cosine).mean()), "cka": 1 - linear_cka(before, after)}
+
+
+def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``model``'s pooled features (``net.avgpool``, 1,280 per image) in eval mode."""
+    from tlearn import features
+
+    return features.extract(model.eval(), images, layer="net.avgpool", progress=False)[0]
+
+
+def _drift_images(train_set, config: RegConfig) -> torch.Tensor:
+    """``config.drift_images`` training photos outside the labelled set, a fixed draw."""
+    from tlearn.data.base import few_shot_indices
+
+    labelled = few_shot_indices(train_set.labels.numpy(), config.per_class, config.seed,
+                                range(train_set.num_classes))  # fmt: skip
+    rest = np.setdiff1d(np.arange(len(train_set)), labelled)
+    picked = np.random.default_rng(0).permutation(rest)[: config.drift_images]
+    return train_set.images[np.sort(picked)]
+
+
+def _reference_features(config: RegConfig) -> torch.Tensor:
+    """The drift's reference: the pretrained network's penultimate features on
+    :func:`_drift_images`, with BatchNorm's statistics re-estimated on the labelled photos, as
+    every method's network has them (so the drift is the weights' own). The same for every
+    method of a seed: computed once per process."""
+    fields = ("domain", "image_size", "per_class", "seed", "drift_images")
+    return _reference_features_of(*(getattr(config, f) for f in fields))
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_features_of(domain, image_size, per_class, seed, drift_images) -> torch.Tensor:
+    from tlearn import data
+    from tlearn.bn import estimate_bn_statistics
+
+    train_set, _ = load_data(domain, image_size=image_size)
+    net = build_model("finetune", seed=seed, num_classes=len(train_set.classes))
+    estimate_bn_statistics(net, data.few_shot(train_set, per_class=per_class, seed=seed))
+    config = RegConfig("plain", seed=seed, per_class=per_class, drift_images=drift_images)
+    return penultimate(net, _drift_images(train_set, config))
+
+
+def _l2_sp_objective(start: dict[str, torch.Tensor], alpha: float, beta: float):
+    """``train.fit``'s objective: cross-entropy + ``freeze.l2_sp_penalty(model, start, α, β)``."""
+    from tlearn.freeze import l2_sp_penalty
+    from tlearn.train import classification_loss
+
+    def objective(model, x, y, progress):
+        loss, logits, _ = classification_loss(model, x, y, progress)
+        penalty = l2_sp_penalty(model, start, alpha, beta)
+        return loss + penalty, logits, {"class_loss": loss.item(), "l2_sp": penalty.item()}
+
+    objective.name = "fit+l2_sp"
+    return objective
+
+
+def _train_regularised(net: nn.Module, few, config: RegConfig) -> None:
+    """Fine-tune ``net`` (``build_model``'s) in place with ``config.method`` (not plain)."""
+    from tlearn import train
+    from tlearn.bn import estimate_bn_statistics
+    from tlearn.data import DigitDataset
+
+    if config.method == "l2_sp":
+        start = {n: w.detach().clone() for n, w in net.named_parameters()
+                 if not n.startswith(HEAD + ".")}  # fmt: skip
+        objective = _l2_sp_objective(start, config.alpha, config.beta)
+        train.fit(net, few, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                  seed=config.seed, progress=False, objective=objective)  # fmt: skip
+        estimate_bn_statistics(net, few)
+        return
+    # LP-FT: fine_tune knows the backbone (net.net), so it gets the photos normalised already
+    normalised = DigitDataset(net.normalize(few.images), few.labels, classes=few.classes)
+    train.fine_tune(net.net, normalised, epochs=config.epochs - config.head_epochs,
+                    head_epochs=config.head_epochs, lr=config.lr, head_lr_mult=1.0,
+                    discriminative=False, batch_size=config.batch_size, seed=config.seed,
+                    progress=False)  # fmt: skip
+
+
+def regularised_run(config: RegConfig) -> dict[str, Any]:
+    """Train ``config`` once (then read it from the cache); return its result::
+
+    {"config": {...}, "accuracy": float, "test_predictions": int array,
+     "weight_drift": float, "cosine": float, "cka": float, "seconds": float}
+
+    ``weight_drift``: :func:`weight_drift` of the body; ``cosine`` and ``cka``:
+    :func:`feature_drift` of the penultimate features on ``drift_images`` unlabelled training
+    photos, the pretrained network against the fine-tuned one, both with BatchNorm's
+    statistics re-estimated on the labelled photos (with ImageNet's statistics instead, the
+    statistics alone would change the features more than any training does). The plain
+    method reads :func:`run`'s cached network and adds only the drift.
+    """
+    import time
+
+    from tlearn import data, train
+
+    relpath = f"real_images/regularised-{config.method}-{config.key()}.json"
+    found = runtime.load_cached(relpath, lambda p: json.loads(p.read_text()))
+    if found is not None:
+        return found
+    t0 = time.perf_counter()
+    train_set, test_set = load_data(config.domain, image_size=config.image_size)
+    pretrained = build_model("finetune", seed=config.seed, num_classes=len(train_set.classes))
+    start = {n: w.detach().clone() for n, w in pretrained.named_parameters()
+             if not n.startswith(HEAD + ".")}  # fmt: skip
+    if config.method == "plain":  # trained and tested by run(): read both from the cache
+        net, predictions = trained_model(config.plain()), run(config.plain())["test_predictions"]
+    else:
+        net = pretrained
+        _train_regularised(net, data.few_shot(train_set, config.per_class, config.seed), config)
+        predictions = train.predict(net.eval(), test_set).numpy()
+    after = penultimate(net, _drift_images(train_set, config))
+    result = {
+        "config": asdict(config),
+        "accuracy": float((predictions == test_set.labels.numpy()).mean()),
+        "test_predictions": np.asarray(predictions).tolist(),
+        "weight_drift": weight_drift(net, start),
+        **feature_drift(_reference_features(config), after),
+        "seconds": time.perf_counter() - t0,
+    }
+    runtime.save_cached(relpath, lambda f: f.write(json.dumps(result).encode()))
+    return result
+
+
+def regularisation_comparison(seeds, *, methods=REG_METHODS, **config) -> dict[str, dict]:
+    """:func:`regularised_run` of every method × seed (``config``: :class:`RegConfig`'s other
+    fields). Returns ``{method: {"accuracy", "weight_drift", "cosine", "cka": arrays over
+    seeds}}``, the seeds in the order given (paired)."""
+    out = {}
+    for method in methods:
+        runs = [regularised_run(RegConfig(method, seed=s, **config)) for s in seeds]
+        out[method] = {k: np.array([r[k] for r in runs])
+                       for k in ("accuracy", "weight_drift", "cosine", "cka")}  # fmt: skip
+    return out

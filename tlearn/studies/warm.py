@@ -174,7 +174,8 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
 
 
 def _lesson07_steps() -> list[Step]:
-    """Lesson 07: the LR range test, its 3 training runs × seeds, and the probe's features."""
+    """Lesson 07: the LR range test, its 3 training runs × seeds, the probe's features, and
+    section 6's regularised fine-tuning (plain, L2-SP, LP-FT) × seeds."""
     from tlearn.studies import real_images as ri
 
     kw = {
@@ -203,6 +204,11 @@ def _lesson07_steps() -> list[Step]:
             steps.append(Step(("07",), what, lambda s=strategy, a=augment, seed=seed: ri.run(
                 ri.RunConfig(s, seed=seed, lr=lr(), augment=a, **kw))))  # fmt: skip
     steps.append(Step(("07",), "features: EfficientNet-Lite0 on fashion", features07))
+    for method in ri.REG_METHODS:  # section 6: plain (reads the run above), L2-SP, LP-FT
+        for seed in REAL["SEEDS"]:
+            steps.append(Step(("07",), f"regularised fine-tuning: {method}, seed {seed}",
+                              lambda m=method, seed=seed: ri.regularised_run(
+                                  ri.RegConfig(m, seed=seed, lr=lr(), **kw))))  # fmt: skip
     return steps
 
 
