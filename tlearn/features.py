@@ -97,8 +97,7 @@ def global_pool(t: torch.Tensor, pool: str | None = "avg") -> torch.Tensor:
     >>> global_pool(t, "avg"), global_pool(t, "max"), global_pool(t, "flatten").shape
     (tensor([[1.5000, 5.5000]]), tensor([[3., 7.]]), torch.Size([1, 8]))
     """
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    checks.one_of("pool", pool, POOLS)
     if t.dim() < 2:
         raise ValueError(f"a layer output must be at least N×D, got shape {tuple(t.shape)}")
     if pool is None:
@@ -127,10 +126,9 @@ def _check_layer(model: nn.Module, layer: str) -> str:
     """Return ``layer`` when ``model`` has a module of that name; else a helpful ValueError."""
     if not isinstance(layer, str):
         raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
-    names = dict(model.named_modules())
-    if layer in names:
-        return layer
     available = _module_names(model)
+    if layer in ("", *available):
+        return layer
     close = difflib.get_close_matches(layer, available, n=3, cutoff=0.5)
     shown = (
         available if len(available) <= 40 else available[:40] + [f"… {len(available) - 40} more"]
@@ -188,13 +186,10 @@ class FeatureHook:
         *,
         stop: Callable[[], bool] | None = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        checks.module("model", model)
         self.layer = _check_layer(model, layer)
         self.module = model.get_submodule(layer)
-        self.pool = pool
+        self.pool = checks.one_of("pool", pool, POOLS)
         self.stop = stop
         self.output: Any = None
         self._handle: Any = None
@@ -263,9 +258,7 @@ class LayerTable(list):
 
 
 def _model_device(model: nn.Module) -> torch.device | None:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return None
+    return next((t.device for t in (*model.parameters(), *model.buffers())), None)
 
 
 @contextlib.contextmanager
@@ -305,17 +298,12 @@ def layers(
     Returns:
         A :class:`LayerTable` (a list of ``LayerInfo(name, shape, params)`` that prints as a table).
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if depth is not None and depth < 1:
-        raise ValueError(f"depth must be >= 1 or None, got {depth}")
+    checks.module("model", model)
+    if depth is not None:
+        checks.positive_int("depth", depth, why=" or None")
     if not input_size or any(int(s) < 1 for s in input_size):
         raise ValueError(f"input_size must be positive ints like (1, 32, 32), got {input_size!r}")
-    dev = (
-        torch.device(device)
-        if device is not None
-        else (_model_device(model) or torch.device("cpu"))
-    )
+    dev = torch.device(device or _model_device(model) or "cpu")
     names = [n for n in _module_names(model) if depth is None or n.count(".") < depth]
     fired: list[str] = []  # layer names in the order they ran
 
@@ -490,22 +478,13 @@ class FeatureCache:
 
     def _holds(self, entry: Any, key: str) -> bool:
         """Is ``entry`` (a loaded file) ``key``'s features, with the types and shapes we write?"""
-        return (
-            isinstance(entry, dict)
-            and entry.get("key") == key
-            and entry.get("version") == self.VERSION
-            and isinstance(entry.get("Z"), torch.Tensor)
-            and entry["Z"].dtype == torch.float32
-            and entry["Z"].dim() >= 1
-            and (
-                entry.get("y") is None
-                or (
-                    isinstance(entry["y"], torch.Tensor)
-                    and entry["y"].dtype == torch.int64
-                    and len(entry["y"]) == len(entry["Z"])
-                )
-            )
-        )
+        ours = isinstance(entry, dict) and entry.get("key") == key
+        if not (ours and entry.get("version") == self.VERSION):
+            return False
+        Z, y = entry.get("Z"), entry.get("y")
+        z_ok = isinstance(Z, torch.Tensor) and Z.dtype == torch.float32 and Z.dim() >= 1
+        y_ok = isinstance(y, torch.Tensor) and y.dtype == torch.int64 and z_ok and len(y) == len(Z)
+        return z_ok and (y is None or y_ok)
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
@@ -577,11 +556,10 @@ class FeatureCache:
     def clear(self) -> int:
         """Delete every entry in :attr:`root`, the folder this cache writes to; return how many
         files were removed. Other layers (a teacher's shared cache) are never touched."""
-        n = 0
-        for p in self.root.glob("*.pt"):
+        files = list(self.root.glob("*.pt"))
+        for p in files:
             p.unlink(missing_ok=True)
-            n += 1
-        return n
+        return len(files)
 
     def __repr__(self) -> str:
         return (
