@@ -91,10 +91,8 @@ def to_canonical(images: torch.Tensor, *, channels: int = 1, image_size: int = 3
     RGB → grey uses the ITU-R 601 luma weights; grey → RGB repeats the channel (what ImageNet
     backbones expect). Resizing is bilinear with antialiasing.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if image_size < 8:
-        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    checks.one_of("channels", channels, (1, 3))
+    checks.positive_int("image_size", image_size, minimum=8)
     x = images.float()
     if x.shape[1] == 3 and channels == 1:
         w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)

@@ -201,8 +201,7 @@ def folder_transform(
     """
     from torchvision import transforms as T
 
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    checks.one_of("channels", channels, (1, 3))
     if train:
         steps = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
     else:

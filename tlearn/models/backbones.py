@@ -94,7 +94,7 @@ def imagenet_categories() -> tuple[str, ...]:
 
 
 def _check_name(name: str) -> None:
-    if name not in BACKBONES:
+    if not isinstance(name, str) or name not in BACKBONES:
         raise ValueError(
             f"unknown backbone {name!r}; supported: {', '.join(BACKBONES)}. "
             "(DigitNet is built with models.DigitNet().)"
@@ -146,20 +146,16 @@ def load_backbone(
         lite = load_backbone("efficientnet_lite0")          # offline, ImageNet weights
         net = load_backbone("resnet18", pretrained=False)  # random weights, no download
     """
-    if not isinstance(name, str):
-        raise ValueError(f"name must be a backbone name (str), got {type(name).__name__}")
     _check_name(name)
     if name == "efficientnet_lite0":
         return _load_lite0(pretrained, weights_path).eval()
     import torchvision
 
+    if pretrained and weights_path is None:
+        return weights.torchvision_pretrained(name, progress).eval()
+    model = torchvision.models.get_model(name, weights=None)
     if weights_path is not None:
-        model = torchvision.models.get_model(name, weights=None)
         weights.load_strict(model, weights.read_state_dict(weights_path), repr(str(weights_path)))
-    elif pretrained:
-        model = weights.torchvision_pretrained(name, progress)
-    else:
-        model = torchvision.models.get_model(name, weights=None)
     return model.eval()
 
 
@@ -428,11 +424,9 @@ class TransferNet(nn.Module):
                 ".features/.head (use replace_head on it instead)"
             )
         checks.positive_int("num_classes", num_classes, minimum=2)
-        if not isinstance(size, int):
-            raise ValueError(f"size must be an int, got {size!r}")
         minimum = 63 if _family(backbone) == "alexnet" else 32  # AlexNet's big strides
-        if size < minimum:
-            raise ValueError(f"{type(backbone).__name__} needs size >= {minimum}, got {size}")
+        why = f" ({type(backbone).__name__} needs size >= {minimum})"
+        checks.positive_int("size", size, minimum=minimum, why=why)
         name = head_name(backbone)  # also rejects unsupported models, listing the supported
         old_head = backbone.get_submodule(name)
         if not isinstance(old_head, nn.Linear):
