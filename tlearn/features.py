@@ -130,13 +130,10 @@ def _check_layer(model: nn.Module, layer: str) -> str:
     if layer in ("", *available):
         return layer
     close = difflib.get_close_matches(layer, available, n=3, cutoff=0.5)
-    shown = (
-        available if len(available) <= 40 else available[:40] + [f"… {len(available) - 40} more"]
+    shown = ", ".join(available[:40]) + (
+        f", … {len(available) - 40} more" if len(available) > 40 else ""
     )
-    msg = (
-        f"{type(model).__name__} has no module named {layer!r}. Available layers: "
-        f"{', '.join(shown)}."
-    )
+    msg = f"{type(model).__name__} has no module named {layer!r}. Available layers: {shown}."
     if close:
         msg = msg[:-1] + f"; did you mean {' or '.join(map(repr, close))}?"
     msg += " (tlearn.features.layers(model) lists them with their output shapes; '' is the output.)"
