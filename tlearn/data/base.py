@@ -240,11 +240,11 @@ def batches(
     chunks = _index_batches(
         data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
     )
-    images, targets = _input_tensor(data), getattr(data, "labels", None)
+    images = _input_tensor(data)
     if images is not None and (labels is False or isinstance(data, torch.Tensor)):
         yield from ((images[idx], None) for idx in chunks)
-    elif images is not None and isinstance(targets, torch.Tensor):
-        yield from ((images[idx], targets[idx]) for idx in chunks)
+    elif images is not None and isinstance(getattr(data, "labels", None), torch.Tensor):
+        yield from ((images[idx], data.labels[idx]) for idx in chunks)
     else:
         items = _InputsOnly(data) if labels is False else data
         yield from (_split(b, labels) for b in _loader(items, data, chunks, batch_size))
