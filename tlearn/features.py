@@ -259,17 +259,20 @@ def _model_device(model: nn.Module) -> torch.device | None:
 
 
 @contextlib.contextmanager
-def _on_device(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Run with ``model`` on ``device``; move it back to where it was afterwards."""
+def _hooked(
+    model: nn.Module, names: Sequence[str], pool: str | None, device: torch.device
+) -> Iterator[dict[str, FeatureHook]]:
+    """A :class:`FeatureHook` on each of ``names`` while ``model`` runs on ``device`` in eval
+    mode under ``torch.inference_mode``; hooks removed, device and modes restored afterwards."""
     original = _model_device(model)
-    moved = original is not None and original != device
-    if moved:
-        model.to(device)
-    try:
-        yield
-    finally:
-        if moved:
-            model.to(original)
+    with contextlib.ExitStack() as stack:
+        hooks = {n: stack.enter_context(FeatureHook(model, n, pool)) for n in names}
+        if original is not None and original != device:
+            model.to(device)
+            stack.callback(model.to, original)
+        stack.enter_context(runtime.eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        yield hooks
 
 
 def layers(
@@ -307,11 +310,9 @@ def layers(
     def note(name: str) -> Callable[[], bool]:
         return lambda: fired.append(name) or False  # record the order, never stop
 
-    with contextlib.ExitStack() as stack:
-        hooks = {n: stack.enter_context(FeatureHook(model, n, None, stop=note(n))) for n in names}
-        stack.enter_context(_on_device(model, dev))
-        stack.enter_context(runtime.eval_mode(model))
-        stack.enter_context(torch.inference_mode())
+    with _hooked(model, names, None, dev) as hooks:
+        for n, hook in hooks.items():
+            hook.stop = note(n)
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
     for n in fired:
@@ -578,23 +579,18 @@ def _forward_collect(
     progress: bool,
     total: int | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of ``layer_names``; pooled
-    float32 CPU features per layer, and the labels (None when the data has none)."""
-    wanted = list(dict.fromkeys(layer_names))
-    hooks: dict[str, FeatureHook] = {}
-
-    def all_recorded() -> bool:  # then the rest of the network is not needed
-        return all(h.output is not None for h in hooks.values())
-
-    outs: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
+    """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of
+    ``layer_names``; pooled float32 CPU features per layer, and the labels (None if it has none)."""
+    outs: dict[str, list[torch.Tensor]] = {n: [] for n in layer_names}
     ys: list[torch.Tensor] = []
     has_labels = True
-    with contextlib.ExitStack() as stack:
-        for n in wanted:
-            hooks[n] = stack.enter_context(FeatureHook(model, n, pool, stop=all_recorded))
-        stack.enter_context(_on_device(model, device))
-        stack.enter_context(runtime.eval_mode(model))
-        stack.enter_context(torch.inference_mode())
+    with _hooked(model, list(outs), pool, device) as hooks:
+
+        def all_recorded() -> bool:  # then the rest of the network is not needed
+            return all(h.output is not None for h in hooks.values())
+
+        for hook in hooks.values():
+            hook.stop = all_recorded
         desc = f"extract {type(model).__name__}"
         for x, y in runtime.progress_bar(
             data, total=total, desc=desc, enabled=progress, leave=False
@@ -622,7 +618,7 @@ def _num_batches(data: Any, batch_size: int) -> int | None:
     ValueError for data that is empty or not data."""
     if isinstance(data, DataLoader) and not isinstance(data.dataset, Sized):
         return None  # a loader of an IterableDataset
-    n = data_length(data, "extract's data")
+    n = data_length(data, "extract: the data")
     return len(data) if isinstance(data, DataLoader) else -(-n // batch_size)
 
 

@@ -95,7 +95,9 @@ def _labels(y: ArrayLike, name: str, n: int, rows: str) -> np.ndarray:
 
 def _two_classes(y: np.ndarray, name: str, why: str = "") -> None:
     if len(np.unique(y)) < 2:
-        raise ValueError(f"{name} holds a single class ({int(y[0])}); need at least two{why}")
+        raise ValueError(
+            f"{name} holds a single class ({int(y[0])}); need at least two classes{why}"
+        )
 
 
 def _check_probe_inputs(
@@ -110,7 +112,7 @@ def _check_probe_inputs(
         raise ValueError(
             f"Z_train has {Ztr.shape[1]} features per row but Z_test has {Zte.shape[1]}"
         )
-    _two_classes(ytr, "y_train", ": a classifier needs two")
+    _two_classes(ytr, "y_train", " for a classifier to tell apart")
     return Ztr, ytr, Zte, yte
 
 

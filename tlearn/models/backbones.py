@@ -25,7 +25,7 @@ import copy
 import functools
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -309,25 +309,33 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Returns ``model`` (changed in place), so ``net = replace_head(load_backbone(...), 10)`` works.
     """
     checks.positive_int("num_classes", num_classes, minimum=2)
-    name = head_name(model)
+    _swap_head(
+        model,
+        lambda old: nn.Linear(
+            old.in_features,
+            num_classes,
+            bias=old.bias is not None,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
+        ),
+    )
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_classes
+    return model
+
+
+def _swap_head(model: nn.Module, new: Callable[[nn.Linear], nn.Module]) -> nn.Linear:
+    """Put ``new(old head)`` where ``model``'s head (:func:`head_name`) is; return the old head."""
+    name = head_name(model)  # also rejects unsupported models, listing the supported
     old = model.get_submodule(name)
     if not isinstance(old, nn.Linear):
         raise ValueError(
             f"{type(model).__name__}.{name} is a {type(old).__name__}, not nn.Linear: the head "
-            "was already replaced by something replace_head does not know how to resize"
+            "was already replaced by something that is not a Linear layer"
         )
-    new = nn.Linear(
-        old.in_features,
-        num_classes,
-        bias=old.bias is not None,
-        device=old.weight.device,
-        dtype=old.weight.dtype,
-    )
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-    if hasattr(model, "num_classes"):
-        model.num_classes = num_classes
-    return model
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new(old))
+    return old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,12 +435,7 @@ class TransferNet(nn.Module):
         minimum = 63 if _family(backbone) == "alexnet" else 32  # AlexNet's big strides
         why = f" ({type(backbone).__name__} needs size >= {minimum})"
         checks.positive_int("size", size, minimum=minimum, why=why)
-        name = head_name(backbone)  # also rejects unsupported models, listing the supported
-        old_head = backbone.get_submodule(name)
-        if not isinstance(old_head, nn.Linear):
-            raise ValueError(f"the backbone's {name} is not nn.Linear (already replaced?)")
-        parent, _, child = name.rpartition(".")
-        setattr(backbone.get_submodule(parent) if parent else backbone, child, nn.Identity())
+        old_head = _swap_head(backbone, lambda _: nn.Identity())
         default_mean, default_std = normalization(backbone)
         self.num_classes = num_classes
         self.feature_dim = old_head.in_features
