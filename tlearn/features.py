@@ -242,14 +242,10 @@ class LayerTable(list):
     def __repr__(self) -> str:
         if not self:
             return "LayerTable([])"
-        rows = [(r.name, "×".join(map(str, r.shape)), f"{r.params:,}") for r in self]
-        w = [
-            max(len(h), *(len(r[i]) for r in rows))
-            for i, h in enumerate(("layer", "output", "params"))
-        ]
-        lines = [f"{'layer':<{w[0]}}  {'output':<{w[1]}}  {'params':>{w[2]}}"]
-        lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
-        return "\n".join(lines)
+        rows = [("layer", "output", "params")]
+        rows += [(r.name, "×".join(map(str, r.shape)), f"{r.params:,}") for r in self]
+        w = [max(len(row[i]) for row in rows) for i in range(3)]
+        return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows)
 
     __str__ = __repr__
 
@@ -425,16 +421,12 @@ class FeatureCache:
     VERSION = 1
 
     def __init__(self, root: str | os.PathLike | None = None, *, verbose: bool = False):
-        if root is None:  # the layered cache: read every layer's features/, write the first
-            self.folders = [layer / "features" for layer in runtime.cache_dirs()]
-            self.root = runtime.cache_dir() / "features"
-        else:
-            self.root = Path(root)
-            self.folders = [self.root]
+        layered = root is None  # read every layer's features/, write to the first writable one
+        self.folders = [d / "features" for d in runtime.cache_dirs()] if layered else [Path(root)]
+        self.root = runtime.cache_dir() / "features" if layered else self.folders[0]
         self.root.mkdir(parents=True, exist_ok=True)
         self.verbose = verbose
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
 
     # -- keys and files
     @staticmethod

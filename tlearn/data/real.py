@@ -29,7 +29,6 @@ naming the file.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,9 +177,7 @@ def loader_workers() -> int:
     """DataLoader worker processes for decoding images: the CPUs this process may use
     (:func:`tlearn.runtime.cpu_budget`) less one for the training loop, at most 8, at least 0
     (``TLEARN_WORKERS`` overrides)."""
-    if os.environ.get("TLEARN_WORKERS", "").strip():
-        return checks.env_int("TLEARN_WORKERS", 0)
-    return max(0, min(8, cpu_budget() - 1))
+    return checks.env_int("TLEARN_WORKERS", max(0, min(8, cpu_budget() - 1)))
 
 
 def folder_transform(
