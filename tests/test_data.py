@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tlearn import data
-from tlearn.data.base import batches
+from tlearn.data.base import batches, input_batches
 from tlearn.data.synthetic import font_paths
 
 
@@ -168,3 +168,44 @@ def test_office31_image_folder(tmp_path):
     assert grey[0][0].shape == (1, 48, 48)
     with pytest.raises(ValueError, match="amazon"):
         data.load_domain("office31", domain="kitchen", root=tmp_path)
+
+
+class _Streamed(Dataset):
+    """``(x, y)`` items read one by one, whose ``labels`` attribute must never be touched."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+    @property
+    def labels(self):
+        raise AssertionError("labels were read")
+
+
+def test_batches_labels_true_none_false():
+    ds = data.DigitDataset(torch.rand(5, 1, 8, 8), torch.arange(5))
+    streamed = _Streamed(ds)
+    # None: the labels where the data has them, else None — in memory, streamed or a loader
+    for labelled in (ds, DataLoader(ds, batch_size=2)):
+        assert torch.equal(torch.cat([y for _, y in batches(labelled, 2, labels=None)]), ds.labels)
+    for bare in (ds.images, TensorDataset(ds.images), DataLoader(TensorDataset(ds.images), 2)):
+        got = list(batches(bare, 2, labels=None))
+        assert [y for _, y in got] == [None] * 3
+        assert torch.equal(torch.cat([x for x, _ in got]), ds.images)
+    # False: the same inputs, and not even the labels attribute is read
+    for source in (ds, streamed):
+        xs = list(
+            input_batches(source, 2, shuffle=True, generator=torch.Generator().manual_seed(1))
+        )
+        g = torch.Generator().manual_seed(1)
+        assert all(
+            torch.equal(a, b)
+            for a, (b, _) in zip(xs, batches(ds, 2, shuffle=True, generator=g), strict=True)
+        )
+    with pytest.raises(ValueError, match="labelled"):
+        next(batches(ds.images, 2))  # True (the default): labels are required

@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlearn import checks, runtime
+from tlearn.data.base import input_batches
 
 __all__ = ["batchnorm_layers", "estimate_bn_statistics", "adabn"]
 
@@ -123,33 +124,16 @@ def estimate_bn_statistics(
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
-    sums = {  # per layer [Σx, Σx², count] per channel, in float64
-        name: [torch.zeros_like(m.running_mean, dtype=torch.float64) for _ in range(3)]
-        for name, m in layers.items()
-    }
-    handles = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
     rank, world = _process_group()
     saved = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in layers.items()}
     try:
-        batches = _forward_in_batch_mode(
-            model, layers, data, batch_size, device, progress, rank, world
-        )
+        sums, batches = _input_sums(model, layers, data, batch_size, device, progress, rank, world)
     except BaseException:  # a refused batch: the running statistics stay as they were
         for n, m in layers.items():
             m.load_state_dict(saved[n])
         raise
-    finally:
-        for h in handles:
-            h.remove()
     if world > 1:  # under torchrun each process saw its shard: add up every process's sums
-        flat = [t for name in layers for t in sums[name]]
-        count = torch.full((1,), float(batches), dtype=torch.float64, device=flat[0].device)
-        packed = torch.cat([*flat, count])
-        torch.distributed.all_reduce(packed)
-        pieces = packed.split([t.numel() for t in flat] + [1])
-        for i, name in enumerate(layers):
-            sums[name] = list(pieces[3 * i : 3 * i + 3])
-        batches = int(pieces[-1].item())
+        batches = _all_reduce(sums, batches)
     if batches == 0:
         raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
     for name, m in layers.items():
@@ -161,6 +145,35 @@ def estimate_bn_statistics(
         if m.num_batches_tracked is not None:
             m.num_batches_tracked.fill_(batches)
     return model
+
+
+def _input_sums(
+    model: nn.Module, layers: dict[str, nn.Module], data: Any, *args: Any
+) -> tuple[dict[str, list[torch.Tensor]], int]:
+    """Per BN layer, ``[Σx, Σx², count]`` per channel (float64) of its inputs over one pass of
+    :func:`_forward_in_batch_mode` (``args``: its arguments after ``data``); and the batches."""
+    sums = {
+        name: [torch.zeros_like(m.running_mean, dtype=torch.float64) for _ in range(3)]
+        for name, m in layers.items()
+    }
+    handles = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
+    try:
+        return sums, _forward_in_batch_mode(model, layers, data, *args)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:
+    """Add up every torchrun process's ``sums`` (in place) and batch counts; the total count."""
+    flat = [t for name in sums for t in sums[name]]
+    count = torch.full((1,), float(batches), dtype=torch.float64, device=flat[0].device)
+    packed = torch.cat([*flat, count])
+    torch.distributed.all_reduce(packed)
+    pieces = packed.split([t.numel() for t in flat] + [1])
+    for i, name in enumerate(sums):
+        sums[name] = list(pieces[3 * i : 3 * i + 3])
+    return int(pieces[-1].item())
 
 
 def _accumulate(sums: list) -> Callable:
@@ -213,13 +226,10 @@ def _forward_in_batch_mode(
 ) -> int:
     """Run ``data`` through ``model`` with the BN ``layers`` in ``"batch"`` mode and everything
     else in eval mode; restore every mode afterwards. Returns the number of batches run."""
-    from tlearn.data.base import input_batches
-    from tlearn.runtime import progress_bar
-
     batches = 0
     with _batch_statistics(model, layers):
         pending = None  # held back one batch, so a trailing single image can join it
-        for x in progress_bar(
+        for x in runtime.progress_bar(
             input_batches(data, batch_size, rank=rank, world_size=world),
             desc="BN statistics",
             enabled=progress and rank == 0,

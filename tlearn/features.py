@@ -44,16 +44,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from tlearn import checks, runtime
-from tlearn.data.base import DigitDataset
+from tlearn.data.base import DigitDataset, batches, data_length
 
 __all__ = [
     "extract",
@@ -97,8 +97,7 @@ def global_pool(t: torch.Tensor, pool: str | None = "avg") -> torch.Tensor:
     >>> global_pool(t, "avg"), global_pool(t, "max"), global_pool(t, "flatten").shape
     (tensor([[1.5000, 5.5000]]), tensor([[3., 7.]]), torch.Size([1, 8]))
     """
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    checks.one_of("pool", pool, POOLS)
     if t.dim() < 2:
         raise ValueError(f"a layer output must be at least N×D, got shape {tuple(t.shape)}")
     if pool is None:
@@ -127,18 +126,14 @@ def _check_layer(model: nn.Module, layer: str) -> str:
     """Return ``layer`` when ``model`` has a module of that name; else a helpful ValueError."""
     if not isinstance(layer, str):
         raise ValueError(f"layer must be a module name (str), got {type(layer).__name__}")
-    names = dict(model.named_modules())
-    if layer in names:
-        return layer
     available = _module_names(model)
+    if layer in ("", *available):
+        return layer
     close = difflib.get_close_matches(layer, available, n=3, cutoff=0.5)
-    shown = (
-        available if len(available) <= 40 else available[:40] + [f"… {len(available) - 40} more"]
+    shown = ", ".join(available[:40]) + (
+        f", … {len(available) - 40} more" if len(available) > 40 else ""
     )
-    msg = (
-        f"{type(model).__name__} has no module named {layer!r}. Available layers: "
-        f"{', '.join(shown)}."
-    )
+    msg = f"{type(model).__name__} has no module named {layer!r}. Available layers: {shown}."
     if close:
         msg = msg[:-1] + f"; did you mean {' or '.join(map(repr, close))}?"
     msg += " (tlearn.features.layers(model) lists them with their output shapes; '' is the output.)"
@@ -188,13 +183,10 @@ class FeatureHook:
         *,
         stop: Callable[[], bool] | None = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        checks.module("model", model)
         self.layer = _check_layer(model, layer)
         self.module = model.get_submodule(layer)
-        self.pool = pool
+        self.pool = checks.one_of("pool", pool, POOLS)
         self.stop = stop
         self.output: Any = None
         self._handle: Any = None
@@ -250,36 +242,33 @@ class LayerTable(list):
     def __repr__(self) -> str:
         if not self:
             return "LayerTable([])"
-        rows = [(r.name, "×".join(map(str, r.shape)), f"{r.params:,}") for r in self]
-        w = [
-            max(len(h), *(len(r[i]) for r in rows))
-            for i, h in enumerate(("layer", "output", "params"))
-        ]
-        lines = [f"{'layer':<{w[0]}}  {'output':<{w[1]}}  {'params':>{w[2]}}"]
-        lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
-        return "\n".join(lines)
+        rows = [("layer", "output", "params")]
+        rows += [(r.name, "×".join(map(str, r.shape)), f"{r.params:,}") for r in self]
+        w = [max(len(row[i]) for row in rows) for i in range(3)]
+        return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows)
 
     __str__ = __repr__
 
 
 def _model_device(model: nn.Module) -> torch.device | None:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return None
+    return next((t.device for t in (*model.parameters(), *model.buffers())), None)
 
 
 @contextlib.contextmanager
-def _on_device(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Run with ``model`` on ``device``; move it back to where it was afterwards."""
+def _hooked(
+    model: nn.Module, names: Sequence[str], pool: str | None, device: torch.device
+) -> Iterator[dict[str, FeatureHook]]:
+    """A :class:`FeatureHook` on each of ``names`` while ``model`` runs on ``device`` in eval
+    mode under ``torch.inference_mode``; hooks removed, device and modes restored afterwards."""
     original = _model_device(model)
-    moved = original is not None and original != device
-    if moved:
-        model.to(device)
-    try:
-        yield
-    finally:
-        if moved:
-            model.to(original)
+    with contextlib.ExitStack() as stack:
+        hooks = {n: stack.enter_context(FeatureHook(model, n, pool)) for n in names}
+        if original is not None and original != device:
+            model.to(device)
+            stack.callback(model.to, original)
+        stack.enter_context(runtime.eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        yield hooks
 
 
 def layers(
@@ -305,28 +294,21 @@ def layers(
     Returns:
         A :class:`LayerTable` (a list of ``LayerInfo(name, shape, params)`` that prints as a table).
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if depth is not None and depth < 1:
-        raise ValueError(f"depth must be >= 1 or None, got {depth}")
+    checks.module("model", model)
+    if depth is not None:
+        checks.positive_int("depth", depth, why=" or None")
     if not input_size or any(int(s) < 1 for s in input_size):
         raise ValueError(f"input_size must be positive ints like (1, 32, 32), got {input_size!r}")
-    dev = (
-        torch.device(device)
-        if device is not None
-        else (_model_device(model) or torch.device("cpu"))
-    )
+    dev = torch.device(device or _model_device(model) or "cpu")
     names = [n for n in _module_names(model) if depth is None or n.count(".") < depth]
     fired: list[str] = []  # layer names in the order they ran
 
     def note(name: str) -> Callable[[], bool]:
         return lambda: fired.append(name) or False  # record the order, never stop
 
-    with contextlib.ExitStack() as stack:
-        hooks = {n: stack.enter_context(FeatureHook(model, n, None, stop=note(n))) for n in names}
-        stack.enter_context(_on_device(model, dev))
-        stack.enter_context(runtime.eval_mode(model))
-        stack.enter_context(torch.inference_mode())
+    with _hooked(model, names, None, dev) as hooks:
+        for n, hook in hooks.items():
+            hook.stop = note(n)
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
     for n in fired:
@@ -339,94 +321,38 @@ def layers(
 # =============================================================================== data
 
 
-def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A loader's batch → (images, labels or None)."""
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        y = batch[1] if len(batch) > 1 else None
-        if y is not None:
-            y = torch.as_tensor(y)
-        return batch[0], y
-    raise ValueError(
-        "each batch must be an image tensor or a tuple (images, labels, …); got "
-        f"{type(batch).__name__}"
-    )
+def _read_data(data: Any, batch_size: int) -> tuple[str, Iterable]:
+    """``(fingerprint, batches)``: a SHA-256 of the images' and labels' bytes (and shapes and
+    dtypes), in order, and the ``(x, y)`` batches to extract from (:func:`tlearn.data.base.batches`).
+
+    Data held in memory (a tensor, a ``DigitDataset``, a ``TensorDataset``) is hashed whole.
+    Anything else is read once and its batches kept, so a shuffled or augmenting DataLoader is
+    fingerprinted on exactly the batches that are then extracted.
+    """
+    h = hashlib.sha256(b"tlearn-data-v1")
+    whole = _in_memory(data)
+    if whole is not None:
+        for t in whole:
+            _update_hash(h, t)
+        return h.hexdigest(), batches(data, batch_size, labels=None)
+    kept = [
+        (x.cpu(), y if y is None else y.cpu()) for x, y in batches(data, batch_size, labels=None)
+    ]
+    for x, y in kept:
+        _update_hash(h, x)
+        _update_hash(h, y)
+    return h.hexdigest(), kept
 
 
-class _Batches:
-    """Uniform access to what :func:`extract` accepts: an image tensor, a Dataset of
-    ``(x, y)`` or a DataLoader. In-memory datasets (``DigitDataset``, ``TensorDataset``) are
-    sliced directly, which is much faster than collating item by item."""
-
-    def __init__(self, data: Any, batch_size: int):
-        self.batch_size = batch_size
-        self.tensors: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self.loader: Iterable | None = None
-        self._materialised: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
-        if isinstance(data, torch.Tensor):
-            if data.dim() < 2:
-                raise ValueError(
-                    f"an image tensor must be N×C×H×W (or N×D), got {tuple(data.shape)}"
-                )
-            self.tensors = (data, None)
-        elif isinstance(data, DigitDataset) and type(data).__getitem__ is DigitDataset.__getitem__:
-            self.tensors = (data.images, data.labels)
-        elif isinstance(data, TensorDataset) and len(data.tensors) in (1, 2):
-            self.tensors = (data.tensors[0], data.tensors[1] if len(data.tensors) == 2 else None)
-        elif isinstance(data, DataLoader):
-            self.loader = data  # its own order, batch size and transforms
-        elif isinstance(data, Dataset):
-            self.loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
-        else:
-            raise ValueError(
-                "data must be a torch Dataset of (image, label), a DataLoader or an image "
-                f"tensor N×C×H×W, got {type(data).__name__}"
-            )
-        if self.tensors is not None and self.tensors[1] is not None:
-            if len(self.tensors[1]) != len(self.tensors[0]):
-                raise ValueError(
-                    f"{len(self.tensors[0])} images but {len(self.tensors[1])} labels in data"
-                )
-
-    def num_batches(self) -> int | None:
-        """How many batches there will be (None for a loader without a length)."""
-        if self._materialised is not None:
-            return len(self._materialised)
-        if self.tensors is not None:
-            return -(-len(self.tensors[0]) // self.batch_size)
-        try:
-            return len(self.loader)  # type: ignore[arg-type]
-        except TypeError:  # e.g. an IterableDataset
-            return None
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        if self._materialised is not None:
-            yield from self._materialised
-        elif self.tensors is not None:
-            x, y = self.tensors
-            for i in range(0, len(x), self.batch_size):
-                yield x[i : i + self.batch_size], None if y is None else y[i : i + self.batch_size]
-        else:
-            for batch in self.loader:  # type: ignore[union-attr]
-                yield _split_batch(batch)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the images' and labels' bytes (and shapes/dtypes), in iteration order.
-
-        A DataLoader is read once and its batches kept, so a shuffled or augmenting loader
-        is fingerprinted on exactly the batches that are then extracted.
-        """
-        h = hashlib.sha256(b"tlearn-data-v1")
-        if self.tensors is not None:
-            for t in self.tensors:
-                _update_hash(h, t)
-            return h.hexdigest()
-        self._materialised = [(x.cpu(), None if y is None else y.cpu()) for x, y in self]
-        for x, y in self._materialised:
-            _update_hash(h, x)
-            _update_hash(h, y)
-        return h.hexdigest()
+def _in_memory(data: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """``(images, labels or None)`` when ``data`` holds them as whole tensors, else None."""
+    if isinstance(data, torch.Tensor):
+        return data, None
+    if isinstance(data, TensorDataset) and len(data.tensors) in (1, 2):
+        return data.tensors[0], data.tensors[1] if len(data.tensors) == 2 else None
+    if isinstance(data, DigitDataset):
+        return data.images, data.labels
+    return None
 
 
 def _update_hash(h: Any, t: torch.Tensor | None) -> None:
@@ -455,7 +381,7 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def data_fingerprint(data: Any, batch_size: int = EXTRACT_BATCH) -> str:
     """SHA-256 of a dataset's content (images and labels, in order); see :func:`extract`."""
-    return _Batches(data, batch_size).fingerprint()
+    return _read_data(data, batch_size)[0]
 
 
 # =============================================================================== cache
@@ -495,16 +421,12 @@ class FeatureCache:
     VERSION = 1
 
     def __init__(self, root: str | os.PathLike | None = None, *, verbose: bool = False):
-        if root is None:  # the layered cache: read every layer's features/, write the first
-            self.folders = [layer / "features" for layer in runtime.cache_dirs()]
-            self.root = runtime.cache_dir() / "features"
-        else:
-            self.root = Path(root)
-            self.folders = [self.root]
+        layered = root is None  # read every layer's features/, write to the first writable one
+        self.folders = [d / "features" for d in runtime.cache_dirs()] if layered else [Path(root)]
+        self.root = runtime.cache_dir() / "features" if layered else self.folders[0]
         self.root.mkdir(parents=True, exist_ok=True)
         self.verbose = verbose
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
 
     # -- keys and files
     @staticmethod
@@ -546,22 +468,13 @@ class FeatureCache:
 
     def _holds(self, entry: Any, key: str) -> bool:
         """Is ``entry`` (a loaded file) ``key``'s features, with the types and shapes we write?"""
-        return (
-            isinstance(entry, dict)
-            and entry.get("key") == key
-            and entry.get("version") == self.VERSION
-            and isinstance(entry.get("Z"), torch.Tensor)
-            and entry["Z"].dtype == torch.float32
-            and entry["Z"].dim() >= 1
-            and (
-                entry.get("y") is None
-                or (
-                    isinstance(entry["y"], torch.Tensor)
-                    and entry["y"].dtype == torch.int64
-                    and len(entry["y"]) == len(entry["Z"])
-                )
-            )
-        )
+        ours = isinstance(entry, dict) and entry.get("key") == key
+        if not (ours and entry.get("version") == self.VERSION):
+            return False
+        Z, y = entry.get("Z"), entry.get("y")
+        z_ok = isinstance(Z, torch.Tensor) and Z.dtype == torch.float32 and Z.dim() >= 1
+        y_ok = isinstance(y, torch.Tensor) and y.dtype == torch.int64 and z_ok and len(y) == len(Z)
+        return z_ok and (y is None or y_ok)
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
@@ -633,11 +546,10 @@ class FeatureCache:
     def clear(self) -> int:
         """Delete every entry in :attr:`root`, the folder this cache writes to; return how many
         files were removed. Other layers (a teacher's shared cache) are never touched."""
-        n = 0
-        for p in self.root.glob("*.pt"):
+        files = list(self.root.glob("*.pt"))
+        for p in files:
             p.unlink(missing_ok=True)
-            n += 1
-        return n
+        return len(files)
 
     def __repr__(self) -> str:
         return (
@@ -651,33 +563,29 @@ class FeatureCache:
 
 def _forward_collect(
     model: nn.Module,
-    batches: _Batches,
+    data: Iterable,
     layer_names: Sequence[str],
     pool: str | None,
     device: torch.device,
     amp: bool | None,
     progress: bool,
-    desc: str,
+    total: int | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """One pass over ``batches`` with a :class:`FeatureHook` on each of ``layer_names``; pooled
-    float32 CPU features per layer, and the labels (None when the data has none)."""
-    wanted = list(dict.fromkeys(layer_names))
-    hooks: dict[str, FeatureHook] = {}
-
-    def all_recorded() -> bool:  # then the rest of the network is not needed
-        return all(h.output is not None for h in hooks.values())
-
-    outs: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
+    """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of
+    ``layer_names``; pooled float32 CPU features per layer, and the labels (None if it has none)."""
+    outs: dict[str, list[torch.Tensor]] = {n: [] for n in layer_names}
     ys: list[torch.Tensor] = []
     has_labels = True
-    with contextlib.ExitStack() as stack:
-        for n in wanted:
-            hooks[n] = stack.enter_context(FeatureHook(model, n, pool, stop=all_recorded))
-        stack.enter_context(_on_device(model, device))
-        stack.enter_context(runtime.eval_mode(model))
-        stack.enter_context(torch.inference_mode())
+    with _hooked(model, list(outs), pool, device) as hooks:
+
+        def all_recorded() -> bool:  # then the rest of the network is not needed
+            return all(h.output is not None for h in hooks.values())
+
+        for hook in hooks.values():
+            hook.stop = all_recorded
+        desc = f"extract {type(model).__name__}"
         for x, y in runtime.progress_bar(
-            batches, total=batches.num_batches(), desc=desc, enabled=progress, leave=False
+            data, total=total, desc=desc, enabled=progress, leave=False
         ):
             checks.images(x, "extract")
             checks.channels_match(model, x, "extract")
@@ -697,21 +605,13 @@ def _forward_collect(
     return Z, labels
 
 
-def _prepare(model, data, layer_names, pool, batch_size, device, amp):
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    checks.positive_int("batch_size", batch_size)
-    for n in layer_names:
-        _check_layer(model, n)
-    dev = runtime.get_device(device) if not isinstance(device, torch.device) else device
-    batches = _Batches(data, batch_size)
-    sized = data.dataset if isinstance(data, DataLoader) else data
-    if hasattr(sized, "__len__") and len(sized) == 0:
-        raise ValueError("extract: the data is empty; pass at least one image")
-    amp_tag = str(runtime.amp_dtype(dev)) if amp is not False and runtime.amp_dtype(dev) else "fp32"
-    return dev, batches, amp_tag
+def _num_batches(data: Any, batch_size: int) -> int | None:
+    """How many batches :func:`batches` gives (None for a loader without a length); a
+    ValueError for data that is empty or not data."""
+    if isinstance(data, DataLoader) and not isinstance(data.dataset, Sized):
+        return None  # a loader of an IterableDataset
+    n = data_length(data, "extract: the data")
+    return len(data) if isinstance(data, DataLoader) else -(-n // batch_size)
 
 
 def extract_layers(
@@ -731,18 +631,25 @@ def extract_layers(
     Returns ``({layer: Z}, y)``, in the order of ``layer_names``; each ``Z`` is what
     ``extract(model, data, layer, ...)`` returns (cached per layer when ``cache`` is given).
     """
-    dev, batches, amp_tag = _prepare(model, data, layer_names, pool, batch_size, device, amp)
-    name = type(model).__name__
+    checks.module("model", model)
+    checks.one_of("pool", pool, POOLS)
+    checks.positive_int("batch_size", batch_size)
+    for n in layer_names:
+        _check_layer(model, n)
+    dev = runtime.get_device(device) if not isinstance(device, torch.device) else device
+    total = _num_batches(data, batch_size)
+
+    def compute(names: Sequence[str], stream: Iterable) -> tuple[dict, torch.Tensor | None]:
+        return _forward_collect(model, stream, names, pool, dev, amp, progress, total)
+
     if cache is None:
-        return _forward_collect(
-            model, batches, layer_names, pool, dev, amp, progress, f"extract {name}"
-        )
-    model_fp, data_fp = model_fingerprint(model), batches.fingerprint()
+        return compute(layer_names, batches(data, batch_size, labels=None))
+    data_fp, stream = _read_data(data, batch_size)
+    model_fp, name = model_fingerprint(model), type(model).__name__
+    amp_tag = str(runtime.amp_dtype(dev)) if amp is not False and runtime.amp_dtype(dev) else "fp32"
     return cache.get_or_compute_many(
         {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
-        lambda missing: _forward_collect(
-            model, batches, missing, pool, dev, amp, progress, f"extract {name}"
-        ),
+        lambda missing: compute(missing, stream),
         what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
         meta={n: {"model": name, "layer": n, "pool": str(pool)} for n in layer_names},
     )

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlearn import checks
 from tlearn.data.base import few_shot_indices
 from tlearn.runtime import progress_bar
 
@@ -53,57 +54,65 @@ __all__ = [
 ArrayLike = Any  # a torch.Tensor, numpy array or nested list
 
 
-def _as_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+def _as_numpy(x: ArrayLike) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _matrix(x: ArrayLike, name: str, shape: str = "N×D", hint: str = "") -> np.ndarray:
+    """``x`` as a float64 matrix, one row per example; a ValueError unless numeric and finite."""
+    a = _as_numpy(x)
+    if a.ndim != 2 or 0 in a.shape:
+        raise ValueError(f"{name} must be {shape} (one row per example), got shape {a.shape}{hint}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        bad = int((~np.isfinite(a)).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or Inf in {bad} row(s); check the model/inputs")
+    return a
+
+
+def _labels(y: ArrayLike, name: str, n: int, rows: str) -> np.ndarray:
+    """``y`` as an int64 vector of ``n`` class labels (integral floats are accepted)."""
+    if y is None:
+        raise ValueError(
+            f"{name} is None; labelled data is needed (extract gives None for data without labels)"
+        )
+    y = _as_numpy(y)
+    y = y.reshape(-1) if y.ndim > 1 and y.size == len(y) else y
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(
+            f"{name} must be a vector of {n} labels, one for each of the {n} rows of {rows}; "
+            f"got shape {y.shape}"
+        )
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))
+    )
+    if not integral:
+        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _two_classes(y: np.ndarray, name: str, why: str = "") -> None:
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"{name} holds a single class ({int(y[0])}); need at least two classes{why}"
+        )
 
 
 def _check_probe_inputs(
     Z_train: ArrayLike, y_train: ArrayLike, Z_test: ArrayLike, y_test: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validate probe inputs and return them as float64 / int64 numpy arrays."""
-    out = []
-    for zname, yname, Z, y in (
-        ("Z_train", "y_train", Z_train, y_train),
-        ("Z_test", "y_test", Z_test, y_test),
-    ):
-        if Z is None or y is None:
-            raise ValueError(f"{zname} and {yname} are required (got None); labelled data needed")
-        Z, y = _as_numpy(Z, zname), _as_numpy(y, yname)
-        if Z.ndim != 2:
-            raise ValueError(
-                f"{zname} must be N×D features, got shape {Z.shape}; extract with pool='avg' or "
-                "'flatten' to get one vector per image"
-            )
-        y = y.reshape(-1) if y.ndim > 1 and y.size == len(y) else y
-        if y.ndim != 1:
-            raise ValueError(f"{yname} must be a vector of N labels, got shape {y.shape}")
-        if len(Z) != len(y):
-            raise ValueError(f"{zname} has {len(Z)} rows but {yname} has {len(y)} labels")
-        if len(Z) == 0:
-            raise ValueError(f"{zname} is empty")
-        if not np.issubdtype(Z.dtype, np.number):
-            raise ValueError(f"{zname} must be numeric, got dtype {Z.dtype}")
-        Z = Z.astype(np.float64)
-        if not np.isfinite(Z).all():
-            bad = int((~np.isfinite(Z)).any(axis=1).sum())
-            raise ValueError(f"{zname} contains NaN or Inf in {bad} row(s); check the model/inputs")
-        if not np.issubdtype(y.dtype, np.integer):
-            if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
-                y = y.astype(np.int64)
-            else:
-                raise ValueError(f"{yname} must hold integer class labels, got dtype {y.dtype}")
-        out += [Z, y.astype(np.int64)]
-    Ztr, ytr, Zte, yte = out
+    hint = "; extract with pool='avg' or 'flatten' to get one vector per image"
+    Ztr, Zte = _matrix(Z_train, "Z_train", hint=hint), _matrix(Z_test, "Z_test", hint=hint)
+    ytr = _labels(y_train, "y_train", len(Ztr), "Z_train")
+    yte = _labels(y_test, "y_test", len(Zte), "Z_test")
     if Ztr.shape[1] != Zte.shape[1]:
         raise ValueError(
             f"Z_train has {Ztr.shape[1]} features per row but Z_test has {Zte.shape[1]}"
         )
-    if len(np.unique(ytr)) < 2:
-        raise ValueError(
-            f"y_train holds a single class ({int(ytr[0])}); a classifier needs at least two"
-        )
+    _two_classes(ytr, "y_train", " for a classifier to tell apart")
     return Ztr, ytr, Zte, yte
 
 
@@ -159,22 +168,14 @@ def linear_probe(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if not C > 0:
-        raise ValueError(f"C must be > 0, got {C!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    checks.positive_float("C", C)
+    checks.positive_int("max_iter", max_iter)
     Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
-    if unlabeled is not None:
-        U = _as_numpy(unlabeled, "unlabeled")
-        if U.ndim != 2 or U.shape[1] != Ztr.shape[1] or len(U) < 2:
-            raise ValueError(
-                f"unlabeled must be M×{Ztr.shape[1]} features with M >= 2, got shape {U.shape}"
-            )
-        U = U.astype(np.float64)
-        if not np.isfinite(U).all():
-            raise ValueError("unlabeled contains NaN or Inf")
-    else:
-        U = Ztr
+    U = Ztr if unlabeled is None else _matrix(unlabeled, "unlabeled")
+    if U.shape[1] != Ztr.shape[1] or len(U) < 2:
+        raise ValueError(
+            f"unlabeled must be M×{Ztr.shape[1]} features with M >= 2, got shape {U.shape}"
+        )
     with _small_problem_threads(Ztr.size + U.size):
         scaler = StandardScaler().fit(U)
         logreg = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
@@ -205,8 +206,7 @@ def knn_probe(
     from sklearn.neighbors import KNeighborsClassifier
 
     Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    k = checks.positive_int("k", k)
     if k > len(Ztr):
         raise ValueError(f"k={k} is more than the {len(Ztr)} training examples")
     with _small_problem_threads(Ztr.size + Zte.size):
@@ -221,9 +221,7 @@ PROBES: dict[str, Callable[..., dict[str, Any]]] = {"linear": linear_probe, "knn
 
 def probe_by_name(probe: str) -> Callable[..., dict[str, Any]]:
     """The probe function called ``probe`` (a key of :data:`PROBES`), or a clear ValueError."""
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {sorted(PROBES)}, got {probe!r}")
-    return PROBES[probe]
+    return PROBES[checks.one_of("probe", probe, sorted(PROBES))]
 
 
 def few_shot_probe(
@@ -258,25 +256,21 @@ def few_shot_probe(
     Ztr, ytr, Zte, yte = _check_probe_inputs(Z_train, y_train, Z_test, y_test)
     if probe == "linear" and pool_statistics:
         probe_kwargs = {"unlabeled": Ztr, **probe_kwargs}
-    if not per_class or any(not isinstance(k, (int, np.integer)) or k < 1 for k in per_class):
-        raise ValueError(f"per_class must be positive ints, got {per_class!r}")
+    if not per_class:
+        raise ValueError("per_class must hold at least one count")
+    per_class = [checks.positive_int("per_class", k) for k in per_class]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    acc = []
+    seeds, acc = [int(s) for s in seeds], []
     total = len(seeds) * len(per_class)
     with progress_bar(total=total, desc=f"{probe} probes", enabled=progress, leave=False) as bar:
         for s in seeds:
-            row = []
+            acc.append([])
             for k in per_class:
-                idx = few_shot_indices(ytr, int(k), int(s))
-                row.append(fn(Ztr[idx], ytr[idx], Zte, yte, **probe_kwargs)["accuracy"])
+                idx = few_shot_indices(ytr, k, s)
+                acc[-1].append(fn(Ztr[idx], ytr[idx], Zte, yte, **probe_kwargs)["accuracy"])
                 bar.update()
-            acc.append(row)
-    return {
-        "per_class": [int(k) for k in per_class],
-        "seeds": [int(s) for s in seeds],
-        "accuracy": acc,
-    }
+    return {"per_class": per_class, "seeds": seeds, "accuracy": acc}
 
 
 # --- transferability scores ---------------------------------------------------------------
@@ -412,16 +406,7 @@ def logme(
 
 
 def _check_leep_inputs(source_probs: ArrayLike, target_labels: ArrayLike):
-    theta = _as_numpy(source_probs, "source_probs")
-    if theta.ndim != 2 or theta.shape[0] == 0 or theta.shape[1] == 0:
-        raise ValueError(
-            f"source_probs must be n × Z (n examples, Z source classes), got shape {theta.shape}"
-        )
-    if not np.issubdtype(theta.dtype, np.number):
-        raise ValueError(f"source_probs must be numeric, got dtype {theta.dtype}")
-    theta = theta.astype(np.float64)
-    if not np.isfinite(theta).all():
-        raise ValueError("source_probs contains NaN or Inf; check the source model's outputs")
+    theta = _matrix(source_probs, "source_probs", "n × Z (n examples, Z source classes)")
     if (theta < 0).any():
         raise ValueError(
             f"source_probs must be probabilities, found a negative value {theta.min():.3g}; "
@@ -434,47 +419,26 @@ def _check_leep_inputs(source_probs: ArrayLike, target_labels: ArrayLike):
             f"each row of source_probs must sum to 1, row {i} sums to {sums[i]:.4g}; "
             "pass softmax(logits) over the source model's classes"
         )
-    y = _check_labels(target_labels, len(theta), "source_probs")
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"leep needs target labels of at least two classes, got only class {y[0]}: with one "
-            "class every classifier is perfect, so the score (≈ 0, the best) says nothing"
-        )
+    y = _class_indices(target_labels, len(theta), "source_probs")
+    why = ": with one class every classifier is perfect, so LEEP (≈ 0, the best) says nothing"
+    _two_classes(y, "target_labels", why)
     return theta, y
 
 
-def _check_labels(target_labels: ArrayLike, n: int, rows: str) -> np.ndarray:
-    y = _as_numpy(target_labels, "target_labels")
-    y = y.reshape(-1) if y.ndim > 1 and y.size == len(y) else y
-    if y.ndim != 1 or len(y) != n:
-        raise ValueError(
-            f"target_labels must be a vector of {n} labels (one per row of {rows}), "
-            f"got shape {y.shape}"
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
-            raise ValueError(f"target_labels must be integer class labels, got {y.dtype} values")
-    y = y.astype(np.int64)
+def _class_indices(target_labels: ArrayLike, n: int, rows: str) -> np.ndarray:
+    y = _labels(target_labels, "target_labels", n, rows)
     if (y < 0).any():
         raise ValueError(f"target_labels must be class indices 0, 1, …, found {y.min()}")
     return y
 
 
 def _check_logme_inputs(features: ArrayLike, target_labels: ArrayLike):
-    F = _as_numpy(features, "features")
-    if F.ndim != 2:
-        raise ValueError(f"features must be n × d (one vector per example), got shape {F.shape}")
+    F = _matrix(features, "features", "n × d")
     if len(F) < 2:
         raise ValueError(f"logme needs at least 2 examples, got {len(F)}")
-    if not np.issubdtype(F.dtype, np.number):
-        raise ValueError(f"features must be numeric, got dtype {F.dtype}")
-    F = F.astype(np.float64)
-    if not np.isfinite(F).all():
-        raise ValueError("features contains NaN or Inf; check the model/inputs")
     if not F.any():
         raise ValueError("features are all zero; they carry no information to score")
-    y = _check_labels(target_labels, len(F), "features")
+    y = _class_indices(target_labels, len(F), "features")
+    _two_classes(y, "target_labels")
     classes, y = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"target_labels hold a single class ({classes[0]}); need at least two")
     return F, np.eye(len(classes))[y.reshape(-1)]

@@ -68,16 +68,21 @@ SYNTH_DEFAULT_SIZE = {"train": 6000, "test": 2000}
 
 
 def _check_split(split: str) -> None:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    checks.one_of("split", split, ("train", "test"))
 
 
 def _subsample(images, labels, size: int | None, seed: int):
     """A reproducible random subset of ``size`` rows (all rows when size is None)."""
     if size is None or size >= len(labels):
         return images, labels
-    idx = np.sort(np.random.default_rng(seed).choice(len(labels), size=size, replace=False))
+    idx = _random_rows(len(labels), size, seed)
     return images[idx], labels[idx]
+
+
+def _random_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """``size`` of the row numbers 0 … n−1, drawn without replacement (reproducible by seed),
+    in ascending order."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def _synth(split, *, size=None, seed=0, **_):
@@ -141,19 +146,13 @@ def _photos(
     augment = split == "train" if augment is None else augment
     tf = folder_transform(image_size, train=augment, channels=channels, normalize=normalize)
     ds = ImageFolderDomain(folder, transform=tf, name=name, num_workers=num_workers)
-    if size is not None and size < len(ds):
-        rows = np.sort(np.random.default_rng(seed).choice(len(ds), size=size, replace=False))
-        ds = ds.subset(rows)
-    return ds
+    return ds if size is None or size >= len(ds) else ds.subset(_random_rows(len(ds), size, seed))
 
 
 def _benchmark_folder(dataset: str, domains: tuple[str, ...]) -> Callable:
     def load(split, *, domain: str = domains[0], root=None, **kw):
         """Office-31 (Saenko et al. 2010), Office-Home (Venkateswara et al. 2017): one domain."""
-        if domain not in domains:
-            raise ValueError(
-                f"{dataset} domain must be one of {', '.join(map(repr, domains))}, got {domain!r}"
-            )
+        checks.one_of(f"{dataset}'s domain", domain, domains)
         base = Path(root) if root is not None else data_dir() / dataset
         images = base / domain / "images"  # Office-31's archive has this extra level
         folder = images if images.is_dir() else base / domain

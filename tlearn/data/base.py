@@ -91,10 +91,8 @@ def to_canonical(images: torch.Tensor, *, channels: int = 1, image_size: int = 3
     RGB → grey uses the ITU-R 601 luma weights; grey → RGB repeats the channel (what ImageNet
     backbones expect). Resizing is bilinear with antialiasing.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if image_size < 8:
-        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    checks.one_of("channels", channels, (1, 3))
+    checks.positive_int("image_size", image_size, minimum=8)
     x = images.float()
     if x.shape[1] == 3 and channels == 1:
         w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -121,7 +119,7 @@ def inputs_of(batch: Any) -> torch.Tensor:
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
         return batch[0]
     raise ValueError(
-        "expected batches that are a tensor x or a tuple (x, y, ...) with x a tensor, "
+        "each batch must be a tensor x or a tuple (x, y, ...) with x a tensor, "
         f"got {type(batch).__name__}"
     )
 
@@ -208,29 +206,33 @@ def batches(
     data: Any,
     batch_size: int,
     *,
+    labels: bool | None = True,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One pass over labelled ``data`` in ``(x, y)`` batches: the one batching helper.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """One pass over ``data`` in ``(x, y)`` batches: the one batching helper.
 
-    ``data`` is a Dataset of ``(x, y)`` items, or a DataLoader (used as it is: its own
-    batching and order). In-memory images (a :class:`DigitDataset`) are sliced directly,
-    without a DataLoader. ``drop_last`` drops a ragged last batch (when there is a full one).
-    With ``world_size`` > 1 (several processes, see ``train.fit``) each ``rank`` gets its own
-    shard of the (shuffled) order — ``DistributedSampler``'s semantics; a DataLoader is
-    used as it is.
+    ``data`` is a Dataset, or a DataLoader (used as it is: its own batching and order). In-memory
+    images (a tensor, a :class:`DigitDataset`) are sliced directly, without a DataLoader.
+    ``drop_last`` drops a ragged last batch (when there is a full one). With ``world_size`` > 1
+    (several processes, see ``train.fit``) each ``rank`` gets its own shard of the (shuffled)
+    order — ``DistributedSampler``'s semantics; a DataLoader is used as it is.
+
+    ``labels`` says what ``y`` is: ``True``, the labels, which ``data`` must have (training);
+    ``None``, the labels where ``data`` has them, else None (``features.extract``); ``False``,
+    always None: the labels are never read (an unlabelled target, :func:`input_batches`).
 
     >>> ds = DigitDataset(torch.zeros(5, 1, 8, 8), torch.arange(5))
     >>> [y.tolist() for _, y in batches(ds, 2)]
     [[0, 1], [2, 3], [4]]
     """
     if isinstance(data, DataLoader):
-        yield from map(_labelled, data)
+        yield from (_split(batch, labels) for batch in data)
         return
-    if isinstance(data, torch.Tensor):
+    if isinstance(data, torch.Tensor) and labels:
         raise ValueError(
             "expected labelled data (a Dataset of (x, y) pairs), got a bare tensor of images; "
             "wrap it with DigitDataset(images, labels), or pass it as an unlabelled target."
@@ -238,12 +240,14 @@ def batches(
     chunks = _index_batches(
         data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
     )
-    images, labels = getattr(data, "images", None), getattr(data, "labels", None)
-    if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
-        for idx in chunks:
-            yield images[idx], labels[idx]
-        return
-    yield from map(_labelled, _loader(data, data, chunks, batch_size))
+    images = _input_tensor(data)
+    if images is not None and (labels is False or isinstance(data, torch.Tensor)):
+        yield from ((images[idx], None) for idx in chunks)
+    elif images is not None and isinstance(getattr(data, "labels", None), torch.Tensor):
+        yield from ((images[idx], data.labels[idx]) for idx in chunks)
+    else:
+        items = _InputsOnly(data) if labels is False else data
+        yield from (_split(b, labels) for b in _loader(items, data, chunks, batch_size))
 
 
 def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: int) -> DataLoader:
@@ -262,41 +266,21 @@ def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: i
     )
 
 
-def _labelled(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+def _split(batch: Any, labels: bool | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A loader's batch → ``(x, y)``, with ``y`` as :func:`batches`' ``labels`` asks."""
+    has_labels = isinstance(batch, (tuple, list)) and len(batch) >= 2
+    if labels and not has_labels:
         raise ValueError(
             "expected labelled data: a Dataset or DataLoader of (x, y) pairs, got items of type "
             f"{type(batch).__name__}. Unlabelled images can only be the target of fit_adapt."
         )
-    return batch[0], torch.as_tensor(batch[1])
+    y = torch.as_tensor(batch[1]) if has_labels and labels is not False else None
+    return inputs_of(batch), y
 
 
-def input_batches(
-    data: Any,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Iterator[torch.Tensor]:
-    """Like :func:`batches`, but only the *inputs* ``x``: labels are never touched.
-
-    ``data`` may also be a tensor of images or a Dataset of bare images.
-    """
-    if isinstance(data, DataLoader):
-        yield from map(inputs_of, data)
-        return
-    chunks = _index_batches(
-        data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
-    )
-    images = _input_tensor(data)
-    if images is not None:
-        for idx in chunks:
-            yield images[idx]
-        return
-    yield from _loader(_InputsOnly(data), data, chunks, batch_size)
+def input_batches(data: Any, batch_size: int, **kwargs: Any) -> Iterator[torch.Tensor]:
+    """The inputs ``x`` of :func:`batches` (same keywords): the labels are never read."""
+    return (x for x, _ in batches(data, batch_size, labels=False, **kwargs))
 
 
 def few_shot_indices(

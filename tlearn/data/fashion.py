@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tlearn import checks
+
 __all__ = ["fashion_small", "FILE"]
 
 FILE = Path(__file__).with_name("fashion_mnist_small.npz")
@@ -29,8 +31,6 @@ def _arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def fashion_small(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N×1×28×28 float32 in [0, 1]) and labels (int64) of the shipped subset."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    images, labels = _arrays(split)
+    images, labels = _arrays(checks.one_of("split", split, ("train", "test")))
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
     return x, torch.from_numpy(labels.astype(np.int64))

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tlearn import checks
+
 __all__ = ["uci_digits"]
 
 TEST_FRACTION = 0.3
@@ -47,7 +49,6 @@ def uci_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     images, labels, train_idx, test_idx = _load()
     if split == "all":
         return images.clone(), labels.clone()
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    checks.one_of("split", split, ("train", "test", "all"))
     idx = torch.from_numpy(train_idx if split == "train" else test_idx)
     return images[idx], labels[idx]

@@ -28,7 +28,7 @@ naming the file.
 
 from __future__ import annotations
 
-import os
+import copy
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,9 +177,7 @@ def loader_workers() -> int:
     """DataLoader worker processes for decoding images: the CPUs this process may use
     (:func:`tlearn.runtime.cpu_budget`) less one for the training loop, at most 8, at least 0
     (``TLEARN_WORKERS`` overrides)."""
-    if os.environ.get("TLEARN_WORKERS", "").strip():
-        return checks.env_int("TLEARN_WORKERS", 0)
-    return max(0, min(8, cpu_budget() - 1))
+    return checks.env_int("TLEARN_WORKERS", max(0, min(8, cpu_budget() - 1)))
 
 
 def folder_transform(
@@ -200,8 +198,7 @@ def folder_transform(
     """
     from torchvision import transforms as T
 
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    checks.one_of("channels", channels, (1, 3))
     if train:
         steps = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
     else:
@@ -246,41 +243,17 @@ class ImageFolderDomain(Dataset):
         classes: Sequence[str] | None = None,
         name: str | None = None,
         num_workers: int | None = None,
-        samples: Sequence[tuple[str, int]] | None = None,
     ):
         folder = Path(folder)
-        if samples is None and not folder.is_dir():
+        if not folder.is_dir():
             raise FileNotFoundError(
                 f"image folder {folder} does not exist; expected {folder}/<class name>/<image files>"
             )
-        found = (
-            tuple(sorted(d.name for d in folder.iterdir() if d.is_dir())) if samples is None else ()
-        )
-        if samples is None and classes is not None:
+        found = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+        if classes is not None:
             _check_class_names(tuple(classes), found, "expected", str(folder))
-        self.folder, self.name = folder, name or folder.name
-        self.classes = tuple(classes) if classes is not None else found
-        if samples is None:
-            samples = [
-                (str(path), label)
-                for label, cls in enumerate(self.classes)
-                for path in sorted((folder / cls).rglob("*"))
-                if path.suffix.lower() in IMAGE_EXTENSIONS
-            ]
-            if not samples:
-                raise FileNotFoundError(
-                    f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}/<class>/"
-                )
-            empty = sorted(set(self.classes) - {self.classes[label] for _, label in samples})
-            if empty:  # the class still counts (the head keeps its output), but has no examples
-                warnings.warn(
-                    f"image folder {folder}: class folder(s) {', '.join(empty)} hold no image "
-                    f"files ({', '.join(IMAGE_EXTENSIONS)}); the class still counts, with no "
-                    "examples",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        self.samples = list(samples)
+        self.folder, self.name, self.classes = folder, name or folder.name, found
+        self.samples = _scan(folder, found)
         self.targets = [label for _, label in self.samples]
         self.transform = transform if transform is not None else folder_transform()
         self.num_workers = loader_workers() if num_workers is None else num_workers
@@ -309,11 +282,11 @@ class ImageFolderDomain(Dataset):
 
     def subset(self, indices, name: str | None = None) -> ImageFolderDomain:
         """The same domain restricted to the rows ``indices`` (in that order), still streamed."""
-        rows = [self.samples[int(i)] for i in np.asarray(indices).reshape(-1)]
-        return ImageFolderDomain(
-            self.folder, transform=self.transform, classes=self.classes,
-            name=name or self.name, num_workers=self.num_workers, samples=rows,
-        )  # fmt: skip
+        subset = copy.copy(self)
+        subset.samples = [self.samples[int(i)] for i in np.asarray(indices).reshape(-1)]
+        subset.targets = [label for _, label in subset.samples]
+        subset.name = name or self.name
+        return subset
 
     def __repr__(self) -> str:
         counts = np.bincount(self.targets, minlength=self.num_classes).tolist()
@@ -321,6 +294,30 @@ class ImageFolderDomain(Dataset):
             f"ImageFolderDomain({self.name!r}, n={len(self)}, {self.num_classes} classes, "
             f"per class={counts}, streamed from {self.folder})"
         )
+
+
+def _scan(folder: Path, classes: tuple[str, ...]) -> list[tuple[str, int]]:
+    """``(path, label)`` of every image file under ``folder/<class>/``, sorted; a warning for a
+    class folder without images (the class still counts: the head keeps its output)."""
+    samples = [
+        (str(path), label)
+        for label, cls in enumerate(classes)
+        for path in sorted((folder / cls).rglob("*"))
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not samples:
+        raise FileNotFoundError(
+            f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}/<class>/"
+        )
+    empty = sorted(set(classes) - {classes[label] for _, label in samples})
+    if empty:
+        warnings.warn(
+            f"image folder {folder}: class folder(s) {', '.join(empty)} hold no image "
+            f"files ({', '.join(IMAGE_EXTENSIONS)}); the class still counts, with no examples",
+            UserWarning,
+            stacklevel=3,
+        )
+    return samples
 
 
 def _check_class_names(a: tuple, b: tuple, what_a: str, what_b: str) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tlearn import checks
+
 __all__ = ["font_paths", "render_digit", "synthetic_digits"]
 
 CANVAS = 64  # render large, then downsample: smooth edges like a scanned digit
@@ -82,10 +84,8 @@ def synthetic_digits(
 
     Deterministic in (``size``, ``seed``, ``split``); train and test use disjoint random streams.
     """
-    if split not in _SPLIT_STREAM:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    checks.one_of("split", split, tuple(_SPLIT_STREAM))
+    checks.positive_int("size", size)
     rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
     fonts = font_paths()
     labels = rng.permutation(np.arange(size) % 10)

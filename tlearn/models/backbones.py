@@ -25,7 +25,7 @@ import copy
 import functools
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -94,7 +94,7 @@ def imagenet_categories() -> tuple[str, ...]:
 
 
 def _check_name(name: str) -> None:
-    if name not in BACKBONES:
+    if not isinstance(name, str) or name not in BACKBONES:
         raise ValueError(
             f"unknown backbone {name!r}; supported: {', '.join(BACKBONES)}. "
             "(DigitNet is built with models.DigitNet().)"
@@ -146,20 +146,16 @@ def load_backbone(
         lite = load_backbone("efficientnet_lite0")          # offline, ImageNet weights
         net = load_backbone("resnet18", pretrained=False)  # random weights, no download
     """
-    if not isinstance(name, str):
-        raise ValueError(f"name must be a backbone name (str), got {type(name).__name__}")
     _check_name(name)
     if name == "efficientnet_lite0":
         return _load_lite0(pretrained, weights_path).eval()
     import torchvision
 
+    if pretrained and weights_path is None:
+        return weights.torchvision_pretrained(name, progress).eval()
+    model = torchvision.models.get_model(name, weights=None)
     if weights_path is not None:
-        model = torchvision.models.get_model(name, weights=None)
         weights.load_strict(model, weights.read_state_dict(weights_path), repr(str(weights_path)))
-    elif pretrained:
-        model = weights.torchvision_pretrained(name, progress)
-    else:
-        model = torchvision.models.get_model(name, weights=None)
     return model.eval()
 
 
@@ -313,25 +309,33 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Returns ``model`` (changed in place), so ``net = replace_head(load_backbone(...), 10)`` works.
     """
     checks.positive_int("num_classes", num_classes, minimum=2)
-    name = head_name(model)
+    _swap_head(
+        model,
+        lambda old: nn.Linear(
+            old.in_features,
+            num_classes,
+            bias=old.bias is not None,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
+        ),
+    )
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_classes
+    return model
+
+
+def _swap_head(model: nn.Module, new: Callable[[nn.Linear], nn.Module]) -> nn.Linear:
+    """Put ``new(old head)`` where ``model``'s head (:func:`head_name`) is; return the old head."""
+    name = head_name(model)  # also rejects unsupported models, listing the supported
     old = model.get_submodule(name)
     if not isinstance(old, nn.Linear):
         raise ValueError(
             f"{type(model).__name__}.{name} is a {type(old).__name__}, not nn.Linear: the head "
-            "was already replaced by something replace_head does not know how to resize"
+            "was already replaced by something that is not a Linear layer"
         )
-    new = nn.Linear(
-        old.in_features,
-        num_classes,
-        bias=old.bias is not None,
-        device=old.weight.device,
-        dtype=old.weight.dtype,
-    )
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-    if hasattr(model, "num_classes"):
-        model.num_classes = num_classes
-    return model
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new(old))
+    return old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,17 +432,10 @@ class TransferNet(nn.Module):
                 ".features/.head (use replace_head on it instead)"
             )
         checks.positive_int("num_classes", num_classes, minimum=2)
-        if not isinstance(size, int):
-            raise ValueError(f"size must be an int, got {size!r}")
         minimum = 63 if _family(backbone) == "alexnet" else 32  # AlexNet's big strides
-        if size < minimum:
-            raise ValueError(f"{type(backbone).__name__} needs size >= {minimum}, got {size}")
-        name = head_name(backbone)  # also rejects unsupported models, listing the supported
-        old_head = backbone.get_submodule(name)
-        if not isinstance(old_head, nn.Linear):
-            raise ValueError(f"the backbone's {name} is not nn.Linear (already replaced?)")
-        parent, _, child = name.rpartition(".")
-        setattr(backbone.get_submodule(parent) if parent else backbone, child, nn.Identity())
+        why = f" ({type(backbone).__name__} needs size >= {minimum})"
+        checks.positive_int("size", size, minimum=minimum, why=why)
+        old_head = _swap_head(backbone, lambda _: nn.Identity())
         default_mean, default_std = normalization(backbone)
         self.num_classes = num_classes
         self.feature_dim = old_head.in_features

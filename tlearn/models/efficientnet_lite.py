@@ -150,22 +150,13 @@ class EfficientNetLite(nn.Module):
         super().__init__()
         n_blocks = sum(stage[-1] for stage in stages)
         layers: list[nn.Module] = [_conv_bn(3, stem_channels, 3, stride=2)]
-        index = 0
+        first = 0  # index of the stage's first block among all blocks
         for expand, kernel, stride, c_in, c_out, repeats in stages:
-            blocks = []
-            for j in range(repeats):
-                blocks.append(
-                    MBConv(
-                        c_in if j == 0 else c_out,
-                        c_out,
-                        expand,
-                        kernel,
-                        stride if j == 0 else 1,
-                        drop_path=drop_path * index / n_blocks,
-                    )
-                )
-                index += 1
+            rates = [drop_path * (first + j) / n_blocks for j in range(repeats)]
+            blocks = [MBConv(c_in, c_out, expand, kernel, stride, drop_path=rates[0])]
+            blocks += [MBConv(c_out, c_out, expand, kernel, 1, drop_path=r) for r in rates[1:]]
             layers.append(nn.Sequential(*blocks))
+            first += repeats
         layers.append(_conv_bn(stages[-1][4], head_channels, 1))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -60,12 +60,8 @@ def state_dict_mismatch(model: nn.Module, state: dict) -> list[str]:
         for k in own
         if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape
     ]
-    named = (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches", shapes),
-    )
-    return [f"{what}: {show(items)}" for what, items in named if items]
+    named = {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": shapes}
+    return [f"{what}: {show(items)}" for what, items in named.items() if items]
 
 
 def _torch_home_note() -> str:
