@@ -61,10 +61,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 
-from tlearn import bn, data, features, models, runtime, train
-from tlearn.adapt import DEFAULTS, adabn, coral, fit_adapt, proxy_a_distance, tent
+from tlearn import adapt, bn, data, features, models, runtime, train
 from tlearn.adapt.coral import coral_matrices
 from tlearn.studies.adaptation_claims import (
     ADVERSARIAL_INGREDIENTS,
@@ -219,9 +217,9 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
     if method not in known:
         raise ValueError(f"unknown method {method!r}; expected one of {known}")
     fields = {}
-    if method in DEFAULTS or method in DERIVED:
+    if method in adapt.DEFAULTS or method in DERIVED:
         # every default is a config field, so a changed default changes the cache key
-        fields = dict(DEFAULTS.get(method, DEFAULTS["none"]))
+        fields = dict(adapt.DEFAULTS.get(method, adapt.DEFAULTS["none"]))
     if method == "target":
         fields["epochs"] = TARGET_EPOCHS
     if method == "tent":
@@ -355,7 +353,7 @@ def _source_only_model(cfg: RunConfig, progress: bool) -> torch.nn.Module:
     if cfg.method == "tent":  # TENT's epochs, lr and batch size are its own (passes, steps)
         keys += ("epochs", "lr", "optimizer", "batch_size")
     batch = RunConfig.__dataclass_fields__["batch_size"].default
-    defaults = {**DEFAULTS["none"], "batch_size": batch}
+    defaults = {**adapt.DEFAULTS["none"], "batch_size": batch}
     base = dataclasses.replace(cfg, method="none", **{k: defaults[k] for k in keys})
     return trained_model(base, progress=progress)
 
@@ -377,6 +375,8 @@ def closed_form_coral(
     also each classifier's own source accuracy, ``"source_<name>"``: source-validation
     features put through the same transformation as the source training features.
     """
+    from sklearn.linear_model import LogisticRegression  # here: scikit-learn's import is slow
+
     device = runtime.get_device()
 
     def extract(dataset):
@@ -415,11 +415,11 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
     if cfg.method in DERIVED:
         net = copy.deepcopy(_source_only_model(cfg, progress))
         if cfg.method == "adabn":
-            adabn(net, target_train, device=device, progress=False)
+            adapt.adabn(net, target_train, device=device, progress=False)
         elif cfg.method == "tent":  # target images only; BatchNorm γ, β move
             runtime.seed_everything(cfg.seed)
-            tent(net, target_train, steps=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                 optimizer=cfg.optimizer, device=device, progress=False)  # fmt: skip
+            adapt.tent(net, target_train, steps=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                       optimizer=cfg.optimizer, device=device, progress=False)  # fmt: skip
         else:
             extra = closed_form_coral(net, source_train, target_train, target_test, source_val)
     else:
@@ -434,7 +434,7 @@ def _compute(cfg: RunConfig, progress: bool) -> tuple[dict, torch.nn.Module | No
                 seed=cfg.seed, device=device, progress=progress,
             ).records  # fmt: skip
         else:
-            history = fit_adapt(
+            history = adapt.fit_adapt(
                 net, source_train, target_train, cfg.method, weight=cfg.weight,
                 epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, bn=cfg.bn,
                 reestimate_bn=cfg.reestimate_bn, optimizer=cfg.optimizer, seed=cfg.seed,
@@ -465,7 +465,7 @@ def _measure(net: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
     if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's space
         zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
         if cfg.method == "coral_closed_form":
-            zs = coral(zs, zt, reg=1.0)
+            zs = adapt.coral(zs, zt, reg=1.0)
     on_source = source_statistics(net, cfg) if target_calibrated(cfg) else net
     source_accuracy = train.evaluate(net, source_val, device=device)["accuracy"]
     return {
@@ -476,7 +476,7 @@ def _measure(net: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
             if on_source is not net
             else source_accuracy
         ),
-        "proxy_a_distance": proxy_a_distance(zs, zt, seed=cfg.seed),
+        "proxy_a_distance": adapt.proxy_a_distance(zs, zt, seed=cfg.seed),
     }
 
 
