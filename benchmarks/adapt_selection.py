@@ -53,7 +53,6 @@ defaults: ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -109,7 +108,6 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    import tlearn
     from tlearn import models, runtime, train
     from tlearn.adapt import DomainClassifier, fit_adapt
     from tlearn.bn import estimate_bn_statistics
@@ -117,8 +115,8 @@ def _one(args: tuple[str, int, str, str, int]) -> dict:
 
     name, seed, pair, device, epochs = args
     c = CANDIDATES[name]
-    spec = json.dumps([c, seed, pair, device, epochs, tlearn.__version__], sort_keys=True)
-    path = ex.results_dir() / f"selection-{hashlib.sha256(spec.encode()).hexdigest()[:24]}.json"
+    spec = {"candidate": c, "seed": seed, "pair": pair, "device": device, "epochs": epochs}
+    path = ex.results_dir() / f"selection-{runtime.cache_key(spec)}.json"
     if path.is_file():
         return {**json.loads(path.read_text()), "name": name, "pair": pair}
     cfg = ex.config("none" if c["method"] == "tent" else c["method"], seed=seed, target=pair)
@@ -176,14 +174,13 @@ def _source_only(seed: int, pair: str, device: str, epochs: int):
     the selection results, so TENT's candidates share one training)."""
     import torch
 
-    import tlearn
     from tlearn import models, runtime
     from tlearn.adapt import fit_adapt
     from tlearn.studies import adaptation as ex
 
     c = CANDIDATES["source only"]
-    spec = json.dumps([c, seed, pair, device, epochs, tlearn.__version__], sort_keys=True)
-    path = ex.results_dir() / f"selection-{hashlib.sha256(spec.encode()).hexdigest()[:24]}.pt"
+    spec = {"candidate": c, "seed": seed, "pair": pair, "device": device, "epochs": epochs}
+    path = ex.results_dir() / f"selection-{runtime.cache_key(spec)}.pt"
     net = models.DigitNet()
     if path.is_file():
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +123,48 @@ def test_limit_threads_lowers_to_the_budget_never_raises_and_obeys_the_user(monk
             runtime.limit_threads()
     with pytest.raises(ValueError, match="positive int"):
         runtime.limit_threads(0)
+
+
+# --- cache keys and cached JSON entries ------------------------------------------------------
+
+
+def test_cache_key_names_what_a_spec_describes_and_the_version(monkeypatch):
+    spec = {"seed": 0, "config": {"lr": 1e-3, "epochs": 4}}
+    key = runtime.cache_key(spec)
+    assert len(key) == 24 and int(key, 16) >= 0  # 24 hex digits
+    assert runtime.cache_key({"config": {"epochs": 4, "lr": 1e-3}, "seed": 0}) == key  # order
+    assert runtime.cache_key({**spec, "seed": 1}) != key
+    canonical = json.dumps({**spec, "tlearn": tlearn.__version__}, sort_keys=True)
+    assert key == hashlib.sha256(canonical.encode()).hexdigest()[:24]
+    unversioned = runtime.cache_key(spec, versioned=False)
+    monkeypatch.setattr(tlearn, "__version__", "999.0")
+    assert runtime.cache_key(spec) != key  # a new version names a new entry
+    assert runtime.cache_key(spec, versioned=False) == unversioned
+
+
+def test_cached_json_computes_once_then_reads_and_recomputes_a_wrong_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"config": {"seed": 0}, "accuracy": 0.5, "rows": [1, 2]}
+
+    def valid(value):
+        return value.get("config") == {"seed": 0}
+
+    first = runtime.cached_json("results/x.json", compute, valid=valid)
+    assert first == compute() and len(calls) == 2
+    again = runtime.cached_json("results/x.json", compute, valid=valid)
+    assert again == first and len(calls) == 2  # read, not computed
+    assert json.loads((tmp_path / "results" / "x.json").read_text()) == first
+    runtime.cached_json("results/x.json", compute, valid=valid, recompute=True)
+    assert len(calls) == 3
+    (tmp_path / "results" / "x.json").write_text(json.dumps({"config": {"seed": 1}}))
+    with pytest.warns(RuntimeWarning, match="another configuration"):
+        assert runtime.cached_json("results/x.json", compute, valid=valid) == first
+    assert len(calls) == 4 and valid(json.loads((tmp_path / "results" / "x.json").read_text()))
+    (tmp_path / "results" / "x.json").write_text('{"config": {"se')  # truncated
+    with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
+        runtime.cached_json("results/x.json", compute, valid=valid)
+    assert len(calls) == 5

@@ -26,41 +26,30 @@ changes one environment variable, not twenty call sites:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import random
 import secrets
 import stat
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
 
+import tlearn
 from tlearn import checks
 
 __all__ = [
-    "get_device",
-    "seed_everything",
-    "autocast",
-    "amp_dtype",
-    "make_grad_scaler",
-    "eval_mode",
-    "cache_dirs",
-    "cache_dir",
-    "find_cached",
-    "load_cached",
-    "save_cached",
-    "data_dir",
-    "atomic_write",
-    "cgroup_cpu_quota",
-    "cpu_budget",
-    "limit_threads",
-    "PROGRESS_INTERVAL",
-    "progress_bar",
-]
+    "get_device", "seed_everything", "autocast", "amp_dtype", "make_grad_scaler", "eval_mode",
+    "cache_dirs", "cache_dir", "cache_key", "find_cached", "load_cached", "save_cached",
+    "cached_json", "data_dir", "atomic_write", "cgroup_cpu_quota", "cpu_budget", "limit_threads",
+    "PROGRESS_INTERVAL", "progress_bar",
+]  # fmt: skip
 
 #: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
 #: is a message to the front end, and a kernel that sends thousands of them during one long
@@ -91,15 +80,14 @@ def cgroup_cpu_quota(root: str | Path = "/sys/fs/cgroup") -> float | None:
     ``cpu.cfs_quota_us`` (−1: no limit) and ``cpu.cfs_period_us``.
     """
     root = Path(root)
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    for folder in (root / "cpu", root / "cpu,cpuacct", root):
+    v1 = [
+        (f / "cpu.cfs_quota_us", f / "cpu.cfs_period_us")
+        for f in (root / "cpu", root / "cpu,cpuacct", root)
+    ]
+    for files in [(root / "cpu.max",), *v1]:  # v2's one file holds both numbers
         try:
-            quota = int((folder / "cpu.cfs_quota_us").read_text())
-            period = int((folder / "cpu.cfs_period_us").read_text())
+            quota, period = " ".join(f.read_text() for f in files).split()[:2]
+            quota, period = (-1 if quota == "max" else int(quota)), int(period)
         except (OSError, ValueError):
             continue
         return None if quota <= 0 or period <= 0 else quota / period
@@ -114,9 +102,7 @@ def cpu_budget() -> int:
     except (AttributeError, OSError):  # not on Linux
         n = os.cpu_count() or 1
     quota = cgroup_cpu_quota()
-    if quota is not None:
-        n = min(n, math.ceil(quota))
-    return max(1, n)
+    return max(1, n if quota is None else min(n, math.ceil(quota)))
 
 
 def limit_threads(n: int | None = None) -> int:
@@ -126,17 +112,11 @@ def limit_threads(n: int | None = None) -> int:
     lowered, and left alone when ``OMP_NUM_THREADS`` is set (the user chose). Returns the
     thread count now in force. ``import tlearn`` calls it once.
     """
-    env = os.environ.get("TLEARN_THREADS")
+    env = os.environ.get("TLEARN_THREADS", "").strip()
     if n is None and env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"TLEARN_THREADS must be a positive integer, got {env!r}")
+        n = checks.positive_int("TLEARN_THREADS", int(env) if env.isdigit() else env)
     if n is not None:
-        checks.positive_int("threads", n)
-        torch.set_num_threads(n)
+        torch.set_num_threads(checks.positive_int("threads", n))
     elif not os.environ.get("OMP_NUM_THREADS"):
         budget = cpu_budget()
         if torch.get_num_threads() > budget:
@@ -155,26 +135,28 @@ def get_device(device: torch.device | str | None = None) -> torch.device:
     device(type='cpu')
     """
     name = device if device is not None else os.environ.get("TLEARN_DEVICE")
-    if name:
-        chosen = parse_device(name, "device" if device is not None else "TLEARN_DEVICE")
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"the device {str(name)!r} (argument or TLEARN_DEVICE) is CUDA, but CUDA is not "
-                "available here; unset TLEARN_DEVICE or use 'cpu'."
-            )
-        mps = getattr(torch.backends, "mps", None)
-        if chosen.type == "mps" and not (mps is not None and mps.is_available()):
-            raise RuntimeError(
-                f"the device {str(name)!r} (argument or TLEARN_DEVICE) is Apple's MPS, which is "
-                "not available here; unset TLEARN_DEVICE or use 'cpu'."
-            )
-        return chosen
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    if not name:
+        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if _available(kind)))
+    chosen = parse_device(name, "device" if device is not None else "TLEARN_DEVICE")
+    if not _available(chosen.type):
+        backend = _BACKENDS[chosen.type]
+        raise RuntimeError(
+            f"the device {str(name)!r} (argument or TLEARN_DEVICE) is {backend}, but {backend} is "
+            "not available here; unset TLEARN_DEVICE or use 'cpu'."
+        )
+    return chosen
+
+
+#: The accelerators whose presence :func:`get_device` checks, and their names in its messages.
+_BACKENDS = {"cuda": "CUDA", "mps": "Apple's MPS"}
+
+
+def _available(kind: str) -> bool:
+    """Can this machine run on a device of type ``kind``? (cpu and unchecked types: yes.)"""
+    if kind == "cuda":
+        return torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return kind != "mps" or (mps is not None and mps.is_available())
 
 
 #: The device names a user types most; torch knows more (``xpu``, ``meta`` …) and takes them too.
@@ -208,12 +190,10 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> int:
     With ``deterministic=True`` cuDNN picks deterministic kernels, so the same seed gives
     the same weights on the same machine and library versions. Returns the seed.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = checks.nonnegative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG is the point
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # every device's generator: the CPU's and each CUDA device's
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -316,11 +296,8 @@ def _may_write(folder: Path) -> bool:
     except OSError:
         return False
     effective = os.access in os.supports_effective_ids  # setuid programs: ask as who we act
-    return (
-        stat.S_ISDIR(mode)
-        and bool(mode & 0o222)
-        and os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
-    )
+    kernel_allows = os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
+    return stat.S_ISDIR(mode) and bool(mode & 0o222) and kernel_allows
 
 
 def _first_writable_layer() -> Path | None:
@@ -366,13 +343,15 @@ def _entry_name(relpath: str | Path) -> Path:
     return path
 
 
+def _copies(relpath: str | Path) -> Iterator[Path]:
+    """Every layer's copy of the entry ``relpath`` (a file or folder), in search order."""
+    name = _entry_name(relpath)
+    return (folder / name for folder in cache_dirs() if (folder / name).exists())
+
+
 def find_cached(relpath: str | Path) -> Path | None:
     """The first layer's copy of the entry ``relpath`` (a file or folder), or None."""
-    name = _entry_name(relpath)
-    for folder in cache_dirs():
-        if (folder / name).exists():
-            return folder / name
-    return None
+    return next(_copies(relpath), None)
 
 
 def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
@@ -397,11 +376,7 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     b'hello'
     None
     """
-    name = _entry_name(relpath)
-    for folder in cache_dirs():
-        path = folder / name
-        if not path.exists():
-            continue
+    for path in _copies(relpath):
         try:
             return read(path)
         except Exception as err:  # noqa: BLE001 - any failure to read means: try the next layer
@@ -431,6 +406,52 @@ def save_cached(relpath: str | Path, write: Callable[[BinaryIO], object]) -> Pat
     return atomic_write(path, write) if is_main_process() else path
 
 
+def cache_key(spec: Mapping[str, Any], *, versioned: bool = True) -> str:
+    """The name of the cache entry that holds what ``spec`` describes: the first 24 hex digits
+    of the SHA-256 of ``spec`` written as JSON with sorted keys (one text per spec, so one name),
+    with ``"tlearn": tlearn.__version__`` added when ``versioned`` — a new version recomputes.
+
+    Any change to ``spec`` names a new entry, so a stale result is never read for a new
+    question; put into ``spec`` everything the result depends on.
+
+    >>> cache_key({"seed": 0, "epochs": 4}) == cache_key({"epochs": 4, "seed": 0})
+    True
+    >>> cache_key({"seed": 0}) == cache_key({"seed": 1}), len(cache_key({"seed": 0}))
+    (False, 24)
+    """
+    if versioned:
+        spec = {**spec, "tlearn": tlearn.__version__}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cached_json(
+    relpath: str | Path,
+    compute: Callable[[], T],
+    *,
+    valid: Callable[[Any], bool] = lambda value: True,
+    recompute: bool = False,
+) -> T:
+    """The JSON entry ``relpath``: read from the first layer whose copy parses and is
+    ``valid`` (:func:`load_cached`), else ``compute()``, saved (:func:`save_cached`) and returned.
+
+    ``valid(value)`` says whether a copy holds what is asked for (say, its stored config is
+    the caller's); ``recompute=True`` skips the reading. ``compute`` returns JSON's types.
+    """
+
+    def read(path: Path) -> Any:
+        value = json.loads(path.read_text())
+        if not valid(value):
+            raise ValueError("it holds another configuration's result")
+        return value
+
+    found = None if recompute else load_cached(relpath, read)
+    if found is not None:
+        return found
+    value = compute()
+    save_cached(relpath, lambda f: f.write(json.dumps(value, indent=1).encode()))
+    return value
+
+
 def data_dir() -> Path:
     """Where real datasets are looked for (and downloaded to): ``TLEARN_DATA``, else the
     ``data`` folder of the first cache layer that has one (a teacher's shared downloads),
@@ -439,10 +460,7 @@ def data_dir() -> Path:
     env = os.environ.get("TLEARN_DATA")
     if env:
         return Path(env).expanduser()
-    for folder in cache_dirs():
-        if (folder / "data").is_dir():
-            return folder / "data"
-    return (_first_writable_layer() or cache_dirs()[0]) / "data"
+    return find_cached("data") or (_first_writable_layer() or cache_dirs()[0]) / "data"
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:

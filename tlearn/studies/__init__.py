@@ -17,8 +17,12 @@ Modules (import the one you need; nothing heavy is imported here):
 * :mod:`tlearn.studies.domains` — the development target domains (``"synth_degraded"``,
   ``"synth_framed"``) on which ``fit_adapt``'s defaults were chosen, registered with
   ``tlearn.data.register_domain``.
-* :mod:`tlearn.studies.adaptation` — lessons 03 and 04: domain-adaptation runs keyed by a
-  ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``), tables and figures.
+* :mod:`tlearn.studies.adaptation` — lessons 03–05: domain-adaptation runs keyed by a
+  ``RunConfig`` and cached (``run``, ``comparison``, ``weight_sweep``); their tables and
+  figures are in :mod:`tlearn.studies.adaptation_report`, the lessons' claims in
+  :mod:`tlearn.studies.adaptation_claims` (both reachable from ``adaptation`` too).
+* :mod:`tlearn.studies.self_training` — lesson 08: naive self-training and SHOT from lessons
+  03–05's source-only networks (``run``, ``comparison``), confirmation bias measured.
 * :mod:`tlearn.studies.choosing` — lesson 06: candidates scored with LEEP and LogME on the few
   labels, then fine-tuned (``comparison``), rank correlation, the decision chart.
 * :mod:`tlearn.studies.course` — the numbers lesson 06's chart cites, computed by lessons 01,
@@ -49,6 +53,8 @@ _SUBMODULES = (
     "layers",
     "domains",
     "adaptation",
+    "adaptation_report",
+    "adaptation_claims",
     "choosing",
     "course",
     "real_images",

@@ -32,7 +32,6 @@ initialised Lite0, and the ImageNet Lite0 cut after blocks 3 and 5 and whole.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlearn import runtime
+import tlearn
+from tlearn import data, models, probes, runtime, train
+from tlearn.studies.finetune import Recipe, fine_tune
+from tlearn.studies.source import source_model
 
 __all__ = [
     "CANDIDATES",
@@ -91,14 +93,9 @@ class ChoosingConfig:
     recipe: tuple = ()  # Recipe's fields as (name, value) pairs; () = Recipe()'s defaults
 
     def key(self) -> str:
-        import tlearn
-
-        blob = json.dumps(
-            {"config": dataclasses.asdict(self), "tlearn": tlearn.__version__,
-             "format": RESULTS_FORMAT},
-            sort_keys=True,
-        )  # fmt: skip
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        """The cache key (:func:`tlearn.runtime.cache_key`) of the config, the result format
+        and the tlearn version."""
+        return runtime.cache_key({"config": dataclasses.asdict(self), "format": RESULTS_FORMAT})
 
 
 # --------------------------------------------------------------------------- the candidates
@@ -110,13 +107,9 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
     ICLR 2017). ``RANDOM_LABEL_SIZE`` images, ``RANDOM_LABEL_EPOCHS`` epochs of Adam at 1e-3.
     Cached under ``models/`` like the source model; eval mode, CPU.
     """
-    import tlearn
-    from tlearn import data, models, train
-
     config = {"what": "random-label DigitNet", "size": RANDOM_LABEL_SIZE, "seed": seed,
               "epochs": RANDOM_LABEL_EPOCHS, "lr": 1e-3, "tlearn": tlearn.__version__}  # fmt: skip
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"models/digitnet-random-labels-{key}.pt"
+    name = f"models/digitnet-random-labels-{runtime.cache_key(config)}.pt"
 
     def read(path):
         net = models.DigitNet()
@@ -127,9 +120,10 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
     cached = runtime.load_cached(name, read)
     if cached is not None:
         return cached
-    src = data.load_domain("synth", split="train", size=RANDOM_LABEL_SIZE, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    noisy = data.DigitDataset(src.images, torch.randint(0, 10, (len(src),), generator=gen))
+    source = data.load_domain("synth", split="train", size=RANDOM_LABEL_SIZE, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    random_labels = torch.randint(0, 10, (len(source),), generator=generator)
+    noisy = data.DigitDataset(source.images, random_labels)
     runtime.seed_everything(seed)
     net = models.DigitNet()
     history = train.fit(net, noisy, epochs=RANDOM_LABEL_EPOCHS, lr=1e-3, batch_size=128,
@@ -141,8 +135,6 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
 
 def _lite0_cut(block: int | None, pretrained: bool, image_size: int) -> nn.Module:
     """Lite0 for digits (``.features`` → pooled vector, ``.head``), cut after ``block``."""
-    from tlearn import models
-
     torch.manual_seed(0)  # the random-init Lite0 and every new head: reproducible
     net = models.for_digits("efficientnet_lite0", size=image_size, pretrained=pretrained)
     if block is not None:
@@ -156,9 +148,6 @@ def _lite0_cut(block: int | None, pretrained: bool, image_size: int) -> nn.Modul
 
 def candidate(name: str, image_size: int = 32) -> nn.Module:
     """The network a candidate fine-tunes: ``.features`` (images → vector) and ``.head``."""
-    from tlearn import models
-    from tlearn.studies.source import source_model
-
     if name == "random DigitNet":
         torch.manual_seed(0)
         return models.DigitNet().eval()
@@ -182,8 +171,6 @@ def source_probabilities(name: str, images: torch.Tensor, image_size: int = 32):
     predicts its random labels). Lite0 whole: its 1,000 ImageNet classes (random head for
     the random-init one). Lite0 cut at an inner block: no source classifier — None.
     """
-    from tlearn import models
-
     if name.startswith("Lite0 ImageNet, block"):
         return None
     if name.startswith("Lite0"):
@@ -199,8 +186,6 @@ def scores(name: str, few, image_size: int = 32, net: nn.Module | None = None) -
     """LEEP and LogME of candidate ``name`` on the labelled few-shot set ``few`` (NaN LEEP
     when the candidate has no source classifier). Reads ``few``'s labels only. ``net``: the
     candidate already built (default: ``candidate(name, image_size)``)."""
-    from tlearn import probes
-
     net = candidate(name, image_size) if net is None else net
     with torch.no_grad():
         z = net.eval().features(few.images).double().numpy()
@@ -213,38 +198,28 @@ def scores(name: str, few, image_size: int = 32, net: nn.Module | None = None) -
 
 
 # --------------------------------------------------------------------------- the runs
-def _recipe(cfg: ChoosingConfig):
-    from tlearn.studies.finetune import Recipe
-
-    return Recipe(**dict(cfg.recipe))
-
-
 def _compute(cfg: ChoosingConfig) -> dict[str, Any]:
-    from tlearn import data, train
-    from tlearn.studies.finetune import fine_tune
-
+    """Score candidate ``cfg.candidate`` on the few labels, fine-tune it, test it (:func:`run`)."""
     runtime.seed_everything(cfg.seed)
     target_train = data.load_domain(cfg.target, split="train")
     target_test = data.load_domain(cfg.target, split="test")
     few = data.few_shot(target_train, cfg.per_class, seed=cfg.seed)
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     start = candidate(cfg.candidate, cfg.image_size)
-    s = scores(cfg.candidate, few, cfg.image_size, net=start)
-    score_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    net, hist = fine_tune(
-        "full", few, source=start, recipe=_recipe(cfg),
-        seed=cfg.seed, device="cpu",
-    )  # fmt: skip
-    acc = train.evaluate(net, target_test, device="cpu")["accuracy"]
+    candidate_scores = scores(cfg.candidate, few, cfg.image_size, net=start)
+    score_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    net, history = fine_tune(
+        "full", few, source=start, recipe=Recipe(**dict(cfg.recipe)), seed=cfg.seed, device="cpu"
+    )
     return {
         "candidate": cfg.candidate,
         "seed": cfg.seed,
-        **s,
-        "accuracy": acc,
-        "train_accuracy": hist.last["train_accuracy"],
+        **candidate_scores,
+        "accuracy": train.evaluate(net, target_test, device="cpu")["accuracy"],
+        "train_accuracy": history.last["train_accuracy"],
         "score_seconds": score_seconds,
-        "fine_tune_seconds": time.perf_counter() - t0,
+        "fine_tune_seconds": time.perf_counter() - started,
         "config": dataclasses.asdict(cfg),
     }
 
@@ -253,20 +228,12 @@ def run(cfg: ChoosingConfig) -> dict[str, Any]:
     """One candidate, one seed: scores on the few labels, then fine-tuning; cached."""
     if cfg.candidate not in CANDIDATES:
         raise ValueError(f"unknown candidate {cfg.candidate!r}; expected one of {list(CANDIDATES)}")
-    name = f"results/choosing-{cfg.key()}.json"
-
-    def read(path):
-        out = json.loads(path.read_text())
-        if out.get("config") != json.loads(json.dumps(dataclasses.asdict(cfg))):
-            raise ValueError("saved for another configuration")
-        return out
-
-    cached = runtime.load_cached(name, read)
-    if cached is not None:
-        return cached
-    out = _compute(cfg)
-    runtime.save_cached(name, lambda f: f.write(json.dumps(out).encode()))
-    return out
+    as_json = json.loads(json.dumps(dataclasses.asdict(cfg)))  # the recipe's tuples as lists
+    return runtime.cached_json(
+        f"results/choosing-{cfg.key()}.json",
+        lambda: _compute(cfg),
+        valid=lambda result: result.get("config") == as_json,
+    )
 
 
 def comparison(
@@ -379,7 +346,7 @@ def decision_guide(numbers: Mapping[str, tuple[float, str]], *, title=None):
     may add this lesson's negative-transfer result as
     ``"negative": (acc_mismatched, acc_scratch, "06")``. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: pyplot's import is slow
     from matplotlib.patches import FancyBboxPatch
 
     n = dict(numbers)

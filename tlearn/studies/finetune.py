@@ -47,8 +47,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from tlearn import freeze as fz
-from tlearn import runtime
+from tlearn import data, freeze, models, runtime, train
 from tlearn.data.base import data_length, input_batches
 
 __all__ = [
@@ -179,22 +178,22 @@ def prepare(
     new, randomly initialised layer (seeded by ``seed``) — even when, as here, source and
     target share their classes: this is the general recipe.
     """
-    from tlearn import models
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     recipe = recipe or Recipe()
     torch.manual_seed(seed)
     net = copy.deepcopy(source)
-    fz.unfreeze(net)  # whatever state the source was left in
+    freeze.unfreeze(net)  # whatever state the source was left in
     if method == "scratch":
         _reinitialise(net)
     models.replace_head(net, num_classes)
     callbacks: list = []
     if method in ("head", "gradual"):
-        fz.freeze_to(net, 1)
+        freeze.freeze_to(net, 1)
     if method == "gradual":
-        callbacks.append(fz.GradualUnfreezing(every=recipe.every, lr=recipe.lr, decay=recipe.decay))
+        callbacks.append(
+            freeze.GradualUnfreezing(every=recipe.every, lr=recipe.lr, decay=recipe.decay)
+        )
     if recipe.bn != "batch" and method == "gradual":
         raise ValueError("Recipe.bn 'frozen'/'target' does not apply to 'gradual'; use 'batch'")
     return net, callbacks
@@ -221,8 +220,6 @@ def fine_tune(
     ``device``: :func:`tlearn.runtime.get_device` (argument, else ``TLEARN_DEVICE``, else
     the fastest available). Returns ``(model, history)``; the model is in eval mode.
     """
-    from tlearn import train
-
     recipe = recipe or Recipe()
     num_classes = getattr(train_set, "num_classes", None) or int(max(train_set.labels)) + 1
     net, callbacks = prepare(method, source, num_classes=num_classes, seed=seed, recipe=recipe)
@@ -265,8 +262,6 @@ def few_shot_curve(
     set (the same set for every method), each method trains on it with ``recipe``, and the
     model is evaluated once on ``target_test``. Nothing is selected on ``target_test``.
     """
-    from tlearn import data, train
-
     recipe = recipe or Recipe()
     device = runtime.get_device(device)
     for m in methods:
@@ -332,8 +327,6 @@ def head_only_on_features(
     ``model`` needs ``.features`` (images → vectors) and ``.head`` (an ``nn.Linear``), like
     ``models.DigitNet`` and ``models.for_digits(...)``. Returns the test accuracy per seed.
     """
-    from tlearn import data
-
     recipe = recipe or Recipe()
     device = runtime.get_device(device)
     head = getattr(model, "head", None)
@@ -466,7 +459,7 @@ class FewShotResults:
         """Accuracy against labels per class (log axis), mean ± std band per method;
         ``baseline`` (e.g. the source model with no target label) as a dotted line with
         ``baseline_label`` in the legend."""
-        from tlearn import plot
+        from tlearn import plot  # here, not at the top: pyplot's import is slow
 
         return plot.curves(
             self.per_class,

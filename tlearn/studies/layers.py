@@ -121,7 +121,7 @@ def _cv_accuracy(
     fn: Callable[..., dict[str, Any]], Z: torch.Tensor, y: torch.Tensor, folds: int, kw: dict
 ) -> float:
     """Mean probe accuracy over stratified ``folds``-fold cross-validation on (Z, y)."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # here: scikit-learn's import is slow
 
     counts = torch.bincount(y)
     smallest = int(counts[counts > 0].min())

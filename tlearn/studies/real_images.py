@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import io
 import json
 import math
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,7 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlearn import runtime
+from tlearn import data, models, runtime, train
+from tlearn.bn import estimate_bn_statistics
+from tlearn.data.base import batches
+from tlearn.train import classification_loss
 
 __all__ = [
     "STRATEGIES",
@@ -106,8 +109,7 @@ class RunConfig:
             raise ValueError(f"RunConfig.lr must be > 0, got {self.lr}")
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return runtime.cache_key(asdict(self), versioned=False)
 
 
 # --------------------------------------------------------------------------- the ingredients
@@ -118,7 +120,7 @@ def augmentation(image_size: int = IMAGE_SIZE):
     zoomed a little, or lit a little differently. Not upside down: the test photos are all
     upright, so a vertically flipped shoe is an image the network never has to classify.
     """
-    from torchvision.transforms import v2
+    from torchvision.transforms import v2  # here, not at the top: torchvision's import is slow
 
     return v2.Compose(
         [
@@ -132,7 +134,6 @@ def augmentation(image_size: int = IMAGE_SIZE):
 def augmented_objective(augment):
     """``train.fit``'s objective: cross-entropy on an augmented copy of each training batch
     (each image drawn its own random crop, flip and jitter)."""
-    from tlearn.train import classification_loss
 
     def objective(model, x, y, progress):
         x = torch.stack([augment(img) for img in x])
@@ -149,9 +150,7 @@ def build_model(strategy: str = "finetune", *, num_classes: int = 10, seed: int 
         normalize   (x − 0.5) / 0.5, per RGB channel   (models.normalization)
         net         the backbone; net.avgpool → the 1280 features, net.classifier.1 → logits
     """
-    from torchvision.transforms import v2
-
-    from tlearn import models
+    from torchvision.transforms import v2  # here, not at the top: torchvision's import is slow
 
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -164,8 +163,6 @@ def build_model(strategy: str = "finetune", *, num_classes: int = 10, seed: int 
 
 def load_data(domain: str = "fashion", *, image_size: int = IMAGE_SIZE, **kwargs):
     """``(train, test)`` of ``domain`` as 3-channel ``image_size`` photos (``data.load_domain``)."""
-    from tlearn import data
-
     train = data.load_domain(domain, "train", channels=3, image_size=image_size, **kwargs)
     test = data.load_domain(domain, "test", channels=3, image_size=image_size, **kwargs)
     return train, test
@@ -200,9 +197,6 @@ def lr_range_test(
     >>> len(out["lr"]), len(out["loss"]), f"{out['lr'][0]:.0e} … {out['lr'][-1]:.0e}"
     (5, 5, '1e-05 … 1e+00')
     """
-    from tlearn.data.base import batches
-    from tlearn.train import classification_loss
-
     if not (0 < start < end) or steps < 2:
         raise ValueError(f"need 0 < start < end and steps >= 2, got {start}, {end}, {steps}")
     objective = objective or classification_loss
@@ -261,11 +255,9 @@ def cached_lr_range_test(
     steps: int = 30, augment: bool = True, domain: str = "fashion",
 ) -> dict[str, list[float]]:  # fmt: skip
     """:func:`lr_range_test` of :func:`build_model` on the few-shot training set, cached."""
-    from tlearn import data
-
     spec = dict(strategy=strategy, per_class=per_class, image_size=image_size, seed=seed,
                 steps=steps, augment=augment, domain=domain)  # fmt: skip
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    key = runtime.cache_key(spec, versioned=False)
     relpath = f"real_images/lr_range-{key}.json"
     found = runtime.load_cached(relpath, lambda p: json.loads(p.read_text()))
     if found is not None:
@@ -291,15 +283,10 @@ def run(config: RunConfig, *, progress: bool = False) -> dict[str, Any]:
      "test_losses": float32 array (per test image), "test_predictions": int array,
      "history": [per-epoch records], "seconds": float}
     """
-    from tlearn import data, train
-    from tlearn.bn import estimate_bn_statistics
-
     relpath = f"real_images/{config.strategy}-{config.key()}.pt"
     found = runtime.load_cached(relpath, _read)
     if found is not None:
         return found["result"]
-    import time
-
     t0 = time.perf_counter()
     train_set, test_set = load_data(config.domain, image_size=config.image_size)
     few = data.few_shot(train_set, per_class=config.per_class, seed=config.seed)
@@ -494,7 +481,7 @@ class RegConfig:
                          domain=self.domain)  # fmt: skip
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return runtime.cache_key(asdict(self), versioned=False)
 
 
 def weight_drift(model: nn.Module, start: dict[str, torch.Tensor]) -> float:

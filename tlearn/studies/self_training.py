@@ -20,26 +20,26 @@ accuracy is on the uci *test* split, measured once at the end.
 A result is stored as JSON under ``self_training/`` in the cache (``TLEARN_CACHE``), keyed by
 the whole config and the tlearn version::
 
-    from tlearn.studies import self_training as st
-    res = st.run(st.config("shot", seed=0))       # trains (seconds), or loads in milliseconds
-    table = st.comparison(seeds=(0, 1, 2, 3, 4))  # every row of lesson 08's table
-    print(st.format_table(table))
+    from tlearn.studies import self_training
+    result = self_training.run(self_training.config("shot", seed=0))  # trains, or loads
+    table = self_training.comparison(seeds=(0, 1, 2, 3, 4))  # every row of lesson 08's table
+    print(self_training.format_table(table))
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from tlearn import runtime
-from tlearn.studies import adaptation as ex
+from tlearn import adapt, runtime, train
+from tlearn.data.base import DigitDataset
+from tlearn.studies import adaptation
+from tlearn.studies.claims import describe, paired_difference
 
 __all__ = [
     "RunConfig",
@@ -107,17 +107,14 @@ class RunConfig:
     beta: float = 0.0
 
     def key(self) -> str:
-        """sha256 of the config, the source run's key and the tlearn version."""
-        import tlearn
+        """The cache key (:func:`tlearn.runtime.cache_key`) of the config, the source run's
+        key, the result format and the tlearn version."""
+        return runtime.cache_key({"config": dataclasses.asdict(self), "format": RESULTS_FORMAT,
+                                  "source_run": self.source_config().key()})  # fmt: skip
 
-        blob = json.dumps({"config": dataclasses.asdict(self), "tlearn": tlearn.__version__,
-                           "source_run": self.source_config().key(), "format": RESULTS_FORMAT},
-                          sort_keys=True)  # fmt: skip
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def source_config(self) -> ex.RunConfig:
+    def source_config(self) -> adaptation.RunConfig:
         """The source-only run both methods start from (lessons 03–05's)."""
-        return ex.config("none", seed=self.seed, source=self.source, target=self.target)
+        return adaptation.config("none", seed=self.seed, source=self.source, target=self.target)
 
 
 def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
@@ -129,53 +126,49 @@ def config(method: str, *, seed: int = 0, **overrides: Any) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- runs
-def _probs(net: torch.nn.Module, images) -> torch.Tensor:
-    from tlearn import train
-
+def _probabilities(net: torch.nn.Module, images) -> torch.Tensor:
+    """The softmax of ``net``'s predictions for ``images`` (eval mode)."""
     return train.predict(net.eval(), images, return_logits=True).float().softmax(1)
 
 
 def _compute(cfg: RunConfig) -> dict[str, Any]:
-    from tlearn import adapt, train
-    from tlearn.data.base import DigitDataset
-
+    """Train ``cfg``'s method from its source-only network and measure it (:func:`run`)."""
     source_cfg = cfg.source_config()
-    _, _, target, target_test = ex.datasets(source_cfg)
-    net = copy.deepcopy(ex.trained_model(source_cfg, progress=False))
+    _, _, target, target_test = adaptation.datasets(source_cfg)
+    net = copy.deepcopy(adaptation.trained_model(source_cfg, progress=False))
     device = runtime.get_device()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     rounds: list[dict] = []
     history: list[dict] = []
     if cfg.method == "self_training":
         for r in range(cfg.rounds + 1):
-            labels, mask = adapt.pseudo_labels(_probs(net, target.images), cfg.threshold)
+            labels, mask = adapt.pseudo_labels(_probabilities(net, target.images), cfg.threshold)
+            accuracy = train.evaluate(net, target_test, device=device)["accuracy"]
             rounds.append({"round": r, "pseudo_labels": labels.tolist(), "kept": mask.tolist(),
-                           "target_accuracy": train.evaluate(net, target_test,
-                                                             device=device)["accuracy"]})  # fmt: skip
+                           "target_accuracy": accuracy})  # fmt: skip
             if r == cfg.rounds:
                 break
             keep = mask.nonzero().flatten()
             if len(keep) < 2:  # nothing (or one image) passes the threshold: nothing to train on
                 continue
             confident = DigitDataset(target.images[keep], labels[keep], name="pseudo-labelled")
-            hist = train.fit(net, confident, epochs=cfg.epochs, lr=cfg.lr,
-                             batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                             progress=False,  # a last batch of one image breaks BatchNorm:
-                             drop_last=len(keep) > cfg.batch_size)  # fmt: skip
-            history += [{**rec, "round": r + 1} for rec in hist.records]
+            records = train.fit(net, confident, epochs=cfg.epochs, lr=cfg.lr,
+                                batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                                progress=False,  # a last batch of one image breaks BatchNorm:
+                                drop_last=len(keep) > cfg.batch_size).records  # fmt: skip
+            history += [{**record, "round": r + 1} for record in records]
     else:
-        hist = adapt.shot(net, target, epochs=cfg.epochs, lr=cfg.lr, beta=cfg.beta,
-                          batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                          progress=False)  # fmt: skip
-        history = hist.records
+        history = adapt.shot(net, target, epochs=cfg.epochs, lr=cfg.lr, beta=cfg.beta,
+                             batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                             progress=False).records  # fmt: skip
     return {
         "format": RESULTS_FORMAT,
         "config": dataclasses.asdict(cfg),
         "target_accuracy": train.evaluate(net, target_test, device=device)["accuracy"],
-        "train_predictions": _probs(net, target.images).argmax(1).tolist(),
+        "train_predictions": _probabilities(net, target.images).argmax(1).tolist(),
         "rounds": rounds,
         "history": history,
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -189,21 +182,15 @@ def run(cfg: RunConfig, *, cache: bool = True) -> dict[str, Any]:
     """
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"cfg must be a RunConfig (use self_training.config), got {cfg!r}")
-    relpath = f"self_training/{cfg.method}-{cfg.key()}.json"
-
-    def read(path):
-        res = json.loads(path.read_text())
-        if res.get("format") != RESULTS_FORMAT or res.get("config") != dataclasses.asdict(cfg):
-            raise ValueError("it holds another config's result")
-        return res
-
-    if cache:
-        found = runtime.load_cached(relpath, read)
-        if found is not None:
-            return found
-    res = _compute(cfg)
-    runtime.save_cached(relpath, lambda f: f.write(json.dumps(res).encode()))
-    return res
+    return runtime.cached_json(
+        f"self_training/{cfg.method}-{cfg.key()}.json",
+        lambda: _compute(cfg),
+        valid=lambda result: (
+            result.get("format") == RESULTS_FORMAT
+            and result.get("config") == dataclasses.asdict(cfg)
+        ),
+        recompute=not cache,
+    )
 
 
 def comparison(
@@ -215,7 +202,7 @@ def comparison(
     then :data:`ROWS`."""
     seeds = tuple(seeds)
     rows = ADAPTATION_ROWS if adaptation_rows is None else adaptation_rows
-    table = ex.comparison(seeds, rows=rows, progress=progress, source=source, target=target)
+    table = adaptation.comparison(seeds, rows=rows, progress=progress, source=source, target=target)
     cfgs = [(row, config(m, seed=s, source=source, target=target, **kw))
             for row, (m, kw) in ROWS.items() for s in seeds]  # fmt: skip
     with runtime.progress_bar(total=len(cfgs), desc="self-training and SHOT runs", unit="run",
@@ -231,8 +218,6 @@ def threshold_sweep(probs: torch.Tensor, labels, thresholds) -> list[dict[str, f
     """For each threshold: the share of target images kept (``coverage``) and the accuracy of
     their pseudo-labels (``accuracy``, NaN when none is kept). ``labels`` are the true labels:
     a *diagnostic* a real target does not have — nothing may be chosen with it."""
-    from tlearn import adapt
-
     labels = torch.as_tensor(np.asarray(labels))
     rows = []
     for t in thresholds:
@@ -281,16 +266,16 @@ def kept_errors(result: dict, labels) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- tables, figure
-def _acc(rows: list[dict]) -> np.ndarray:
+def _target_accuracies(rows: list[dict]) -> np.ndarray:
     return np.array([r["target_accuracy"] for r in rows], dtype=float)
 
 
 def format_table(table: dict[str, list[dict]], *, baseline: str = "source only") -> str:
     """Target accuracy mean ± std over seeds and the mean gain over ``baseline`` per row."""
-    base = _acc(table[baseline])
+    base = _target_accuracies(table[baseline])
     lines = [f"{'method':<24} {'uci test %':>13} {'gain':>7}", "-" * 46]
     for name, rows in table.items():
-        a = 100 * _acc(rows)
+        a = 100 * _target_accuracies(rows)
         s = a.std(ddof=1) if len(a) > 1 else 0.0
         lines.append(f"{name:<24} {a.mean():6.1f} ± {s:4.1f} {a.mean() - 100 * base.mean():+7.1f}")
     lines.append(f"(n = {len(base)} seeds; accuracy on the uci test split)")
@@ -300,16 +285,14 @@ def format_table(table: dict[str, list[dict]], *, baseline: str = "source only")
 def per_seed_gains(table: dict[str, list[dict]], seeds, *, baseline: str = "source only") -> str:
     """Every row's gain over ``baseline`` of the same seed, and the paired mean with its 95 %
     interval (:func:`tlearn.studies.claims.paired_difference`)."""
-    from tlearn.studies.claims import paired_difference
-
-    base = _acc(table[baseline])
+    base = _target_accuracies(table[baseline])
     head = "".join(f"{f'seed {s}':>8}" for s in seeds)
     lines = [f"{'gain over ' + baseline:<24}{head}   paired mean [95 % interval]", "-" * (
         24 + 8 * len(seeds) + 31)]  # fmt: skip
     for name, rows in table.items():
         if name == baseline:
             continue
-        acc = _acc(rows)
+        acc = _target_accuracies(rows)
         cells = "".join(f"{100 * g:+8.1f}" for g in acc - base)
         if len(acc) > 1:
             d = paired_difference(acc, base)
@@ -322,7 +305,7 @@ def per_seed_gains(table: dict[str, list[dict]], seeds, *, baseline: str = "sour
 def confirmation_bias_figure(diagnostics: list[dict], classes=None, *, title: str = ""):
     """Left: per pseudo-label class, the share of wrong pseudo-labels at each round (one line
     per class). Right: coverage and pseudo-label accuracy per round. Returns the Figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: pyplot's import is slow
 
     rounds = [d["round"] for d in diagnostics]
     share = 100 * np.array([d["wrong_share"] for d in diagnostics], dtype=float)  # (R+1, C)
@@ -377,18 +360,16 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
     β = 0 row) is not asserted: three seeds do not separate it from 0 (the lesson prints it);
     nor is "the pseudo-labels get less accurate over the rounds" (seed 6: −1.1 points only).
     """
-    from tlearn.studies.claims import describe, paired_difference
-
-    acc = {k: _acc(v) for k, v in table.items()}
-    st_runs = table["self-training (naive)"]
-    parts = np.array([_pseudo_label_accuracies(r, labels) for r in st_runs])  # (seeds, 4)
+    accuracy = {k: _target_accuracies(v) for k, v in table.items()}
+    naive_runs = table["self-training (naive)"]
+    parts = np.array([_pseudo_label_accuracies(r, labels) for r in naive_runs])  # (seeds, 4)
     every, kept0, first, last = parts.T
-    same = np.array([kept_errors(r, labels)["same_wrong"] for r in st_runs])
-    threshold = st_runs[0]["config"]["threshold"]
+    same = np.array([kept_errors(r, labels)["same_wrong"] for r in naive_runs])
+    threshold = naive_runs[0]["config"]["threshold"]
 
     def beats(a, b):
-        d = paired_difference(acc[a], acc[b])
-        return bool(d["low"] > 0), describe(d)
+        difference = paired_difference(accuracy[a], accuracy[b])
+        return bool(difference["low"] > 0), describe(difference)
 
     def pct(values):
         return ", ".join(f"{100 * v:.0f}%" for v in values)

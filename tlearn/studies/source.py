@@ -15,11 +15,11 @@ calls load it in milliseconds. Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
+import tlearn
+from tlearn import checks, data, runtime, train
 from tlearn.models import DigitNet
 
 __all__ = [
@@ -36,14 +36,9 @@ SOURCE_LR = 1e-3
 SOURCE_BATCH_SIZE = 128
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 def _source_config(seed: int, size: int, epochs: int, lr: float, batch_size: int) -> dict:
-    import tlearn
-
+    """What the source model's weights depend on (stored in its checkpoint, hashed into its
+    cache entry's name)."""
     return {
         "model": "DigitNet(num_classes=10, in_channels=1, feature_dim=128)",
         "domain": "synth",
@@ -58,11 +53,10 @@ def _source_config(seed: int, size: int, epochs: int, lr: float, batch_size: int
 
 
 def _entry(seed: int, size: int, epochs: int, lr: float, batch_size: int) -> str:
-    """The cache entry's name: ``models/digitnet-synth-<key>.pt``, ``key`` = the first 12 hex
-    digits of the SHA-256 of the configuration (and tlearn's version)."""
+    """The cache entry's name: ``models/digitnet-synth-<key>.pt``, ``key`` the
+    :func:`tlearn.runtime.cache_key` of the configuration (and tlearn's version)."""
     config = _source_config(seed, size, epochs, lr, batch_size)
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    return f"models/digitnet-synth-{key}.pt"
+    return f"models/digitnet-synth-{runtime.cache_key(config)}.pt"
 
 
 def source_model_path(
@@ -80,8 +74,6 @@ def source_model_path(
     ``key`` hashes the configuration and tlearn's version, so a change to any of them trains
     a new model instead of reusing a stale one.
     """
-    from tlearn import runtime
-
     name = _entry(seed, size, epochs, lr, batch_size)
     return runtime.find_cached(name) or runtime.cache_dir() / name
 
@@ -112,13 +104,12 @@ def source_model(
     synthetic digits and only ≈ 40–45% on handwriting (``uci``): the domain gap the lessons
     close. (4 epochs were chosen on synthetic test accuracy, never on ``uci``.)
     """
-    from tlearn import data, runtime, train
-
-    _check_int("seed", seed, minimum=0)
-    for arg, value in (("size", size), ("epochs", epochs), ("batch_size", batch_size)):
-        _check_int(arg, value, minimum=1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    seed = checks.nonnegative_int("seed", seed)
+    size, epochs, batch_size = (
+        checks.positive_int(name, value)
+        for name, value in (("size", size), ("epochs", epochs), ("batch_size", batch_size))
+    )
+    checks.positive_float("lr", lr)
     config = _source_config(seed, size, epochs, lr, batch_size)
     name = _entry(seed, size, epochs, lr, batch_size)
 

@@ -31,7 +31,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tlearn import runtime
+import tlearn
+from tlearn import data, features, models, runtime
+from tlearn.studies import adaptation, choosing, layers, real_images, self_training
+from tlearn.studies.source import source_model
 
 __all__ = [
     "Step",
@@ -80,8 +83,6 @@ class Step:
 
 # --------------------------------------------------------------------------- the lessons' calls
 def _source_steps(lessons: set[str]) -> list[Step]:
-    from tlearn.studies.source import source_model
-
     steps = []
     for seed in SOURCE_SEEDS:  # lesson 00 reads each seed's; 01 and 02 read seed 0's
         readers = {"00", "01", "02", "06"} if seed == 0 else {"00"}
@@ -103,11 +104,6 @@ def _lesson02_features() -> None:
     every block for each few-shot draw. The keys hash each network's weights, so the
     networks are made as the lesson makes them — the same seeding, in the same order, the
     same dictionaries (``tests/test_warm.py`` compares them with the lesson's)."""
-    import tlearn
-    from tlearn import data, features, models
-    from tlearn.studies import layers
-    from tlearn.studies.source import source_model
-
     target_train = data.load_domain("uci", split="train")
     target_test = data.load_domain("uci", split="test")
     source = source_model(progress=False)  # before the seed, as in the lesson
@@ -140,24 +136,24 @@ def _lesson02_features() -> None:
 
 
 def _adaptation_steps(lessons: set[str]) -> list[Step]:
-    from tlearn.studies import adaptation as ex
-
     readers: dict = {}  # RunConfig -> the lessons that read its result
     if "03" in lessons:
         # per seed: source only, closed-form CORAL, Deep CORAL; then the weight sweep (SEED)
         for method in ("none", "coral_closed_form", "coral"):
             for seed in CORAL_SEEDS:
-                readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add("03")
+                readers.setdefault(adaptation.config(method, seed=seed, **RUN), set()).add("03")
         for w in WEIGHTS:
-            cfg = ex.config("coral", seed=CORAL_SEEDS[0], weight=w, **RUN)
+            cfg = adaptation.config("coral", seed=CORAL_SEEDS[0], weight=w, **RUN)
             readers.setdefault(cfg, set()).add("03")
     # comparison(SEEDS, rows=...): every row × seed (source-only first, as it does)
-    for lesson, rows, seeds in (("04", ex.MMD_ROWS, COMPARISON_SEEDS),
-                                ("05", ex.ADVERSARIAL_ROWS, ADVERSARIAL_SEEDS)):  # fmt: skip
+    comparisons = (("04", adaptation.MMD_ROWS, COMPARISON_SEEDS),
+                   ("05", adaptation.ADVERSARIAL_ROWS, ADVERSARIAL_SEEDS))  # fmt: skip
+    for lesson, rows, seeds in comparisons:
         if lesson in lessons:
             for method in rows.values():
                 for seed in seeds:
-                    readers.setdefault(ex.config(method, seed=seed, **RUN), set()).add(lesson)
+                    cfg = adaptation.config(method, seed=seed, **RUN)
+                    readers.setdefault(cfg, set()).add(lesson)
 
     def what(cfg) -> str:
         weight = (
@@ -168,7 +164,7 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
         return f"adaptation run: {cfg.method}{weight}, seed {cfg.seed}"
 
     return [
-        Step(tuple(sorted(who)), what(cfg), lambda cfg=cfg: ex.run(cfg, progress=False))
+        Step(tuple(sorted(who)), what(cfg), lambda cfg=cfg: adaptation.run(cfg, progress=False))
         for cfg, who in readers.items()
     ]
 
@@ -176,8 +172,6 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
 def _lesson07_steps() -> list[Step]:
     """Lesson 07: the LR range test, its 3 training runs × seeds, the probe's features, and
     section 6's regularised fine-tuning (plain, L2-SP, LP-FT) × seeds."""
-    from tlearn.studies import real_images as ri
-
     kw = {
         "per_class": REAL["PER_CLASS"],
         "image_size": REAL["IMAGE_SIZE"],
@@ -185,13 +179,11 @@ def _lesson07_steps() -> list[Step]:
     }
 
     def lr() -> float:
-        return ri.suggest_lr(ri.cached_lr_range_test(seed=0, **kw))
+        return real_images.suggest_lr(real_images.cached_lr_range_test(seed=0, **kw))
 
     def features07() -> None:
-        from tlearn import features
-
-        train_set, test_set = ri.load_data(REAL["DOMAIN"], image_size=REAL["IMAGE_SIZE"])
-        net, cache = ri.build_model("finetune", seed=0), features.FeatureCache()
+        train_set, test_set = real_images.load_data(REAL["DOMAIN"], image_size=REAL["IMAGE_SIZE"])
+        net, cache = real_images.build_model("finetune", seed=0), features.FeatureCache()
         for split in (train_set, test_set):
             features.extract(net, split, layer="net.avgpool", cache=cache, progress=False)
 
@@ -201,14 +193,15 @@ def _lesson07_steps() -> list[Step]:
             what = (
                 f"real-image run: {strategy}{'' if augment else ' (no augmentation)'}, seed {seed}"
             )
-            steps.append(Step(("07",), what, lambda s=strategy, a=augment, seed=seed: ri.run(
-                ri.RunConfig(s, seed=seed, lr=lr(), augment=a, **kw))))  # fmt: skip
+            config = {"strategy": strategy, "seed": seed, "augment": augment, **kw}
+            steps.append(Step(("07",), what, lambda config=config: real_images.run(
+                real_images.RunConfig(**config, lr=lr()))))  # fmt: skip
     steps.append(Step(("07",), "features: EfficientNet-Lite0 on fashion", features07))
-    for method in ri.REG_METHODS:  # section 6: plain (reads the run above), L2-SP, LP-FT
+    for method in real_images.REG_METHODS:  # section 6: plain (reads the run above), L2-SP, LP-FT
         for seed in REAL["SEEDS"]:
             steps.append(Step(("07",), f"regularised fine-tuning: {method}, seed {seed}",
-                              lambda m=method, seed=seed: ri.regularised_run(
-                                  ri.RegConfig(m, seed=seed, lr=lr(), **kw))))  # fmt: skip
+                              lambda m=method, seed=seed: real_images.regularised_run(
+                                  real_images.RegConfig(m, seed=seed, lr=lr(), **kw))))  # fmt: skip
     return steps
 
 
@@ -238,27 +231,24 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
 def _lesson08_steps() -> list[Step]:
     """Lesson 08's ``self_training.comparison``: lessons 03–05's rows it reads, for its seeds
     (source only first: every other run starts from it), then its own runs."""
-    from tlearn.studies import adaptation as ex
-    from tlearn.studies import self_training as st
-
     steps = []
-    for method in st.ADAPTATION_ROWS.values():
+    for method in self_training.ADAPTATION_ROWS.values():
         for seed in SELF_TRAINING_SEEDS:
-            cfg = ex.config(method, seed=seed, **RUN)
+            cfg = adaptation.config(method, seed=seed, **RUN)
             weight = f", w = {cfg.weight:g}" if method in ("coral", "mmd") else ""
             steps.append(Step(("08",), f"adaptation run: {method}{weight}, seed {seed}",
-                              lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
-    for row, (method, overrides) in st.ROWS.items():
+                              lambda cfg=cfg: adaptation.run(cfg, progress=False)))  # fmt: skip
+    for row, (method, overrides) in self_training.ROWS.items():
         for seed in SELF_TRAINING_SEEDS:
-            cfg = st.config(method, seed=seed, **RUN, **overrides)
-            steps.append(Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: st.run(cfg)))
+            cfg = self_training.config(method, seed=seed, **RUN, **overrides)
+            steps.append(
+                Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg))
+            )
     return steps
 
 
 def _choosing_steps(lessons: set[str]) -> list[Step]:
     """Lesson 06's ``choosing.comparison``: every candidate × seed, one step per candidate."""
-    from tlearn.studies import choosing
-
     if "06" not in lessons:
         return []
     return [
@@ -275,11 +265,11 @@ def _files(folder: Path) -> dict[Path, tuple[int, int]]:
     out = {}
     for p in folder.rglob("*"):
         try:
-            st = p.stat()
+            status = p.stat()
         except OSError:  # removed meanwhile (another process's temporary file)
             continue
         if p.is_file():
-            out[p] = (st.st_size, st.st_mtime_ns)
+            out[p] = (status.st_size, status.st_mtime_ns)
     return out
 
 
