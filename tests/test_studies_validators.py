@@ -107,3 +107,57 @@ def test_format_candidates_and_the_figure():
     assert text.count("Deep CORAL") == 8 and "uci test %" in text
     fig = va.validators_figure(rows)
     assert len(fig.axes) == len(va.VALIDATORS)
+
+
+def _claim_rows(*, separable=True, overestimate=0.4, entropy_good=True, entropy_noisy=False):
+    """Three seeds of fake candidates for the claims: the source-only row's domain classifier
+    (``separable``), IWCV/DEV at target accuracy + ``overestimate``, entropy tracking the target
+    accuracy (``entropy_good``) or ranking it backwards."""
+    rows = _rows(good=("SND", "entropy") if entropy_good else ("SND",),
+                 bad=() if entropy_good else ("entropy",))  # fmt: skip
+    for r in rows:
+        r["IWCV"] = r["DEV"] = r["target_accuracy"] + overestimate
+        r["source_called_source"], r["effective_share"] = 0.85, 0.4
+    for s in (0, 1, 2):
+        first = next(r for r in rows if r["seed"] == s)
+        first["name"] = "source only"
+        if separable:
+            first["source_called_source"], first["effective_share"] = 0.999, 0.003
+    if entropy_noisy:  # seed 0: entropy still rises with accuracy but picks a poor candidate
+        for r in rows:
+            if r["seed"] == 0:
+                r["entropy"] = r["target_accuracy"]
+        seed0 = [r for r in rows if r["seed"] == 0]
+        seed0[1]["entropy"] = 10.0
+    return rows
+
+
+def _claims(rows):
+    return va.validator_claims(rows, va.grade(rows))
+
+
+def test_every_claim_holds_on_numbers_that_make_it_true():
+    claims = _claims(_claim_rows())
+    assert len(claims) == 4
+    assert all(holds for holds, _ in claims.values()), claims
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [({"separable": False}, "domain classifier calls 95 %+"),
+     ({"overestimate": 0.1}, "overestimate"),
+     ({"entropy_good": False}, "entropy"),
+     ({"entropy_noisy": True}, "loses less than a random pick")],
+)  # fmt: skip
+def test_each_claim_fails_when_its_sentence_is_false(kw, words):
+    claims = _claims(_claim_rows(**kw))
+    failed = [s for s, (holds, _) in claims.items() if not holds]
+    assert failed and all(words in s for s in failed), failed
+
+
+def test_claims_report_instead_of_raising_on_other_data(capsys):
+    from tlearn.studies.claims import check
+
+    verdicts = check(_claims(_claim_rows(separable=False)), default_data=False)
+    assert not all(verdicts.values())
+    assert "✗" in capsys.readouterr().out

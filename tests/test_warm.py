@@ -264,8 +264,8 @@ def test_lesson_steps_cover_each_cache_once():
     runs = [s for s in warm.lesson_steps(["05"]) if s.what.startswith("adaptation run")]
     assert len(runs) == len(ex.ADVERSARIAL_ROWS) * len(warm.ADVERSARIAL_SEEDS)
     shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
-    # lesson 03's sweep, lessons 04, 05 and 08's tables
-    assert shared.lessons == ("03", "04", "05", "08")
+    # lesson 03's sweep, lessons 04, 05 and 08's tables, lesson 09's step before the helper
+    assert shared.lessons == ("03", "04", "05", "08", "09")
     own = [s for s in warm.lesson_steps(["08"]) if not s.what.startswith("adaptation run")]
     assert len(own) == len(st.ROWS) * len(warm.SELF_TRAINING_SEEDS)
     own = [s for s in warm.lesson_steps(["09"]) if s.what.startswith("validator grid")]
@@ -351,6 +351,12 @@ def test_warm_makes_the_calls_the_lessons_make():
         "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
         "source_only = ex.trained_model(base)  # the source-only network of lessons 03–05 (cached)",
         "table = st.comparison(SEEDS, **RUN)  # every row of the lesson, every seed (trained once, cached)",
+    ]  # fmt: skip
+    assert _cached_calls("09") == [
+        "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
+        "source_only = ex.trained_model(base)  # the source-only network of lessons 03–05 (cached)",
+        "coral_net = ex.trained_model(ex.config(\"coral\", seed=SEEDS[0], **RUN))  # lesson 03's Deep CORAL",
+        "rows = va.grid(SEEDS, **RUN)  # every candidate of every seed (trained once, then cached)",
     ]  # fmt: skip
     p06 = p["06"]
     assert tuple(p06["SEEDS"]) == warm.CHOOSING_SEEDS

@@ -403,7 +403,7 @@ def validators_figure(rows: list[dict], validators=tuple(VALIDATORS), *, title: 
                        marker=markers[seeds.index(r["seed"]) % len(markers)])  # fmt: skip
         ax.set_xlabel(v + (" %" if v in ("source accuracy", "IWCV", "DEV") else ""))
         if v in ("source accuracy", "IWCV", "DEV"):
-            ax.xaxis.set_major_formatter(lambda x, _: f"{100 * x:.0f}")
+            ax.xaxis.set_major_formatter(lambda x, _: f"{100 * x:.1f}")
     np.atleast_1d(axes)[0].set_ylabel("uci test accuracy % (grading only)")
     handles = [plt.Line2D([], [], ls="", marker="o", color=plt.cm.tab10(i), label=n)
                for i, n in enumerate(names)]  # fmt: skip
@@ -429,10 +429,13 @@ def validator_claims(
     """Lesson 09's message, ``{sentence: (holds, evidence)}``, on :func:`grid`'s rows and
     :func:`grade`'s output.
 
-    A sentence "A loses less than B" compares their regrets paired by seed
-    (:func:`tlearn.studies.claims.paired_difference`) and holds when the 95 % interval of
-    B − A lies above 0. Every check fails when its sentence is false
-    (``tests/test_studies_validators.py`` feeds it falsified numbers).
+    The sentences are about the mechanism (the domain classifier, IWCV's and DEV's estimates)
+    and about entropy, the one validator whose pick was good on every seed; entropy against a
+    random pick is also printed paired by seed (:func:`tlearn.studies.claims.paired_difference`)
+    but asserted seed by seed, as its interval from three seeds is wide. What separates SND,
+    source accuracy, IWCV and DEV from each other is not asserted: three seeds do not. Every
+    check fails when its sentence is false (``tests/test_studies_validators.py`` feeds it
+    falsified numbers).
     """
     from tlearn.studies.claims import describe
 
@@ -440,17 +443,24 @@ def validator_claims(
     called = np.array([r["source_called_source"] for r in src])
     share = np.array([r["effective_share"] for r in src])
     gap = np.array([min(r["IWCV"], r["DEV"]) - r["target_accuracy"] for r in rows])
-    entropy = _paired(grades, "entropy", "random pick")
+    rho = np.array(grades["entropy"]["spearman"])
+    regret, chance = (np.array(grades[k]["regret"]) for k in ("entropy", "random pick"))
     return {
-        "on the source-only network's features the domain classifier tells the domains apart "
-        "on every seed (it calls 95 %+ of the source validation images source) and the density "
-        "ratios degenerate (effective sample under 5 % of the source validation set)": (
-            bool((called >= 0.95).all() and (share < 0.05).all()),
-            f"called source {', '.join(f'{c:.1%}' for c in called)}; effective sample "
-            f"{', '.join(f'{x:.1%}' for x in share)}"),
+        "on the source-only network's features the domain classifier calls 95 %+ of the "
+        "held-out source validation images source, on every seed": (
+            bool((called >= 0.95).all()),
+            f"{', '.join(f'{c:.1%}' for c in called)} (the weights' effective sample: "
+            f"{', '.join(f'{x:.1%}' for x in share)} of the images)"),
         "IWCV and DEV overestimate the target accuracy of every candidate of every seed, by "
-        "25+ points": (bool(gap.min() >= 0.25), f"smallest overestimate {100 * gap.min():+.1f} "
+        "15+ points": (bool(gap.min() >= 0.15), f"smallest overestimate {100 * gap.min():+.1f} "
                        f"points over {len(rows)} candidates"),
-        "picking by the entropy of the target predictions loses less than a random pick "
-        "(paired 95 % interval above 0)": (bool(entropy["low"] > 0), describe(entropy)),
+        "the entropy of the target predictions ranks the candidates in the target accuracy's "
+        "direction on every seed (Spearman ρ > 0)": (
+            bool((rho > 0).all()), ", ".join(f"{x:+.2f}" for x in rho)),
+        "picking by the entropy of the target predictions loses less than a random pick, on "
+        "every seed": (
+            bool((regret < chance).all()),
+            f"regret {', '.join(f'{100 * x:.1f}' for x in regret)} vs "
+            f"{', '.join(f'{100 * x:.1f}' for x in chance)} points; paired "
+            f"{describe(_paired(grades, 'entropy', 'random pick'))}"),
     }  # fmt: skip

@@ -253,7 +253,8 @@ def _lesson08_steps() -> list[Step]:
 
 def _lesson09_steps() -> list[Step]:
     """Lesson 09's ``validators.grid``: the source-only networks its runs start from (lessons
-    03–05's), then one step per (method, weight, seed) run of the grid."""
+    03–05's) and lesson 03's Deep CORAL network of its first seed (the lesson's step before
+    the helper reads it), then one step per (method, weight, seed) run of the grid."""
     from tlearn.studies import adaptation as ex
     from tlearn.studies import validators as va
 
@@ -262,6 +263,9 @@ def _lesson09_steps() -> list[Step]:
         cfg = ex.config("none", seed=seed, **RUN)
         steps.append(Step(("09",), f"adaptation run: none, seed {seed}",
                           lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
+    coral = ex.config("coral", seed=VALIDATOR_SEEDS[0], **RUN)  # the lesson's step reads it
+    steps.append(Step(("09",), f"adaptation run: coral, w = {coral.weight:g}, seed {coral.seed}",
+                      lambda: ex.run(coral, progress=False)))  # fmt: skip
     for cfg in va.grid_configs(VALIDATOR_SEEDS, **RUN):
         weight = f", w = {cfg.weight:g}" if cfg.method != "none" else " and AdaBN"
         what = f"validator grid: {cfg.method}{weight}, seed {cfg.seed}"
