@@ -23,6 +23,9 @@ Modules (import the one you need; nothing heavy is imported here):
   labels, then fine-tuned (``comparison``), rank correlation, the decision chart.
 * :mod:`tlearn.studies.real_images` — lesson 07: frozen features, fine-tuning and training
   from scratch on real photos.
+* :mod:`tlearn.studies.validators` — lesson 09: a grid of adaptation runs scored by label-free
+  validators (source accuracy, IWCV, DEV, entropy, SND) and graded with the target labels
+  (``grid``, ``grade``).
 * :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
   ahead of time (a teacher's shared cache, Binder's postBuild).
 * :mod:`tlearn.studies.claims` — every lesson's claims cell: ``check`` asserts the lesson's
@@ -50,6 +53,7 @@ _SUBMODULES = (
     "choosing",
     "real_images",
     "self_training",
+    "validators",
     "warm",
     "claims",
 )
