@@ -93,7 +93,7 @@ VALIDATORS: dict[str, str] = {
     "SND": "unlabelled target images (soft neighbourhood density)",
 }
 #: Source train images on which a checkpoint's BatchNorm statistics are re-estimated for its
-#: source view (the first ones; the statistics of 2,000 images are those of 6,000 to ~1 %).
+#: source view (the first 2,000 of the 6,000, to keep the scoring cheap).
 SOURCE_BN_IMAGES = 2000
 METHOD_NAMES = {"none": "source only", "adabn": "AdaBN", "coral": "Deep CORAL",
                 "mmd": "MMD (DAN)", "dann": "DANN"}  # fmt: skip
