@@ -17,6 +17,7 @@ import torch
 from tlearn import adapt, cli, data, features, models, train
 from tlearn.studies import adaptation as ex
 from tlearn.studies import self_training as st
+from tlearn.studies import validators as va
 from tlearn.studies import warm
 from tlearn.studies.source import source_model, source_model_path
 
@@ -263,14 +264,16 @@ def test_lesson_steps_cover_each_cache_once():
     runs = [s for s in warm.lesson_steps(["05"]) if s.what.startswith("adaptation run")]
     assert len(runs) == len(ex.ADVERSARIAL_ROWS) * len(warm.ADVERSARIAL_SEEDS)
     shared = next(s for s in steps if s.what == "adaptation run: coral, w = 30, seed 0")
-    # lesson 03's sweep, lessons 04, 05 and 08's tables
-    assert shared.lessons == ("03", "04", "05", "08")
+    # lesson 03's sweep, lessons 04, 05 and 08's tables, lesson 09's step before the helper
+    assert shared.lessons == ("03", "04", "05", "08", "09")
     own = [s for s in warm.lesson_steps(["08"]) if not s.what.startswith("adaptation run")]
     assert len(own) == len(st.ROWS) * len(warm.SELF_TRAINING_SEEDS)
+    own = [s for s in warm.lesson_steps(["09"]) if s.what.startswith("validator grid")]
+    assert len(own) == len(va.grid_configs(warm.VALIDATOR_SEEDS))
     with pytest.raises(ValueError, match="unknown lessons"):
-        warm.lesson_steps(["09"])
+        warm.lesson_steps(["10"])
     with pytest.raises(SystemExit):
-        cli.main(["warm", "--lessons", "09"])
+        cli.main(["warm", "--lessons", "10"])
 
 
 def _parameters(lesson: str) -> dict:
@@ -288,7 +291,7 @@ def _cached_calls(lesson: str) -> list[str]:
     (path,) = LESSONS.glob(f"{lesson}_*.ipynb")
     cells = json.loads(path.read_text())["cells"]
     reads = ("source_model(", "ex.config(", "ex.run(", "ex.comparison(", "ex.weight_sweep(",
-             "ex.trained_model(", "FeatureCache(", "choosing.comparison(", "st.comparison(")  # fmt: skip
+             "ex.trained_model(", "FeatureCache(", "choosing.comparison(", "st.comparison(", "va.grid(")  # fmt: skip
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     return [line.strip() for line in code.splitlines() if any(r in line for r in reads)]
 
@@ -310,6 +313,7 @@ def test_warm_makes_the_calls_the_lessons_make():
     assert p["03"]["RUN"] == p["04"]["RUN"] == p["05"]["RUN"] == warm.RUN
     assert p["00"]["TARGET"] == p["02"]["TARGET"] == warm.RUN["target"]
     assert tuple(p["08"]["SEEDS"]) == warm.SELF_TRAINING_SEEDS and p["08"]["RUN"] == warm.RUN
+    assert tuple(p["09"]["SEEDS"]) == warm.VALIDATOR_SEEDS and p["09"]["RUN"] == warm.RUN
     assert {k: p["07"][k] for k in warm.REAL} == {**warm.REAL, "SEEDS": list(warm.REAL["SEEDS"])}
     assert _cached_calls("00") == [
         "net = source_model(seed=seed, size=SOURCE_SIZE, progress=False)",
@@ -347,6 +351,12 @@ def test_warm_makes_the_calls_the_lessons_make():
         "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
         "source_only = ex.trained_model(base)  # the source-only network of lessons 03–05 (cached)",
         "table = st.comparison(SEEDS, **RUN)  # every row of the lesson, every seed (trained once, cached)",
+    ]  # fmt: skip
+    assert _cached_calls("09") == [
+        "base = ex.config(\"none\", seed=SEEDS[0], **RUN)",
+        "source_only = ex.trained_model(base)  # the source-only network of lessons 03–05 (cached)",
+        "coral_net = ex.trained_model(ex.config(\"coral\", seed=SEEDS[0], **RUN))  # lesson 03's Deep CORAL",
+        "rows = va.grid(SEEDS, **RUN)  # every candidate of every seed (trained once, then cached)",
     ]  # fmt: skip
     p06 = p["06"]
     assert tuple(p06["SEEDS"]) == warm.CHOOSING_SEEDS

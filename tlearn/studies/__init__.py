@@ -29,6 +29,9 @@ Modules (import the one you need; nothing heavy is imported here):
   02, 04 and 05's own calls (``course_numbers``), so the chart cannot drift from the lessons.
 * :mod:`tlearn.studies.real_images` — lesson 07: frozen features, fine-tuning and training
   from scratch on real photos.
+* :mod:`tlearn.studies.validators` — lesson 09: a grid of adaptation runs scored by label-free
+  validators (source accuracy, IWCV, DEV, entropy, SND) and graded with the target labels
+  (``grid``, ``grade``).
 * :mod:`tlearn.studies.warm` — ``tlearn warm``: the lessons' own cached calls, made once
   ahead of time (a teacher's shared cache, Binder's postBuild).
 * :mod:`tlearn.studies.claims` — every lesson's claims cell: ``check`` asserts the lesson's
@@ -59,6 +62,7 @@ _SUBMODULES = (
     "course",
     "real_images",
     "self_training",
+    "validators",
     "warm",
     "claims",
 )

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The lessons whose caches :func:`lesson_steps` knows, by number.
-LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07", "08")
+LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09")
 
 # The lessons' parameters cells, as they ship (tests/test_warm.py checks they still agree).
 SOURCE_SEEDS = (0, 1, 2)  # lesson 00: SEEDS — one source model per seed
@@ -66,6 +66,7 @@ CHOOSING = {
     "target": "uci",
 }  # lesson 06: PER_CLASS, IMAGE_SIZE, TARGET
 SELF_TRAINING_SEEDS = (0, 1, 2)  # lesson 08: SEEDS (RUN as lessons 03–05)
+VALIDATOR_SEEDS = (0, 1, 2)  # lesson 09: SEEDS (RUN as lessons 03–05)
 REAL = {"DOMAIN": "fashion", "PER_CLASS": 10, "SEEDS": (0, 1, 2), "IMAGE_SIZE": 32}  # lesson 07
 
 
@@ -218,6 +219,7 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
     steps += _adaptation_steps(wanted) + _choosing_steps(wanted)
     steps += _lesson07_steps() if "07" in wanted else []
     steps += _lesson08_steps() if "08" in wanted else []
+    steps += _lesson09_steps() if "09" in wanted else []
     merged: dict[str, Step] = {}  # a run two lessons read is one step (lessons 05 and 08)
     for step in steps:
         if step.what in merged:
@@ -244,6 +246,28 @@ def _lesson08_steps() -> list[Step]:
             steps.append(
                 Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg))
             )
+    return steps
+
+
+def _lesson09_steps() -> list[Step]:
+    """Lesson 09's ``validators.grid``: the source-only networks its runs start from (lessons
+    03–05's) and lesson 03's Deep CORAL network of its first seed (the lesson's step before
+    the helper reads it), then one step per (method, weight, seed) run of the grid."""
+    from tlearn.studies import adaptation as ex
+    from tlearn.studies import validators as va
+
+    steps = []
+    for seed in VALIDATOR_SEEDS:
+        cfg = ex.config("none", seed=seed, **RUN)
+        steps.append(Step(("09",), f"adaptation run: none, seed {seed}",
+                          lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
+    coral = ex.config("coral", seed=VALIDATOR_SEEDS[0], **RUN)  # the lesson's step reads it
+    steps.append(Step(("09",), f"adaptation run: coral, w = {coral.weight:g}, seed {coral.seed}",
+                      lambda: ex.run(coral, progress=False)))  # fmt: skip
+    for cfg in va.grid_configs(VALIDATOR_SEEDS, **RUN):
+        weight = f", w = {cfg.weight:g}" if cfg.method != "none" else " and AdaBN"
+        what = f"validator grid: {cfg.method}{weight}, seed {cfg.seed}"
+        steps.append(Step(("09",), what, lambda cfg=cfg: va.run(cfg)))
     return steps
 
 
