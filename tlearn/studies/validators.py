@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -120,13 +118,10 @@ class RunConfig:
     batch_size: int = 128
 
     def key(self) -> str:
-        """sha256 of the config, the source-only run's key, the format and the tlearn version."""
-        import tlearn
-
-        blob = json.dumps({"config": dataclasses.asdict(self), "tlearn": tlearn.__version__,
-                           "source_run": self.source_config().key(), "format": RESULTS_FORMAT},
-                          sort_keys=True)  # fmt: skip
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        """The cache key of the config, the source-only run's key and the format (and tlearn's
+        version: :func:`tlearn.runtime.cache_key`)."""
+        return runtime.cache_key({"config": dataclasses.asdict(self), "format": RESULTS_FORMAT,
+                                  "source_run": self.source_config().key()})  # fmt: skip
 
     def source_config(self) -> ex.RunConfig:
         """The source-only run every candidate starts from (lessons 03–05's)."""
@@ -259,20 +254,13 @@ def run(cfg: RunConfig, *, cache: bool = True) -> dict[str, Any]:
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"cfg must be a RunConfig (use validators.config), got {cfg!r}")
     relpath = f"validators/{cfg.method}-w{cfg.weight:g}-s{cfg.seed}-{cfg.key()}.json"
-
-    def read(path):
-        res = json.loads(path.read_text())
-        if res.get("format") != RESULTS_FORMAT or res.get("config") != dataclasses.asdict(cfg):
-            raise ValueError("it holds another config's result")
-        return res
-
-    if cache:
-        found = runtime.load_cached(relpath, read)
-        if found is not None:
-            return found
-    res = _compute(cfg)
-    runtime.save_cached(relpath, lambda f: f.write(json.dumps(res).encode()))
-    return res
+    config = dataclasses.asdict(cfg)
+    return runtime.cached_json(
+        relpath,
+        lambda: _compute(cfg),
+        valid=lambda res: res.get("format") == RESULTS_FORMAT and res.get("config") == config,
+        recompute=not cache,
+    )
 
 
 def grid_configs(seeds=(0, 1, 2), *, source: str = "synth", target: str = "uci",
