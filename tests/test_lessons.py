@@ -113,3 +113,15 @@ def test_the_claims_cell_says_run_from_the_top_when_run_first(path):
     with pytest.raises(Exception, match="Run the lesson from the top") as err:
         exec(guard, {**namespace, "globals": lambda: {}})  # noqa: S102 - a fresh kernel's globals
     assert type(err.value).__name__ == "RunFromTheTop"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_every_cell_that_shows_a_figure_stores_it(path):
+    """A lesson executed with ``MPLBACKEND=Agg`` in the environment runs green but stores no
+    figure (``plt.show()`` draws nowhere): GitHub and nbviewer readers would see none."""
+    missing = []
+    for i, cell in enumerate(_nb(path)["cells"]):
+        if cell["cell_type"] == "code" and "plt.show()" in "".join(cell["source"]):
+            if not any("image/png" in out.get("data", {}) for out in cell["outputs"]):
+                missing.append(i)
+    assert not missing, f"cells {missing} call plt.show() but store no image"
