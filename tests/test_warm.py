@@ -254,6 +254,49 @@ def test_warm_over_a_warmed_read_only_layer_computes_and_writes_nothing(teacher,
     assert _files(own) == [] and _snapshot(shared) == before
 
 
+def test_steps_run_after_the_stages_they_read():
+    """``warm(jobs=2)`` runs a stage's steps at once: each must read only lower stages."""
+    stage = {s.what: s.stage for s in warm.lesson_steps()}
+    sources = [w for w in stage if w.startswith("source model")]
+    source_only = [w for w in stage if w.startswith("adaptation run: none")]
+    from_source_only = [w for w in stage if w.startswith(("adaptation run:", "validator grid",
+                        "regularised", "SHOT", "self-training"))
+                        and w not in source_only]  # fmt: skip
+    assert {stage[w] for w in sources} == {0} and stage["LR range test, fashion"] == 0
+    assert {stage[w] for w in source_only} == {1}
+    assert len(from_source_only) > 40 and {stage[w] for w in from_source_only} == {2}
+    assert {s.stage for s in warm.lesson_steps() if s.what.startswith("real-image run")} == {1}
+
+
+def test_warm_in_workers_refuses_what_it_cannot_send(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="jobs > 1 runs the lessons' own steps"):
+        warm.warm(steps=_tiny_steps(), jobs=2, progress=False)
+    with pytest.raises(ValueError, match="jobs"):
+        warm.warm(["00"], jobs=0, progress=False)
+
+
+@pytest.mark.slow
+def test_warm_in_two_workers_builds_what_one_process_builds(tmp_path, monkeypatch):
+    """Lesson 00's three source models in two 1-thread worker processes: every row built, in
+    step order; a second warm finds them cached; each equals the model this process trains
+    at 1 thread."""
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path / "workers"))
+    rows = warm.warm(["00"], jobs=2, progress=False)
+    assert [r["step"] for r in rows] == [s.what for s in warm.lesson_steps(["00"])]
+    assert {r["status"] for r in rows} == {"built"} and all(r["bytes"] > 0 for r in rows)
+    assert {r["status"] for r in warm.warm(["00"], progress=False)} == {"cached"}
+    from_workers = source_model(seed=2, size=warm.SOURCE_SIZE, progress=False)
+    monkeypatch.setenv("TLEARN_CACHE", str(tmp_path / "here"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = source_model(seed=2, size=warm.SOURCE_SIZE, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert _equal(from_workers, here)
+
+
 def test_lesson_steps_cover_each_cache_once():
     steps = warm.lesson_steps()
     names = [s.what for s in steps]

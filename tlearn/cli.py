@@ -202,17 +202,19 @@ def demo(
     return rows
 
 
-def warm(lessons: list[str] | None = None, *, progress: bool = True) -> list[dict[str, object]]:
+def warm(
+    lessons: list[str] | None = None, *, jobs: int = 1, progress: bool = True
+) -> list[dict[str, object]]:
     """Build every cache the ``lessons`` (default: all) read, into the first writable layer of
-    ``TLEARN_CACHE``; print what was built or found cached, and the disk the cache takes.
-    The work is :func:`tlearn.studies.warm.warm`; returns its rows."""
+    ``TLEARN_CACHE``, in ``jobs`` processes; print what was built or found cached, and the
+    disk the cache takes. The work is :func:`tlearn.studies.warm.warm`; returns its rows."""
     from tlearn import runtime
     from tlearn.studies import warm as warming
 
     chosen = warming.LESSONS if lessons is None else lessons
     folder = runtime.cache_dir()  # fails here, before any work, when no layer is writable
     print(f"warming the caches of lessons {', '.join(chosen)} into {folder}")
-    rows = warming.warm(chosen, progress=progress)
+    rows = warming.warm(chosen, jobs=jobs, progress=progress)
     print(warming.format_summary(rows, folder))
     return rows
 
@@ -348,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     p_warm.add_argument(
         "--lessons", nargs="+", metavar="NN", help="only these lessons (default: all), e.g. 00 03"
     )
+    p_warm.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="build in N processes at once, each with its share of the CPUs (about 1.5 GB each)",
+    )  # fmt: skip
     p_warm.add_argument("--no-progress", action="store_true")
     p_lessons = sub.add_parser("lessons", help="open JupyterLab on lessons/")
     p_lessons.add_argument("jupyter_args", nargs=argparse.REMAINDER)
@@ -380,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(args.lessons or ()) - set(LESSONS))
         if unknown:
             parser.error(f"unknown lessons {unknown}; choose from {' '.join(LESSONS)}")
-        warm(args.lessons, progress=not args.no_progress)
+        if args.jobs < 1:
+            parser.error(f"--jobs must be at least 1, got {args.jobs}")
+        warm(args.lessons, jobs=args.jobs, progress=not args.no_progress)
         return 0
     return lessons(args.jupyter_args)
 

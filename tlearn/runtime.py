@@ -47,8 +47,8 @@ from tlearn import checks
 __all__ = [
     "get_device", "seed_everything", "autocast", "amp_dtype", "make_grad_scaler", "eval_mode",
     "cache_dirs", "cache_dir", "cache_key", "find_cached", "load_cached", "save_cached",
-    "cached_json", "data_dir", "atomic_write", "cgroup_cpu_quota", "cpu_budget", "limit_threads",
-    "PROGRESS_INTERVAL", "progress_bar",
+    "cached_json", "data_dir", "atomic_write", "recording_writes", "cgroup_cpu_quota",
+    "cpu_budget", "limit_threads", "PROGRESS_INTERVAL", "progress_bar",
 ]  # fmt: skip
 
 #: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
@@ -489,7 +489,24 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    for log in _WRITE_LOGS:
+        log.append(path)
     return path
+
+
+_WRITE_LOGS: list[list[Path]] = []
+
+
+@contextlib.contextmanager
+def recording_writes() -> Iterator[list[Path]]:
+    """A list that collects every path :func:`atomic_write` writes in this process while the
+    block runs (``tlearn warm`` reports what each of its steps built with it)."""
+    log: list[Path] = []
+    _WRITE_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _WRITE_LOGS.remove(log)
 
 
 def _create_beside(path: Path) -> tuple[int, Path]:

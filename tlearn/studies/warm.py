@@ -11,8 +11,9 @@ students list it as a read-only layer after their own (``runtime.cache_dirs``), 
 the teacher built trains again. Binder's ``postBuild`` runs it while building the image.
 
 Each :class:`Step` is one such call. Whether it *built* something or found it *cached* is
-read off the disk, not taken on trust: a step that wrote files into the cache folder built
-them. What the lessons compute outside any cache (fine-tuning in lesson 01, the probes and
+read off what it wrote, not taken on trust: every cache file is written by
+``runtime.atomic_write``, which lists it for the step that runs (``runtime.recording_writes``).
+``tlearn warm --jobs 2`` builds steps in two processes at once. What the lessons compute outside any cache (fine-tuning in lesson 01, the probes and
 fine-tuning of lesson 02, the steps shown before the helpers in lessons 03–05)
 cannot be warmed and runs in the lesson, as it should — a few seconds each.
 
@@ -27,12 +28,15 @@ Example (two tiny steps; ``warm()`` with no ``steps`` builds every lesson's cach
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import tlearn
-from tlearn import data, features, models, runtime
+from tlearn import checks, data, features, models, runtime
 from tlearn.studies import adaptation, choosing, layers, real_images, self_training
 from tlearn.studies.source import source_model
 
@@ -75,11 +79,15 @@ class Step:
     """One cache a lesson reads: ``build()`` makes the lesson's own call (a hit when cached).
 
     ``lessons`` are the lessons that read it (``("00", "01")``), ``what`` says what it is.
+    ``stage`` orders the steps for :func:`warm`'s workers: a step may read what a lower stage
+    built (0: source models and the LR range test; 1: the source-only runs and what reads
+    only stage 0; 2: the runs that start from a source-only network).
     """
 
     lessons: tuple[str, ...]
     what: str
     build: Callable[[], object]
+    stage: int = 0
 
 
 # --------------------------------------------------------------------------- the lessons' calls
@@ -165,9 +173,15 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
         return f"adaptation run: {cfg.method}{weight}, seed {cfg.seed}"
 
     return [
-        Step(tuple(sorted(who)), what(cfg), lambda cfg=cfg: adaptation.run(cfg, progress=False))
+        Step(tuple(sorted(who)), what(cfg), lambda cfg=cfg: adaptation.run(cfg, progress=False),
+             _adaptation_stage(cfg))
         for cfg, who in readers.items()
-    ]
+    ]  # fmt: skip
+
+
+def _adaptation_stage(cfg: adaptation.RunConfig) -> int:
+    """Source-only runs are stage 1; every other run starts from one (stage 2)."""
+    return 1 if cfg.method == "none" else 2
 
 
 def _lesson07_steps() -> list[Step]:
@@ -196,13 +210,13 @@ def _lesson07_steps() -> list[Step]:
             )
             config = {"strategy": strategy, "seed": seed, "augment": augment, **kw}
             steps.append(Step(("07",), what, lambda config=config: real_images.run(
-                real_images.RunConfig(**config, lr=lr()))))  # fmt: skip
-    steps.append(Step(("07",), "features: EfficientNet-Lite0 on fashion", features07))
+                real_images.RunConfig(**config, lr=lr())), 1))  # fmt: skip
+    steps.append(Step(("07",), "features: EfficientNet-Lite0 on fashion", features07, 1))
     for method in real_images.REG_METHODS:  # section 6: plain (reads the run above), L2-SP, LP-FT
         for seed in REAL["SEEDS"]:
             steps.append(Step(("07",), f"regularised fine-tuning: {method}, seed {seed}",
                               lambda m=method, seed=seed: real_images.regularised_run(
-                                  real_images.RegConfig(m, seed=seed, lr=lr(), **kw))))  # fmt: skip
+                                  real_images.RegConfig(m, seed=seed, lr=lr(), **kw)), 2))  # fmt: skip
     return steps
 
 
@@ -215,7 +229,7 @@ def lesson_steps(lessons: Iterable[str] = LESSONS) -> list[Step]:
         raise ValueError(f"unknown lessons {sorted(unknown)}; expected some of {LESSONS}")
     steps = _source_steps(wanted)
     if "02" in wanted:
-        steps.append(Step(("02",), "features: 4 networks, layer sweeps", _lesson02_features))
+        steps.append(Step(("02",), "features: 4 networks, layer sweeps", _lesson02_features, 1))
     steps += _adaptation_steps(wanted) + _choosing_steps(wanted)
     steps += _lesson07_steps() if "07" in wanted else []
     steps += _lesson08_steps() if "08" in wanted else []
@@ -239,12 +253,13 @@ def _lesson08_steps() -> list[Step]:
             cfg = adaptation.config(method, seed=seed, **RUN)
             weight = f", w = {cfg.weight:g}" if method in ("coral", "mmd") else ""
             steps.append(Step(("08",), f"adaptation run: {method}{weight}, seed {seed}",
-                              lambda cfg=cfg: adaptation.run(cfg, progress=False)))  # fmt: skip
+                              lambda cfg=cfg: adaptation.run(cfg, progress=False),
+                              _adaptation_stage(cfg)))  # fmt: skip
     for row, (method, overrides) in self_training.ROWS.items():
         for seed in SELF_TRAINING_SEEDS:
             cfg = self_training.config(method, seed=seed, **RUN, **overrides)
             steps.append(
-                Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg))
+                Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg), 2)
             )
     return steps
 
@@ -260,14 +275,14 @@ def _lesson09_steps() -> list[Step]:
     for seed in VALIDATOR_SEEDS:
         cfg = ex.config("none", seed=seed, **RUN)
         steps.append(Step(("09",), f"adaptation run: none, seed {seed}",
-                          lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
+                          lambda cfg=cfg: ex.run(cfg, progress=False), 1))  # fmt: skip
     coral = ex.config("coral", seed=VALIDATOR_SEEDS[0], **RUN)  # the lesson's step reads it
     steps.append(Step(("09",), f"adaptation run: coral, w = {coral.weight:g}, seed {coral.seed}",
-                      lambda: ex.run(coral, progress=False)))  # fmt: skip
+                      lambda: ex.run(coral, progress=False), 2))  # fmt: skip
     for cfg in va.grid_configs(VALIDATOR_SEEDS, **RUN):
         weight = f", w = {cfg.weight:g}" if cfg.method != "none" else " and AdaBN"
         what = f"validator grid: {cfg.method}{weight}, seed {cfg.seed}"
-        steps.append(Step(("09",), what, lambda cfg=cfg: va.run(cfg)))
+        steps.append(Step(("09",), what, lambda cfg=cfg: va.run(cfg), 2))
     return steps
 
 
@@ -278,7 +293,7 @@ def _choosing_steps(lessons: set[str]) -> list[Step]:
     return [
         Step(("06",), f"candidate: {name}, {len(CHOOSING_SEEDS)} seeds",
              lambda name=name: choosing.comparison(CHOOSING_SEEDS, [name], progress=False,
-                                                   **CHOOSING))
+                                                   **CHOOSING), 1)
         for name in choosing.CANDIDATES
     ]  # fmt: skip
 
@@ -309,43 +324,86 @@ def disk_usage(folder: str | Path) -> int:
     return sum(size for size, _ in _files(Path(folder)).values())
 
 
+def _run(step: Step) -> dict[str, object]:
+    """Build one step; its row. ``built``: it wrote cache files (``runtime.atomic_write``
+    records every one this process writes), ``cached``: every read was a hit."""
+    t0 = time.perf_counter()
+    with runtime.recording_writes() as written:
+        step.build()
+    return {
+        "lessons": " ".join(step.lessons),
+        "step": step.what,
+        "status": "built" if written else "cached",
+        "seconds": round(time.perf_counter() - t0, 1),
+        "bytes": sum(p.stat().st_size for p in set(written) if p.exists()),
+    }
+
+
+def _worker_start(threads: int) -> None:
+    runtime.limit_threads(threads)
+
+
+def _run_lesson_step(lessons: tuple[str, ...], index: int) -> dict[str, object]:
+    """In a worker process: step ``index`` of ``lesson_steps(lessons)`` (steps hold lambdas,
+    which cannot be sent to another process; their index can)."""
+    return _run(lesson_steps(lessons)[index])
+
+
 def warm(
     lessons: Iterable[str] = LESSONS,
     *,
     steps: Sequence[Step] | None = None,
+    jobs: int = 1,
     progress: bool = True,
 ) -> list[dict[str, object]]:
     """Run ``steps`` (default: :func:`lesson_steps` of ``lessons``) with one progress bar.
 
-    Returns one row per step: ``lessons``, ``step``, ``status`` (``"built"`` when the step
-    wrote files into the cache folder, ``"cached"`` when it wrote nothing: every read was a
+    Returns one row per step, in order: ``lessons``, ``step``, ``status`` (``"built"`` when
+    the step wrote files into the cache, ``"cached"`` when it wrote nothing: every read was a
     hit, in this layer or another one), ``seconds`` and ``bytes`` (of the files it wrote).
+
+    ``jobs > 1`` builds the lessons' steps in that many worker processes, stage by stage
+    (:class:`Step`), each with ``cpu_budget() // jobs`` torch threads (at least one): small
+    networks train faster as several one-thread processes than as one process with every
+    thread (on 2 cores, one 2-thread run is about 1.5× as fast as a 1-thread one, two 1-thread
+    runs 2×). Each worker holds a lesson's memory (up to about 1.5 GB). The cache entries
+    are the same as those ``jobs=1`` writes with that many threads.
     Raises PermissionError (from ``runtime.cache_dir``) when no cache layer is writable.
     """
+    jobs = checks.positive_int("jobs", jobs)
+    if steps is not None and jobs > 1:
+        raise ValueError("jobs > 1 runs the lessons' own steps only; pass steps= with jobs=1")
+    lessons = tuple(lessons)
     todo = lesson_steps(lessons) if steps is None else list(steps)
-    folder = runtime.cache_dir()
-    rows = []
+    runtime.cache_dir()  # a writable layer, or PermissionError before any work
     with runtime.progress_bar(total=len(todo), desc="warming the lessons' caches", unit="step",
                               enabled=progress) as bar:  # fmt: skip
-        for step in todo:
-            bar.set_postfix_str(step.what, refresh=False)
-            before = _files(folder)
-            t0 = time.perf_counter()
-            step.build()
-            seconds = time.perf_counter() - t0
-            after = _files(folder)
-            written = [p for p, stamp in after.items() if before.get(p) != stamp]
-            rows.append(
-                {
-                    "lessons": " ".join(step.lessons),
-                    "step": step.what,
-                    "status": "built" if written else "cached",
-                    "seconds": round(seconds, 1),
-                    "bytes": sum(after[p][0] for p in written),
-                }
-            )
-            bar.update()
-    return rows
+        if jobs == 1:
+            rows = []
+            for step in todo:
+                bar.set_postfix_str(step.what, refresh=False)
+                rows.append(_run(step))
+                bar.update()
+            return rows
+        return _warm_in_workers(lessons, todo, jobs, bar)
+
+
+def _warm_in_workers(lessons: tuple[str, ...], todo: list[Step], jobs: int, bar) -> list[dict]:
+    """:func:`warm` with ``jobs`` processes: every step of a stage at once, then the next."""
+    threads = max(1, runtime.cpu_budget() // jobs)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep, not spin
+    rows: dict[int, dict[str, object]] = {}
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_start,
+                             initargs=(threads,)) as pool:  # fmt: skip
+        for stage in sorted({step.stage for step in todo}):
+            running = {pool.submit(_run_lesson_step, lessons, i): i
+                       for i, step in enumerate(todo) if step.stage == stage}  # fmt: skip
+            for done in as_completed(running):
+                rows[running[done]] = done.result()  # a step's error stops the warm here
+                bar.set_postfix_str(todo[running[done]].what, refresh=False)
+                bar.update()
+    return [rows[i] for i in range(len(todo))]
 
 
 def _size(n: int) -> str:
