@@ -36,30 +36,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
-    "positive_int",
-    "nonnegative_int",
-    "positive_float",
-    "nonnegative_float",
-    "probability",
-    "boolean",
-    "one_of",
-    "module",
-    "images",
-    "channels_match",
-    "accepted_channels",
-    "has_batchnorm",
-    "batch_of_one",
-    "env_int",
-    "env_float",
-    "int_argument",
-    "device_argument",
-    "features",
-    "feature_pair",
-    "tensor_pair",
-    "numpy_pair",
-    "finite_or_raise",
-    "float_compute",
-]
+    "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "probability",
+    "boolean", "one_of", "module", "matrix",
+    "images", "channels_match", "accepted_channels", "has_batchnorm", "batch_of_one",
+    "env_int", "env_float", "int_argument", "device_argument",
+    "features", "feature_pair", "tensor_pair", "numpy_pair", "finite_or_raise", "float_compute",
+]  # fmt: skip
 
 
 def _is_int(value: Any) -> bool:
@@ -145,6 +127,15 @@ def module(name: str, value: Any) -> nn.Module:
         )
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}{hint}")
     return value
+
+
+def matrix(x: Any, name: str, what: str, *, rows: int | None = None) -> torch.Tensor:
+    """``x`` if it is a 2-D tensor (of ``rows`` rows, when given); else a ValueError saying
+    ``what`` was expected and what came (its shape, or its type)."""
+    if not torch.is_tensor(x) or x.dim() != 2 or rows not in (None, len(x)):
+        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be {what}, got {got}")
+    return x
 
 
 # --------------------------------------------------------------------------- images

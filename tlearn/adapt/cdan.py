@@ -46,13 +46,9 @@ from tlearn import checks
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lambda
 
 __all__ = [
-    "multilinear_map",
-    "MultilinearMap",
-    "RandomizedMultilinearMap",
-    "entropy_weights",
-    "ConditionalAdversarialLoss",
-    "RANDOMIZE_ABOVE",
-]
+    "multilinear_map", "MultilinearMap", "RandomizedMultilinearMap", "entropy_weights",
+    "ConditionalAdversarialLoss", "RANDOMIZE_ABOVE",
+]  # fmt: skip
 
 #: The paper's rule: use the randomized map when :math:`d_f \cdot C` exceeds this.
 RANDOMIZE_ABOVE = 4096
@@ -262,12 +258,8 @@ class ConditionalAdversarialLoss(nn.Module):
 # --------------------------------------------------------------------------- checks
 def _probabilities(logits: Tensor, z: Tensor, name: str, z_name: str) -> Tensor:
     """softmax(logits), detached, after checking they are (N, C) logits for the N rows of z."""
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or len(logits) != len(z):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"{name} must be class logits of shape ({len(z)}, C), one row per row of "
-            f"{z_name}, got {shape}"
-        )
+    what = f"class logits of shape ({len(z)}, C), one row per row of {z_name}"
+    checks.matrix(logits, name, what, rows=len(z))
     return F.softmax(logits.detach().float(), dim=1)
 
 
@@ -275,9 +267,7 @@ def _check_rows(
     f: Tensor, g: Tensor, names: tuple[str, str] = ("f", "g"), same_rows: bool = True
 ) -> None:
     for t, name in zip((f, g), names, strict=True):
-        if not isinstance(t, Tensor) or t.dim() != 2:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a 2-D tensor (N, width), got {shape}")
+        checks.matrix(t, name, "a 2-D tensor (N, width)")
     if same_rows and len(f) != len(g):
         raise ValueError(
             f"{names[0]} and {names[1]} must have one row per example each, got {len(f)} and "

@@ -39,13 +39,9 @@ from torch import Tensor, nn
 from tlearn import checks
 
 __all__ = [
-    "grad_reverse",
-    "GradientReversal",
-    "DomainClassifier",
-    "DomainAdversarialLoss",
-    "dann_lambda",
+    "grad_reverse", "GradientReversal", "DomainClassifier", "DomainAdversarialLoss", "dann_lambda",
     "dann_lr",
-]
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- gradient reversal

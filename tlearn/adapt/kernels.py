@@ -28,13 +28,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "DEFAULT_MULTIPLIERS",
-    "sq_distances",
-    "gaussian_kernel",
-    "multi_kernel",
-    "mean_sq_distance",
+    "DEFAULT_MULTIPLIERS", "sq_distances", "gaussian_kernel", "multi_kernel", "mean_sq_distance",
     "linear_kernel",
-]
+]  # fmt: skip
 
 #: Bandwidth multipliers α_u of the default multi-kernel: γ_u = α_u · γ₀.
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)

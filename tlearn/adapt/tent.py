@@ -61,9 +61,7 @@ def entropy(logits: Tensor) -> Tensor:
         >>> entropy(torch.tensor([[0.0, 0.0], [100.0, 0.0]]))  # (log 2 + 0) / 2
         tensor(0.3466)
     """
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"entropy expects class logits of shape (N, C), got {shape}")
+    checks.matrix(logits, "the logits of entropy", "class logits of shape (N, C)")
     log_p = F.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(1).mean()
 
