@@ -129,10 +129,13 @@ def module(name: str, value: Any) -> nn.Module:
     return value
 
 
-def matrix(x: Any, name: str, what: str, *, rows: int | None = None) -> torch.Tensor:
-    """``x`` if it is a 2-D tensor (of ``rows`` rows, when given); else a ValueError saying
-    ``what`` was expected and what came (its shape, or its type)."""
-    if not torch.is_tensor(x) or x.dim() != 2 or rows not in (None, len(x)):
+def matrix(
+    x: Any, name: str, what: str, *, rows: int | None = None, columns: int | None = None
+) -> torch.Tensor:
+    """``x`` if it is a 2-D tensor (with ``rows`` rows and ``columns`` columns, when given);
+    else a ValueError saying ``what`` was expected and what came (its shape, or its type)."""
+    ok = torch.is_tensor(x) and x.dim() == 2
+    if not ok or rows not in (None, x.shape[0]) or columns not in (None, x.shape[1]):
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"{name} must be {what}, got {got}")
     return x
@@ -213,34 +216,29 @@ def env_int(var: str, default: int, *, minimum: int = 0) -> int:
     A value that is not an int ≥ ``minimum`` raises a ValueError naming the variable — read
     where it is used, so a bad value never breaks an ``import``.
     """
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise ValueError(
-            f"environment variable {var} must be an int >= {minimum}, got {raw!r}; "
-            f"fix or unset it (default {default})."
-        )
-    return value
+    return _env(var, default, int, lambda value: value >= minimum, f"an int >= {minimum}")
 
 
 def env_float(var: str, default: float, *, positive: bool = True) -> float:
     """The number in environment variable ``var`` (``default`` when unset or empty)."""
+    kind = "a number > 0" if positive else "a number >= 0"
+    in_range = (lambda v: v > 0) if positive else (lambda v: v >= 0)
+    return _env(var, default, float, lambda v: math.isfinite(v) and in_range(v), kind)
+
+
+def _env(var: str, default: Any, parse: Callable, ok: Callable[[Any], bool], kind: str) -> Any:
+    """``parse`` of the text in environment variable ``var`` if ``ok`` says it is ``kind``;
+    ``default`` when unset or empty; else a ValueError naming the variable."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0) or value < 0:
-        bound = "> 0" if positive else ">= 0"
+        value = None
+    if value is None or not ok(value):
         raise ValueError(
-            f"environment variable {var} must be a number {bound}, got {raw!r}; "
+            f"environment variable {var} must be {kind}, got {raw!r}; "
             f"fix or unset it (default {default})."
         )
     return value
