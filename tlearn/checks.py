@@ -38,7 +38,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "probability",
     "boolean", "one_of", "module", "matrix",
-    "images", "channels_match", "accepted_channels", "has_batchnorm", "batch_of_one",
+    "images", "channels_match", "accepted_channels", "batch_of_one",
     "env_int", "env_float", "int_argument", "device_argument",
     "features", "feature_pair", "tensor_pair", "numpy_pair", "finite_or_raise", "float_compute",
 ]  # fmt: skip
@@ -192,16 +192,11 @@ def channels_match(model: nn.Module, x: torch.Tensor, where: str) -> None:
     )
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` has an ordinary BatchNorm layer (one that trains on batch statistics)."""
-    return any(isinstance(m, _BatchNorm) for m in model.modules())
-
-
 def batch_of_one(model: nn.Module, n: int, batch_size: int, where: str, hint: str = "") -> None:
     """Refuse a pass over ``n`` images in batches of ``batch_size`` whose last batch holds a
     single image, when ``model`` has BatchNorm: in training mode BatchNorm needs the statistics
     of at least two values per channel, and PyTorch's own error names neither number."""
-    if n % batch_size == 1 and has_batchnorm(model):
+    if n % batch_size == 1 and any(isinstance(m, _BatchNorm) for m in model.modules()):
         raise ValueError(
             f"{where}: {n} images in batches of {batch_size} leave a last batch of one image, "
             "and BatchNorm cannot train on one image. Keep drop_last=True (the default), or "

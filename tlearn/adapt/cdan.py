@@ -72,6 +72,8 @@ def multilinear_map(f: Tensor, g: Tensor) -> Tensor:
 class MultilinearMap(nn.Module):
     """:func:`multilinear_map` as a module, ``output_dim = in_features · num_classes``."""
 
+    product = "⊗"  # how extra_repr writes the map
+
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.in_features = checks.positive_int("in_features", in_features)
@@ -83,10 +85,10 @@ class MultilinearMap(nn.Module):
         return multilinear_map(f, g)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features} ⊗ {self.num_classes} → {self.output_dim}"
+        return f"{self.in_features} {self.product} {self.num_classes} → {self.output_dim}"
 
 
-class RandomizedMultilinearMap(nn.Module):
+class RandomizedMultilinearMap(MultilinearMap):
     r"""The randomized multilinear map :math:`T_\odot(f, g) = \frac{1}{\sqrt d}(R_f f) \odot (R_g g)`.
 
     :math:`R_f` (``output_dim × in_features``) and :math:`R_g` (``output_dim × num_classes``)
@@ -105,10 +107,10 @@ class RandomizedMultilinearMap(nn.Module):
         torch.Size([4, 256])
     """
 
+    product = "⊙"
+
     def __init__(self, in_features: int, num_classes: int, output_dim: int = 1024) -> None:
-        super().__init__()
-        self.in_features = checks.positive_int("in_features", in_features)
-        self.num_classes = checks.positive_int("num_classes", num_classes)
+        super().__init__(in_features, num_classes)
         self.output_dim = checks.positive_int("output_dim", output_dim)
         self.register_buffer("R_f", torch.randn(output_dim, in_features))
         self.register_buffer("R_g", torch.randn(output_dim, num_classes))
@@ -117,9 +119,6 @@ class RandomizedMultilinearMap(nn.Module):
         _check_widths(f, g, self.in_features, self.num_classes)
         R_f, R_g = self.R_f.to(f.dtype), self.R_g.to(g.dtype)
         return (f @ R_f.T) * (g @ R_g.T) / math.sqrt(self.output_dim)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_features} ⊙ {self.num_classes} → {self.output_dim}"
 
 
 # --------------------------------------------------------------------------- CDAN+E weights

@@ -151,9 +151,7 @@ def shot(
     """
     head = model.get_submodule(_head_name(model))
     checks.nonnegative_float("beta (the paper: 0.3)", beta)
-    data = TargetImages(target)  # the pseudo-labels go into data.labels
-    if len(data) < 2:
-        raise ValueError("SHOT needs a target with at least 2 images")
+    data = TargetImages(target, "SHOT")  # the pseudo-labels go into data.labels
     device = runtime.get_device(device)
     in_head = set(head.parameters())
     with train_only(model, [p for p in model.parameters() if p.requires_grad and p not in in_head]):
