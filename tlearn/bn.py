@@ -121,7 +121,8 @@ def estimate_bn_statistics(
     layers = batchnorm_layers(model, include_frozen=include_frozen)
     if not layers:
         return model
-    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
     rank, world = _process_group()
     shard = input_batches(data, batch_size, rank=rank, world_size=world)
@@ -148,14 +149,19 @@ def estimate_bn_statistics(
     if batches == 0:
         raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
     for name, m in layers.items():
-        s, s2, n = sums[name]
-        mean = s / n
-        var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
-        m.running_mean.copy_(mean.to(m.running_mean.dtype))
-        m.running_var.copy_(var.to(m.running_var.dtype))
-        if m.num_batches_tracked is not None:
-            m.num_batches_tracked.fill_(batches)
+        _set_statistics(m, *sums[name], batches)
     return model
+
+
+def _set_statistics(m: nn.Module, s: torch.Tensor, s2: torch.Tensor, n: torch.Tensor, batches):
+    """Running mean and unbiased variance of BN layer ``m`` from its inputs' sums Σx, Σx² and
+    count ``n`` per channel, over ``batches`` batches."""
+    mean = s / n
+    var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
+    m.running_mean.copy_(mean.to(m.running_mean.dtype))
+    m.running_var.copy_(var.to(m.running_var.dtype))
+    if m.num_batches_tracked is not None:
+        m.num_batches_tracked.fill_(batches)
 
 
 def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:

@@ -386,9 +386,7 @@ def _check_scalar(loss: Any, name: str) -> None:
     """The alignment term must be a scalar tensor (a vector would be summed, a float has no
     gradient)."""
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        got = (
-            f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-        )
+        got = f"shape {tuple(loss.shape)}" if torch.is_tensor(loss) else type(loss).__name__
         raise AlignmentError(
             f"{name}: the alignment module must return a scalar tensor (e.g. x.mean() or "
             f"x.sum()), got {got}"
