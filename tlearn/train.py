@@ -237,7 +237,10 @@ def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     device = runtime.get_device(device)
     model.to(device)
     with runtime.eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
-        for x, y in batches(data, batch_size, labels=None):  # y: None for unlabelled data
+        loader = data if isinstance(data, DataLoader) else None
+        for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             checks.images(x, "evaluate/predict")
             checks.channels_match(model, x, "evaluate/predict")
             with runtime.autocast(device, amp):
