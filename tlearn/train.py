@@ -479,16 +479,14 @@ def _as_dataset(data) -> Dataset:
 
 
 def _labels(dataset: Dataset) -> torch.Tensor:
-    """All labels of ``dataset``, read from ``.labels``/``.targets`` or, failing that, the items."""
+    """All labels of ``dataset``, read from ``.labels``/``.targets`` or, failing that, from a
+    pass over its items (which must be ``(x, y)`` pairs)."""
     for attr in ("labels", "targets"):
         if hasattr(dataset, attr):
             return torch.as_tensor(getattr(dataset, attr))
     if isinstance(dataset, torch.utils.data.Subset):
         return _labels(dataset.dataset)[torch.as_tensor(dataset.indices)]
-    items = [dataset[i] for i in range(len(dataset))]
-    if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items):
-        raise ValueError("training needs labelled data: a Dataset of (x, y) pairs")
-    return torch.as_tensor([int(it[1]) for it in items])
+    return torch.cat([y for _, y in batches(dataset, 256)])
 
 
 def check_labels(labels: torch.Tensor, num_outputs: int, what: str = "labels") -> None:

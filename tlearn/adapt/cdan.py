@@ -216,13 +216,10 @@ class ConditionalAdversarialLoss(nn.Module):
             )
         in_features = checks.positive_int("in_features", in_features)
         num_classes = checks.positive_int("num_classes", num_classes)
-        if randomized is None:
-            randomized = in_features * num_classes > RANDOMIZE_ABOVE
-        self.map: nn.Module = (
-            RandomizedMultilinearMap(in_features, num_classes, randomized_dim)
-            if randomized
-            else MultilinearMap(in_features, num_classes)
-        )
+        if randomized or (randomized is None and in_features * num_classes > RANDOMIZE_ABOVE):
+            self.map = RandomizedMultilinearMap(in_features, num_classes, randomized_dim)
+        else:
+            self.map = MultilinearMap(in_features, num_classes)
         self.adversary = DomainAdversarialLoss(self.map.output_dim, discriminator, schedule)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.logs: dict[str, float] = {}
