@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -125,43 +125,43 @@ def estimate_bn_statistics(
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
     rank, world = _process_group()
-    saved = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in layers.items()}
+    shard = input_batches(data, batch_size, rank=rank, world_size=world)
+    bar = runtime.progress_bar(
+        shard, desc="BN statistics", enabled=progress and rank == 0, leave=False
+    )
+    sums = {
+        n: [torch.zeros_like(m.running_mean, dtype=torch.float64) for _ in range(3)]
+        for n, m in layers.items()
+    }  # Σx, Σx², count
+    hooks = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers.values()}
     try:
-        sums, batches = _input_sums(model, layers, data, batch_size, device, progress, rank, world)
+        batches = _forward_in_batch_mode(model, layers, bar, device)
     except BaseException:  # a refused batch: the running statistics stay as they were
-        for n, m in layers.items():
-            m.load_state_dict(saved[n])
+        for m, state in saved.items():
+            m.load_state_dict(state)
         raise
+    finally:
+        for hook in hooks:
+            hook.remove()
     if world > 1:  # under torchrun each process saw its shard: add up every process's sums
         batches = _all_reduce(sums, batches)
     if batches == 0:
         raise ValueError("no batch of 2+ images in data: BatchNorm statistics need more images")
     for name, m in layers.items():
-        s, s2, n = sums[name]
-        mean = s / n
-        var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
-        m.running_mean.copy_(mean.to(m.running_mean.dtype))
-        m.running_var.copy_(var.to(m.running_var.dtype))
-        if m.num_batches_tracked is not None:
-            m.num_batches_tracked.fill_(batches)
+        _set_statistics(m, *sums[name], batches)
     return model
 
 
-def _input_sums(
-    model: nn.Module, layers: dict[str, nn.Module], data: Any, *args: Any
-) -> tuple[dict[str, list[torch.Tensor]], int]:
-    """Per BN layer, ``[Σx, Σx², count]`` per channel (float64) of its inputs over one pass of
-    :func:`_forward_in_batch_mode` (``args``: its arguments after ``data``); and the batches."""
-    sums = {
-        name: [torch.zeros_like(m.running_mean, dtype=torch.float64) for _ in range(3)]
-        for name, m in layers.items()
-    }
-    handles = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
-    try:
-        return sums, _forward_in_batch_mode(model, layers, data, *args)
-    finally:
-        for h in handles:
-            h.remove()
+def _set_statistics(m: nn.Module, s: torch.Tensor, s2: torch.Tensor, n: torch.Tensor, batches):
+    """Running mean and unbiased variance of BN layer ``m`` from its inputs' sums Σx, Σx² and
+    count ``n`` per channel, over ``batches`` batches."""
+    mean = s / n
+    var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
+    m.running_mean.copy_(mean.to(m.running_mean.dtype))
+    m.running_var.copy_(var.to(m.running_var.dtype))
+    if m.num_batches_tracked is not None:
+        m.num_batches_tracked.fill_(batches)
 
 
 def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:
@@ -215,26 +215,14 @@ def _batch_statistics(model: nn.Module, layers: dict[str, nn.Module]) -> Iterato
 
 
 def _forward_in_batch_mode(
-    model: nn.Module,
-    layers: dict[str, nn.Module],
-    data: Any,
-    batch_size: int,
-    device: torch.device | str,
-    progress: bool,
-    rank: int = 0,
-    world: int = 1,
+    model: nn.Module, layers: dict[str, nn.Module], batches: Iterable, device: torch.device | str
 ) -> int:
-    """Run ``data`` through ``model`` with the BN ``layers`` in ``"batch"`` mode and everything
-    else in eval mode; restore every mode afterwards. Returns the number of batches run."""
-    batches = 0
+    """Run the image ``batches`` through ``model`` with the BN ``layers`` in ``"batch"`` mode and
+    everything else in eval mode; restore every mode afterwards. A trailing batch of one image
+    joins the batch before it. Returns the number of batches run."""
+    count, pending = 0, None  # a batch is held back one step, so a single image can join it
     with _batch_statistics(model, layers):
-        pending = None  # held back one batch, so a trailing single image can join it
-        for x in runtime.progress_bar(
-            input_batches(data, batch_size, rank=rank, world_size=world),
-            desc="BN statistics",
-            enabled=progress and rank == 0,
-            leave=False,
-        ):
+        for x in batches:
             checks.images(x, "BatchNorm statistics", finite=True)  # before anything is stored
             checks.channels_match(model, x, "BatchNorm statistics")
             if pending is not None and len(x) < 2:
@@ -242,12 +230,12 @@ def _forward_in_batch_mode(
                 continue
             if pending is not None:
                 model(pending.to(device, non_blocking=True))
-                batches += 1
+                count += 1
             pending = x
         if pending is not None and len(pending) >= 2:
             model(pending.to(device, non_blocking=True))
-            batches += 1
-    return batches
+            count += 1
+    return count
 
 
 @torch.no_grad()

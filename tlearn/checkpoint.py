@@ -18,13 +18,9 @@ from tlearn.models.weights import state_dict_mismatch
 from tlearn.runtime import atomic_write, is_main_process
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
-    "CheckpointError",
-    "save_checkpoint",
-    "load_checkpoint",
-    "save_progress",
+    "CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "save_progress",
     "load_progress",
-]
+]  # fmt: skip
 
 CHECKPOINT_FORMAT = "tlearn-checkpoint-v1"
 

@@ -36,30 +36,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
-    "positive_int",
-    "nonnegative_int",
-    "positive_float",
-    "nonnegative_float",
-    "probability",
-    "boolean",
-    "one_of",
-    "module",
-    "images",
-    "channels_match",
-    "accepted_channels",
-    "has_batchnorm",
-    "batch_of_one",
-    "env_int",
-    "env_float",
-    "int_argument",
-    "device_argument",
-    "features",
-    "feature_pair",
-    "tensor_pair",
-    "numpy_pair",
-    "finite_or_raise",
-    "float_compute",
-]
+    "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "probability",
+    "boolean", "one_of", "module", "matrix",
+    "images", "channels_match", "accepted_channels", "batch_of_one",
+    "env_int", "env_float", "int_argument", "device_argument",
+    "features", "feature_pair", "tensor_pair", "numpy_pair", "finite_or_raise", "float_compute",
+]  # fmt: skip
 
 
 def _is_int(value: Any) -> bool:
@@ -147,6 +129,18 @@ def module(name: str, value: Any) -> nn.Module:
     return value
 
 
+def matrix(
+    x: Any, name: str, what: str, *, rows: int | None = None, columns: int | None = None
+) -> torch.Tensor:
+    """``x`` if it is a 2-D tensor (with ``rows`` rows and ``columns`` columns, when given);
+    else a ValueError saying ``what`` was expected and what came (its shape, or its type)."""
+    ok = torch.is_tensor(x) and x.dim() == 2
+    if not ok or rows not in (None, x.shape[0]) or columns not in (None, x.shape[1]):
+        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be {what}, got {got}")
+    return x
+
+
 # --------------------------------------------------------------------------- images
 def images(x: Any, where: str, *, finite: bool = False) -> torch.Tensor:
     """``x`` if it is a float tensor of images (and, with ``finite``, free of NaN and Inf).
@@ -198,16 +192,11 @@ def channels_match(model: nn.Module, x: torch.Tensor, where: str) -> None:
     )
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` has an ordinary BatchNorm layer (one that trains on batch statistics)."""
-    return any(isinstance(m, _BatchNorm) for m in model.modules())
-
-
 def batch_of_one(model: nn.Module, n: int, batch_size: int, where: str, hint: str = "") -> None:
     """Refuse a pass over ``n`` images in batches of ``batch_size`` whose last batch holds a
     single image, when ``model`` has BatchNorm: in training mode BatchNorm needs the statistics
     of at least two values per channel, and PyTorch's own error names neither number."""
-    if n % batch_size == 1 and has_batchnorm(model):
+    if n % batch_size == 1 and any(isinstance(m, _BatchNorm) for m in model.modules()):
         raise ValueError(
             f"{where}: {n} images in batches of {batch_size} leave a last batch of one image, "
             "and BatchNorm cannot train on one image. Keep drop_last=True (the default), or "
@@ -222,34 +211,29 @@ def env_int(var: str, default: int, *, minimum: int = 0) -> int:
     A value that is not an int ≥ ``minimum`` raises a ValueError naming the variable — read
     where it is used, so a bad value never breaks an ``import``.
     """
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise ValueError(
-            f"environment variable {var} must be an int >= {minimum}, got {raw!r}; "
-            f"fix or unset it (default {default})."
-        )
-    return value
+    return _env(var, default, int, lambda value: value >= minimum, f"an int >= {minimum}")
 
 
 def env_float(var: str, default: float, *, positive: bool = True) -> float:
     """The number in environment variable ``var`` (``default`` when unset or empty)."""
+    kind = "a number > 0" if positive else "a number >= 0"
+    in_range = (lambda v: v > 0) if positive else (lambda v: v >= 0)
+    return _env(var, default, float, lambda v: math.isfinite(v) and in_range(v), kind)
+
+
+def _env(var: str, default: Any, parse: Callable, ok: Callable[[Any], bool], kind: str) -> Any:
+    """``parse`` of the text in environment variable ``var`` if ``ok`` says it is ``kind``;
+    ``default`` when unset or empty; else a ValueError naming the variable."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0) or value < 0:
-        bound = "> 0" if positive else ">= 0"
+        value = None
+    if value is None or not ok(value):
         raise ValueError(
-            f"environment variable {var} must be a number {bound}, got {raw!r}; "
+            f"environment variable {var} must be {kind}, got {raw!r}; "
             f"fix or unset it (default {default})."
         )
     return value

@@ -26,15 +26,9 @@ from tlearn import checks
 from tlearn.runtime import get_device
 
 __all__ = [
-    "DIST_TIMEOUT",
-    "distributed",
-    "process_device",
-    "same_on_every_rank",
-    "ddp_step",
-    "all_reduce_sums",
-    "average_buffers",
-    "check_shards",
-]
+    "DIST_TIMEOUT", "distributed", "process_device", "same_on_every_rank", "ddp_step",
+    "all_reduce_sums", "average_buffers", "check_shards",
+]  # fmt: skip
 
 #: Seconds a process waits for the others (to join, or in a collective) before it gives up
 #: with an error: a rank that failed brings the rest down instead of leaving them waiting

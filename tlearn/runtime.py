@@ -155,8 +155,7 @@ def _available(kind: str) -> bool:
     """Can this machine run on a device of type ``kind``? (cpu and unchecked types: yes.)"""
     if kind == "cuda":
         return torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None)
-    return kind != "mps" or (mps is not None and mps.is_available())
+    return kind != "mps" or torch.backends.mps.is_available()
 
 
 #: The device names a user types most; torch knows more (``xpu``, ``meta`` …) and takes them too.
@@ -517,13 +516,8 @@ def _create_beside(path: Path) -> tuple[int, Path]:
     its owner, so nobody else could read a shared cache.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:  # another writer drew the same name: draw again
-            continue
-    raise FileExistsError(f"could not create a temporary file beside {path}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")  # 64 random bits: unique
+    return os.open(tmp, flags, 0o666), tmp
 
 
 limit_threads()

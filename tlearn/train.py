@@ -35,36 +35,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from tlearn import checkpoint as ckpt
 from tlearn import checks, freeze, models, runtime
 from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
-from tlearn.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_progress,
-    save_checkpoint,
-    save_progress,
-)
+from tlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tlearn.data.base import as_dataset, batches
-from tlearn.distributed import distributed, same_on_every_rank
+from tlearn.distributed import distributed
 from tlearn.freeze import l2_sp_penalty
 
 __all__ = [
-    "History",
-    "FitState",
-    "fit",
-    "fine_tune",
-    "classification_loss",
-    "check_labels",
-    "evaluate",
-    "predict",
+    "History", "FitState", "fit", "fine_tune", "classification_loss", "check_labels",
+    "evaluate", "predict",
     # at home in tlearn.checkpoint and tlearn.distributed, still read from here:
-    "save_checkpoint",
-    "load_checkpoint",
-    "CheckpointError",
-    "distributed",
-    "same_on_every_rank",
-]
+    "save_checkpoint", "load_checkpoint", "CheckpointError", "distributed",
+]  # fmt: skip
 
 # --- the loop --------------------------------------------------------------------------
 
@@ -143,7 +128,7 @@ def fit(
     opt = _make_optimizer(_trainable(model, objective, device), optimizer, lr, weight_decay)
     state = FitState(model=model, optimizer=opt, device=device, epochs=epochs, seed=base_seed)
     if checkpoint is not None and resume:
-        load_progress(checkpoint, state)  # continue where the checkpoint left off, exactly
+        ckpt.load_progress(checkpoint, state)  # continue where the checkpoint left off, exactly
     start_epoch, callbacks = state.epoch, list(callbacks or [])
     _call(callbacks, "on_fit_start", state)
     steps = _steps_per_epoch(train, batch_size, drop_last, world)
@@ -167,7 +152,7 @@ def fit(
         state.history.append({**record, "seconds": time.perf_counter() - t0})
         _call(callbacks, "on_epoch_end", state)
         if checkpoint is not None:
-            save_progress(checkpoint, state)  # model, optimizer, history, seeds: rank 0 only
+            ckpt.save_progress(checkpoint, state)  # model, optimizer, history, seeds: rank 0 only
         if state.stop:
             break
     bar.close()
@@ -442,8 +427,7 @@ class History:
 
     def __getitem__(self, key: str) -> list:
         if not any(key in r for r in self.records):
-            known = sorted({k for r in self.records for k in r})
-            raise KeyError(f"no {key!r} in this history; it has {known}")
+            raise KeyError(f"no {key!r} in this history; it has {self.keys()}")
         return [r.get(key) for r in self.records]
 
     def __len__(self) -> int:
@@ -495,16 +479,14 @@ def _as_dataset(data) -> Dataset:
 
 
 def _labels(dataset: Dataset) -> torch.Tensor:
-    """All labels of ``dataset``, read from ``.labels``/``.targets`` or, failing that, the items."""
+    """All labels of ``dataset``, read from ``.labels``/``.targets`` or, failing that, from a
+    pass over its items (which must be ``(x, y)`` pairs)."""
     for attr in ("labels", "targets"):
         if hasattr(dataset, attr):
             return torch.as_tensor(getattr(dataset, attr))
     if isinstance(dataset, torch.utils.data.Subset):
         return _labels(dataset.dataset)[torch.as_tensor(dataset.indices)]
-    items = [dataset[i] for i in range(len(dataset))]
-    if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items):
-        raise ValueError("training needs labelled data: a Dataset of (x, y) pairs")
-    return torch.as_tensor([int(it[1]) for it in items])
+    return torch.cat([y for _, y in batches(dataset, 256)])
 
 
 def check_labels(labels: torch.Tensor, num_outputs: int, what: str = "labels") -> None:

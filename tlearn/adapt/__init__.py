@@ -54,39 +54,15 @@ from tlearn.adapt.trainer import METHODS, defaults, fit_adapt, register_method
 from tlearn.bn import adabn, batchnorm_layers
 
 __all__ = [
-    "coral",
-    "CORAL",
-    "coral_loss",
-    "CORALLoss",
-    "mmd",
-    "MMDLoss",
-    "mmd_test",
-    "grad_reverse",
-    "GradientReversal",
-    "DomainClassifier",
-    "DomainAdversarialLoss",
-    "dann_lambda",
-    "dann_lr",
-    "multilinear_map",
-    "RandomizedMultilinearMap",
-    "entropy_weights",
+    "coral", "CORAL", "coral_loss", "CORALLoss",  # CORAL
+    "mmd", "MMDLoss", "mmd_test",  # MMD
+    "grad_reverse", "GradientReversal", "DomainClassifier", "DomainAdversarialLoss",  # DANN
+    "dann_lambda", "dann_lr",
+    "multilinear_map", "RandomizedMultilinearMap", "entropy_weights",  # CDAN
     "ConditionalAdversarialLoss",
-    "shot",
-    "pseudo_labels",
-    "information_maximization_loss",
-    "centroid_pseudo_labels",
-    "tent",
-    "entropy",
-    "proxy_a_distance",
-    "selection",
-    "diagnose",
-    "collapsed",
-    "majority_share",
-    "CollapseWarning",
-    "adabn",
-    "batchnorm_layers",
-    "fit_adapt",
-    "register_method",
-    "METHODS",
-    "defaults",
-]
+    "shot", "pseudo_labels", "information_maximization_loss", "centroid_pseudo_labels",  # SHOT
+    "tent", "entropy",  # TENT
+    "adabn", "batchnorm_layers",  # AdaBN
+    "proxy_a_distance", "selection", "diagnose", "collapsed", "majority_share", "CollapseWarning",
+    "fit_adapt", "register_method", "METHODS", "defaults",  # the trainer
+]  # fmt: skip

@@ -46,13 +46,9 @@ from tlearn import checks
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lambda
 
 __all__ = [
-    "multilinear_map",
-    "MultilinearMap",
-    "RandomizedMultilinearMap",
-    "entropy_weights",
-    "ConditionalAdversarialLoss",
-    "RANDOMIZE_ABOVE",
-]
+    "multilinear_map", "MultilinearMap", "RandomizedMultilinearMap", "entropy_weights",
+    "ConditionalAdversarialLoss", "RANDOMIZE_ABOVE",
+]  # fmt: skip
 
 #: The paper's rule: use the randomized map when :math:`d_f \cdot C` exceeds this.
 RANDOMIZE_ABOVE = 4096
@@ -76,6 +72,8 @@ def multilinear_map(f: Tensor, g: Tensor) -> Tensor:
 class MultilinearMap(nn.Module):
     """:func:`multilinear_map` as a module, ``output_dim = in_features · num_classes``."""
 
+    product = "⊗"  # how extra_repr writes the map
+
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.in_features = checks.positive_int("in_features", in_features)
@@ -87,10 +85,10 @@ class MultilinearMap(nn.Module):
         return multilinear_map(f, g)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features} ⊗ {self.num_classes} → {self.output_dim}"
+        return f"{self.in_features} {self.product} {self.num_classes} → {self.output_dim}"
 
 
-class RandomizedMultilinearMap(nn.Module):
+class RandomizedMultilinearMap(MultilinearMap):
     r"""The randomized multilinear map :math:`T_\odot(f, g) = \frac{1}{\sqrt d}(R_f f) \odot (R_g g)`.
 
     :math:`R_f` (``output_dim × in_features``) and :math:`R_g` (``output_dim × num_classes``)
@@ -109,10 +107,10 @@ class RandomizedMultilinearMap(nn.Module):
         torch.Size([4, 256])
     """
 
+    product = "⊙"
+
     def __init__(self, in_features: int, num_classes: int, output_dim: int = 1024) -> None:
-        super().__init__()
-        self.in_features = checks.positive_int("in_features", in_features)
-        self.num_classes = checks.positive_int("num_classes", num_classes)
+        super().__init__(in_features, num_classes)
         self.output_dim = checks.positive_int("output_dim", output_dim)
         self.register_buffer("R_f", torch.randn(output_dim, in_features))
         self.register_buffer("R_g", torch.randn(output_dim, num_classes))
@@ -121,9 +119,6 @@ class RandomizedMultilinearMap(nn.Module):
         _check_widths(f, g, self.in_features, self.num_classes)
         R_f, R_g = self.R_f.to(f.dtype), self.R_g.to(g.dtype)
         return (f @ R_f.T) * (g @ R_g.T) / math.sqrt(self.output_dim)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_features} ⊙ {self.num_classes} → {self.output_dim}"
 
 
 # --------------------------------------------------------------------------- CDAN+E weights
@@ -221,13 +216,10 @@ class ConditionalAdversarialLoss(nn.Module):
             )
         in_features = checks.positive_int("in_features", in_features)
         num_classes = checks.positive_int("num_classes", num_classes)
-        if randomized is None:
-            randomized = in_features * num_classes > RANDOMIZE_ABOVE
-        self.map: nn.Module = (
-            RandomizedMultilinearMap(in_features, num_classes, randomized_dim)
-            if randomized
-            else MultilinearMap(in_features, num_classes)
-        )
+        if randomized or (randomized is None and in_features * num_classes > RANDOMIZE_ABOVE):
+            self.map = RandomizedMultilinearMap(in_features, num_classes, randomized_dim)
+        else:
+            self.map = MultilinearMap(in_features, num_classes)
         self.adversary = DomainAdversarialLoss(self.map.output_dim, discriminator, schedule)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.logs: dict[str, float] = {}
@@ -262,12 +254,8 @@ class ConditionalAdversarialLoss(nn.Module):
 # --------------------------------------------------------------------------- checks
 def _probabilities(logits: Tensor, z: Tensor, name: str, z_name: str) -> Tensor:
     """softmax(logits), detached, after checking they are (N, C) logits for the N rows of z."""
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or len(logits) != len(z):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"{name} must be class logits of shape ({len(z)}, C), one row per row of "
-            f"{z_name}, got {shape}"
-        )
+    what = f"class logits of shape ({len(z)}, C), one row per row of {z_name}"
+    checks.matrix(logits, name, what, rows=len(z))
     return F.softmax(logits.detach().float(), dim=1)
 
 
@@ -275,9 +263,7 @@ def _check_rows(
     f: Tensor, g: Tensor, names: tuple[str, str] = ("f", "g"), same_rows: bool = True
 ) -> None:
     for t, name in zip((f, g), names, strict=True):
-        if not isinstance(t, Tensor) or t.dim() != 2:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a 2-D tensor (N, width), got {shape}")
+        checks.matrix(t, name, "a 2-D tensor (N, width)")
     if same_rows and len(f) != len(g):
         raise ValueError(
             f"{names[0]} and {names[1]} must have one row per example each, got {len(f)} and "

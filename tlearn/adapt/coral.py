@@ -217,8 +217,7 @@ class CORAL(TransformerMixin, BaseEstimator):
         ``y`` (the source labels) is ignored; it is there for the Pipeline contract.
         """
         checks.one_of("transform_domain", self.transform_domain, ("source", "target"))
-        if Xt is None:
-            Xt = self.target
+        Xt = self.target if Xt is None else Xt
         if Xt is None:
             raise ValueError(
                 "CORAL needs target features: CORAL(target=Xt) or fit(Xs, Xt=Xt) "

@@ -39,13 +39,9 @@ from torch import Tensor, nn
 from tlearn import checks
 
 __all__ = [
-    "grad_reverse",
-    "GradientReversal",
-    "DomainClassifier",
-    "DomainAdversarialLoss",
-    "dann_lambda",
+    "grad_reverse", "GradientReversal", "DomainClassifier", "DomainAdversarialLoss", "dann_lambda",
     "dann_lr",
-]
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- gradient reversal
@@ -167,30 +163,22 @@ class DomainClassifier(nn.Module):
         negative_slope: float = 0.0,
     ) -> None:
         super().__init__()
-        checks.positive_int("in_features", in_features)
+        self.in_features = checks.positive_int("in_features", in_features)
         widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         widths = tuple(checks.positive_int("hidden (each width)", w) for w in widths)
         for name, value in (("dropout", dropout), ("negative_slope", negative_slope)):
             if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         layers: list[nn.Module] = []
-        width = in_features
-        for w in widths:
-            act = nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()
-            layers += [nn.Linear(width, w), act]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = w
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-        self.in_features = in_features
+        for d_in, d_out in zip((in_features, *widths), widths, strict=False):
+            layers += [nn.Linear(d_in, d_out)]
+            layers += [nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()]
+            layers += [nn.Dropout(dropout)] if dropout > 0 else []
+        self.net = nn.Sequential(*layers, nn.Linear((in_features, *widths)[-1], 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"DomainClassifier expects features of shape (N, {self.in_features}), "
-                f"got {tuple(x.shape)}"
-            )
+        what = f"features of shape (N, {self.in_features})"
+        checks.matrix(x, "the input of DomainClassifier", what, columns=self.in_features)
         return self.net(x).squeeze(1)
 
 

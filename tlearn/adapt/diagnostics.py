@@ -40,9 +40,7 @@ class CollapseWarning(RuntimeWarning):
 
 def _as_predictions(predictions: Any) -> torch.Tensor:
     """Predicted classes as a 1-d int64 tensor; ``(n, C)`` logits are turned into argmaxes."""
-    p = torch.as_tensor(
-        np.asarray(predictions) if not torch.is_tensor(predictions) else predictions
-    )
+    p = torch.as_tensor(predictions if torch.is_tensor(predictions) else np.asarray(predictions))
     if p.dim() == 2:  # logits or probabilities
         p = p.argmax(1)
     if p.dim() != 1 or len(p) == 0:

@@ -27,14 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tlearn import checks
+
 __all__ = [
-    "DEFAULT_MULTIPLIERS",
-    "sq_distances",
-    "gaussian_kernel",
-    "multi_kernel",
-    "mean_sq_distance",
+    "DEFAULT_MULTIPLIERS", "sq_distances", "gaussian_kernel", "multi_kernel", "mean_sq_distance",
     "linear_kernel",
-]
+]  # fmt: skip
 
 #: Bandwidth multipliers α_u of the default multi-kernel: γ_u = α_u · γ₀.
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -102,8 +100,7 @@ def resolve_kernel(
     ``bandwidth``: None (γ₀ = :func:`mean_sq_distance`), a number (γ₀ itself), or, for
     ``"multi"``, a list of multipliers α_u. ``multipliers == ()`` means the linear kernel.
     """
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    checks.one_of("kernel", kernel, KERNELS)
     if kernel == "linear":
         if bandwidth is not None:
             raise ValueError("the linear kernel k(x, y) = x·y has no bandwidth: use bandwidth=None")

@@ -230,20 +230,18 @@ class MMDLoss(nn.Module):
         super().__init__()
         checks.one_of("estimator", estimator, ESTIMATORS)
         resolve_kernel(kernel, bandwidth)  # fail at construction, not at the first batch
-        self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
-        self.detach_bandwidth = detach_bandwidth
+        self.options = dict(
+            kernel=kernel,
+            bandwidth=bandwidth,
+            estimator=estimator,
+            detach_bandwidth=detach_bandwidth,
+        )
 
     def forward(self, zs: Tensor, zt: Tensor) -> Tensor:
-        return mmd(
-            zs, zt, kernel=self.kernel, bandwidth=self.bandwidth, estimator=self.estimator,
-            detach_bandwidth=self.detach_bandwidth,
-        )  # fmt: skip
+        return mmd(zs, zt, **self.options)
 
     def extra_repr(self) -> str:
-        return (
-            f"kernel={self.kernel!r}, bandwidth={self.bandwidth!r}, estimator={self.estimator!r}, "
-            f"detach_bandwidth={self.detach_bandwidth}"
-        )
+        return ", ".join(f"{key}={value!r}" for key, value in self.options.items())
 
 
 # --------------------------------------------------------------------------- two-sample test

@@ -149,18 +149,13 @@ def density_ratios(
 
     names = ("source_features", "target_features")
     xs, xt = checks.numpy_pair(source_features, target_features, names)
-    if (
-        isinstance(folds, bool)
-        or not isinstance(folds, int)
-        or not 2 <= folds <= min(len(xs), len(xt))
-    ):
+    if checks.positive_int("folds", folds, minimum=2) > min(len(xs), len(xt)):
         raise ValueError(f"folds must be an int in 2..{min(len(xs), len(xt))}, got {folds!r}")
     x = np.concatenate([xs, xt])
     domain = np.r_[np.zeros(len(xs)), np.ones(len(xt))]  # 1 = target
     p_target = np.empty(len(x))
-    for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-        x, domain
-    ):
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, domain)
+    for fit_rows, held_out in splits:
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
         clf.fit(x[fit_rows], domain[fit_rows])
         p_target[held_out] = clf.predict_proba(x[held_out])[:, 1]

@@ -94,10 +94,9 @@ def centroid_pseudo_labels(features: Tensor, probs: Tensor) -> Tensor:
     softmax outputs. Returns ``(N,)`` class indices.
     """
     _check_probs(probs)
-    if features.dim() != 2 or len(features) != len(probs):
-        raise ValueError(
-            f"features must be (N, D) with N = {len(probs)} rows of probs, got {tuple(features.shape)}"
-        )
+    checks.matrix(
+        features, "features", f"(N, D) with N = {len(probs)} rows of probs", rows=len(probs)
+    )
     z = features.double()
     weights = probs.double()
     labels = _nearest(z, weights.T @ z / weights.sum(0).clamp_min(1e-12)[:, None])
@@ -152,9 +151,7 @@ def shot(
     """
     head = model.get_submodule(_head_name(model))
     checks.nonnegative_float("beta (the paper: 0.3)", beta)
-    data = TargetImages(target)  # the pseudo-labels go into data.labels
-    if len(data) < 2:
-        raise ValueError("SHOT needs a target with at least 2 images")
+    data = TargetImages(target, "SHOT")  # the pseudo-labels go into data.labels
     device = runtime.get_device(device)
     in_head = set(head.parameters())
     with train_only(model, [p for p in model.parameters() if p.requires_grad and p not in in_head]):
@@ -217,8 +214,6 @@ def _head_name(model: nn.Module) -> str:
 
 
 def _check_probs(probs: Tensor) -> None:
-    if not isinstance(probs, Tensor) or probs.dim() != 2 or len(probs) < 1:
-        shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
-        raise ValueError(f"probs must be a tensor of probabilities of shape (N, C), got {shape}")
+    checks.matrix(probs, "probs", "a tensor of probabilities of shape (N, C)")
     if not torch.isfinite(probs).all():
         raise ValueError("probs contains NaN or Inf values")

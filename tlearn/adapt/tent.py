@@ -61,9 +61,7 @@ def entropy(logits: Tensor) -> Tensor:
         >>> entropy(torch.tensor([[0.0, 0.0], [100.0, 0.0]]))  # (log 2 + 0) / 2
         tensor(0.3466)
     """
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"entropy expects class logits of shape (N, C), got {shape}")
+    checks.matrix(logits, "the logits of entropy", "class logits of shape (N, C)")
     log_p = F.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(1).mean()
 
@@ -126,9 +124,7 @@ def tent(
     """
     _check_arguments(model, steps, lr, batch_size, optimizer)
     layers = _adaptable_batchnorms(model)
-    data = TargetImages(target)  # labels all 0, never used: fit reads (x, y) pairs
-    if len(data) < 2:
-        raise ValueError("TENT needs a target with at least 2 images (a batch has statistics)")
+    data = TargetImages(target, "TENT")  # labels all 0, never used: fit reads (x, y) pairs
     if isinstance(target, DataLoader) and target.batch_size is not None:
         batch_size = target.batch_size
     stream = _OnlineStream(len(data), batch_size, shuffle)
@@ -203,14 +199,18 @@ class _OnlineStream(Sampler):
 class TargetImages(Dataset):
     """The target's images as ``(x, label)`` pairs that ``train.fit`` can read, the labels
     those in ``labels``: zeros, until a method writes pseudo-labels there (``adapt.shot``).
-    The target's own labels are never read."""
+    The target's own labels are never read. ``method`` (its name) needs at least 2 images."""
 
-    def __init__(self, target: Any):
+    def __init__(self, target: Any, method: str):
         self.target = as_dataset(target)
         images = _input_tensor(self.target)
         if images is not None:  # in memory: fit's batching slices it directly
             self.images = images
         self.labels = torch.zeros(data_length(target, "target"), dtype=torch.long)
+        if len(self.labels) < 2:
+            raise ValueError(
+                f"{method} needs a target with at least 2 images (a batch has statistics)"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)

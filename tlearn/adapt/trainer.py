@@ -87,6 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlearn import checks, runtime, train
+from tlearn import distributed as ddp
 from tlearn.adapt.cdan import ConditionalAdversarialLoss
 from tlearn.adapt.coral import CORALLoss
 from tlearn.adapt.dann import DomainAdversarialLoss, dann_lr
@@ -385,9 +386,7 @@ def _check_scalar(loss: Any, name: str) -> None:
     """The alignment term must be a scalar tensor (a vector would be summed, a float has no
     gradient)."""
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        got = (
-            f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-        )
+        got = f"shape {tuple(loss.shape)}" if torch.is_tensor(loss) else type(loss).__name__
         raise AlignmentError(
             f"{name}: the alignment module must return a scalar tensor (e.g. x.mean() or "
             f"x.sum()), got {got}"
@@ -458,8 +457,8 @@ def _fit_aligned(model, source, target, name: str, spec: Method, layer: str, opt
 def _target_stream(target: Any, batch_size: int, device: torch.device) -> Iterator:
     """Endless target image batches of a fixed size: the target cycled, reshuffled at every
     pass (under torchrun: this process's shard of each pass, shuffled alike on every rank)."""
-    rank, world = train.distributed(device)  # (0, 1) unless started by torchrun
-    seed = train.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
+    rank, world = ddp.distributed(device)  # (0, 1) unless started by torchrun
+    seed = ddp.same_on_every_rank(int(torch.randint(0, 2**31 - 1, ()).item()))
     generator = torch.Generator().manual_seed(seed)
     shard = -(-data_length(target) // world)  # target images per process
     if shard < 2:
