@@ -66,7 +66,6 @@ __all__ = [
     "LayerTable",
     "FeatureCache",
     "model_fingerprint",
-    "data_fingerprint",
     "POOLS",
 ]
 
@@ -379,11 +378,6 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(data: Any, batch_size: int = EXTRACT_BATCH) -> str:
-    """SHA-256 of a dataset's content (images and labels, in order); see :func:`extract`."""
-    return _read_data(data, batch_size)[0]
-
-
 # =============================================================================== cache
 
 
@@ -441,9 +435,6 @@ class FeatureCache:
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
     def _say(self, msg: str) -> None:
         log.info(msg)
         if self.verbose:
@@ -478,28 +469,8 @@ class FeatureCache:
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
-        path = self.path(key)
         entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "meta": meta}
-        return runtime.atomic_write(path, lambda f: torch.save(entry, f))
-
-    def get_or_compute(
-        self,
-        key: str,
-        compute: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
-        *,
-        what: str = "",
-        **meta: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Load ``key``'s features (a hit) or call ``compute()`` and store them (a miss)."""
-
-        def compute_one(_: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-            Z, y = compute()
-            return {key: Z}, y
-
-        found, y = self.get_or_compute_many(
-            {key: key}, compute_one, what={key: what}, meta={key: meta}
-        )
-        return found[key], y
+        return runtime.atomic_write(self.root / f"{key}.pt", lambda f: torch.save(entry, f))
 
     def get_or_compute_many(
         self,
