@@ -40,6 +40,7 @@ whatever mode the model is in (``bn="frozen"``, in the vocabulary of :mod:`tlear
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -98,7 +99,7 @@ def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen
     Raises:
         ValueError: a name matches nothing (the message lists the blocks and close matches).
     """
-    _check_bn_mode(bn)
+    checks.one_of("bn", bn, _BN_MODES)
     params, bns = _select(model, names_or_predicate)
     for _, p in params:
         p.requires_grad_(False)
@@ -198,7 +199,7 @@ class FrozenBatchNorm(nn.Module):
         super().__init__()
         if not isinstance(bn, _BatchNorm):
             raise ValueError(f"FrozenBatchNorm wraps a BatchNorm layer, got {type(bn).__name__}")
-        _check_bn_mode(mode)
+        checks.one_of("mode", mode, _BN_MODES)
         self.mode = mode
         self.bn_class = type(bn)  # restored by unfreeze
         for name in _BN_SETTINGS:
@@ -213,25 +214,16 @@ class FrozenBatchNorm(nn.Module):
                 p.grad = None
         self.train(bn.training)
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        # Reuse the original class's rule (BatchNorm1d: 2-d or 3-d, BatchNorm2d: 4-d, …).
-        check = getattr(self.bn_class, "_check_input_dim", None)
-        if check is not None:
-            check(self, x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
+        self.bn_class._check_input_dim(self, x)  # the original rule (BatchNorm2d: 4-d, …)
         has_stats = self.running_mean is not None
         batch_mode = self.mode == "batch" and self.training
         factor = 0.0
-        if batch_mode and has_stats and self.num_batches_tracked is not None:
+        if batch_mode and has_stats:
             self.num_batches_tracked.add_(1)
             # momentum=None means a cumulative average, as in nn.BatchNorm.
-            factor = (
-                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            )
-        elif batch_mode and has_stats:
-            factor = 0.1 if self.momentum is None else self.momentum
+            n = float(self.num_batches_tracked)
+            factor = 1.0 / n if self.momentum is None else self.momentum
         # training=True → batch statistics (and, with running buffers, an in-place update).
         return F.batch_norm(
             x,
@@ -261,14 +253,6 @@ class FrozenBatchNorm(nn.Module):
 #: What a BatchNorm layer is built from, and its buffers: shared by the two forms.
 _BN_SETTINGS = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def _check_bn_mode(bn: str) -> None:
-    if bn not in _BN_MODES:
-        raise ValueError(
-            f"bn must be 'frozen' (fixed running statistics) or 'batch' (batch statistics in "
-            f"train mode, running ones updated), got {bn!r}"
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -359,16 +343,13 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _bn_status(module: nn.Module) -> str:
     """'frozen' or 'batch' (also ordinary BatchNorm, which trains on batch statistics), or '—'."""
-    kinds: dict[str, int] = {}
-    for m in module.modules():
-        if isinstance(m, FrozenBatchNorm):
-            kinds[m.mode] = kinds.get(m.mode, 0) + 1
-        elif isinstance(m, _BatchNorm):
-            kinds["batch"] = kinds.get("batch", 0) + 1
-    if not kinds:
-        return "—"
-    if len(kinds) == 1:
-        return next(iter(kinds))
+    kinds = Counter(
+        m.mode if isinstance(m, FrozenBatchNorm) else "batch"
+        for m in module.modules()
+        if isinstance(m, (FrozenBatchNorm, _BatchNorm))
+    )
+    if len(kinds) < 2:
+        return next(iter(kinds), "—")
     return ", ".join(f"{k}×{v}" for k, v in kinds.items())
 
 
@@ -620,7 +601,7 @@ class GradualUnfreezing:
         if lr is not None:
             checks.positive_float("lr", lr)
         checks.positive_float("decay", decay)
-        _check_bn_mode(bn)
+        checks.one_of("bn", bn, _BN_MODES)
         self.every, self.start, self.lr, self.decay, self.bn = every, start, lr, decay, bn
         self.schedule: list[tuple[int, str]] = []
         self._unfrozen = 0
@@ -638,15 +619,13 @@ class GradualUnfreezing:
         freeze_to(model, self.start, bn=self.bn)
         self._unfrozen = self.start
         self.schedule = [(0, name) for name, _ in blocks[len(blocks) - self.start :]][::-1]
-        if optimizer is not None:
-            head_lr = optimizer.param_groups[0]["lr"]
-            self._base_lr = self.lr if self.lr is not None else head_lr / self.decay
-            for group in optimizer.param_groups:  # drop frozen params (see class docstring)
-                keep = [p for p in group["params"] if p.requires_grad]
-                for p in group["params"]:
-                    if not p.requires_grad:
-                        optimizer.state.pop(p, None)
-                group["params"] = keep
+        head_lr = optimizer.param_groups[0]["lr"]
+        self._base_lr = self.lr if self.lr is not None else head_lr / self.decay
+        for group in optimizer.param_groups:  # drop frozen params (see class docstring)
+            for p in group["params"]:
+                if not p.requires_grad:
+                    optimizer.state.pop(p, None)
+            group["params"] = [p for p in group["params"] if p.requires_grad]
 
     def on_epoch_start(self, state: Any) -> None:
         model, optimizer = state.model, state.optimizer
@@ -657,17 +636,12 @@ class GradualUnfreezing:
             self._unfrozen += 1
             unfreeze(model, name)
             self.schedule.append((state.epoch, name))
-            if optimizer is None:
-                continue
             held = {id(p) for g in optimizer.param_groups for p in g["params"]}
             new = [p for p in block.parameters() if p.requires_grad and id(p) not in held]
             if new:
-                base = self._base_lr
-                if base is None:
-                    base = self.lr if self.lr is not None else optimizer.defaults["lr"] / self.decay
                 depth = self._unfrozen - 1  # this block is the depth-th below the head
                 optimizer.add_param_group(
-                    {"params": new, "lr": base / self.decay ** (depth - 1), "name": name}
+                    {"params": new, "lr": self._base_lr / self.decay ** (depth - 1), "name": name}
                 )
 
     def on_epoch_end(self, state: Any) -> None:
