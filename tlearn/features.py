@@ -393,9 +393,8 @@ class FeatureCache:
 
     So changing one weight, one pixel, the layer or the pooling gives a different key: a
     *miss*, and the features are computed again. The key is also stored *inside* the file and
-    checked on load, together with the tensors' types and shapes; a truncated, corrupt or
-    foreign file is skipped (the next folder is searched) and recomputed into ``root``, never
-    silently reused. Files are loaded with
+    checked on load: a truncated, corrupt or foreign file is skipped (the next folder is
+    searched) and recomputed into ``root``, never silently reused. Files are loaded with
     ``torch.load(weights_only=True)`` (no pickled code runs) and written atomically
     (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 
@@ -452,20 +451,10 @@ class FeatureCache:
             except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
                 self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
                 continue
-            if self._holds(entry, key):
+            if isinstance(entry, dict) and entry.get("key") == key:  # (the key holds VERSION)
                 return entry["Z"], entry.get("y")
             self._say(f"feature cache: {path} does not hold this key's features; skipped")
         return None
-
-    def _holds(self, entry: Any, key: str) -> bool:
-        """Is ``entry`` (a loaded file) ``key``'s features, with the types and shapes we write?"""
-        ours = isinstance(entry, dict) and entry.get("key") == key
-        if not (ours and entry.get("version") == self.VERSION):
-            return False
-        Z, y = entry.get("Z"), entry.get("y")
-        z_ok = isinstance(Z, torch.Tensor) and Z.dtype == torch.float32 and Z.dim() >= 1
-        y_ok = isinstance(y, torch.Tensor) and y.dtype == torch.int64 and z_ok and len(y) == len(Z)
-        return z_ok and (y is None or y_ok)
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
         """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""

@@ -363,17 +363,15 @@ class ImageNetInput(nn.Module):
 
     def __init__(
         self,
-        size: int | tuple[int, int] = 64,
+        size: int = 64,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ):
         super().__init__()
-        hw = (size, size) if isinstance(size, int) else tuple(size)
-        if len(hw) != 2 or not all(isinstance(s, int) and s >= 8 for s in hw):
-            raise ValueError(f"size must be an int >= 8 or a pair of them, got {size!r}")
+        checks.positive_int("size", size, minimum=8, why=" (the side of the square input)")
         if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
             raise ValueError(f"mean and std need 3 values (RGB), std > 0; got {mean}, {std}")
-        self.size: tuple[int, int] = hw  # type: ignore[assignment]
+        self.size = (size, size)
         self.mean_values = tuple(float(v) for v in mean)
         self.std_values = tuple(float(v) for v in std)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -404,7 +402,8 @@ class TransferNet(nn.Module):
 
     ::
 
-        features.input     ImageNetInput: N×1×32×32 digits → N×3×size×size, normalised
+        features.input     ImageNetInput: N×1×32×32 digits → N×3×size×size, normalised as the
+                           backbone expects (:func:`normalization`)
         features.backbone  the backbone with its ImageNet head replaced by nn.Identity, so it
                            returns the pooled penultimate vector z (``feature_dim`` values)
         head               Linear(feature_dim → num_classes), randomly initialised
@@ -417,14 +416,7 @@ class TransferNet(nn.Module):
     The backbone module is used as given (not copied); :func:`for_digits` copies it for you.
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int = 10,
-        size: int = 64,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ):
+    def __init__(self, backbone: nn.Module, num_classes: int = 10, size: int = 64):
         super().__init__()
         if isinstance(backbone, (DigitNet, TransferNet)):
             raise ValueError(
@@ -436,16 +428,11 @@ class TransferNet(nn.Module):
         why = f" ({type(backbone).__name__} needs size >= {minimum})"
         checks.positive_int("size", size, minimum=minimum, why=why)
         old_head = _swap_head(backbone, lambda _: nn.Identity())
-        default_mean, default_std = normalization(backbone)
         self.num_classes = num_classes
         self.feature_dim = old_head.in_features
         self.features = nn.Sequential(
             OrderedDict(
-                input=ImageNetInput(
-                    size,
-                    default_mean if mean is None else mean,
-                    default_std if std is None else std,
-                ).to(old_head.weight.device),
+                input=ImageNetInput(size, *normalization(backbone)).to(old_head.weight.device),
                 backbone=backbone,
             )
         )
