@@ -116,11 +116,6 @@ def _module_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules() if n]
 
 
-def _default_layer(model: nn.Module) -> str:
-    """``"features"`` when the model has that submodule, else ``""`` (the model's output)."""
-    return "features" if isinstance(getattr(model, "features", None), nn.Module) else ""
-
-
 def _check_layer(model: nn.Module, layer: str) -> str:
     """Return ``layer`` when ``model`` has a module of that name; else a helpful ValueError."""
     if not isinstance(layer, str):
@@ -656,7 +651,8 @@ def extract(
         ``(Z, y)``: ``Z`` a float32 CPU tensor ``N×D`` (or the raw layer shape when
         ``pool=None``), ``y`` the int64 labels (``None`` when ``data`` is a bare tensor).
     """
-    layer = _default_layer(model) if layer is None else layer
+    if layer is None:  # "features" when the model has that submodule, else its output
+        layer = "features" if isinstance(getattr(model, "features", None), nn.Module) else ""
     Z, y = extract_layers(
         model,
         data,

@@ -298,10 +298,8 @@ def _select(
     """
     checks.module("model", model)
     modules = dict(model.named_modules())
-    chosen: set[str] = set()  # module names; a parameter is chosen if a parent is chosen
+    chosen = set() if selectors else {""}  # module names; what lies below them is chosen too
     chosen_params: set[str] = set()
-    if not selectors:
-        chosen.add("")
     for sel in selectors:
         if callable(sel):
             chosen.update(n for n, m in modules.items() if sel(n, m))
@@ -511,7 +509,8 @@ def discriminative_groups(model: nn.Module, lr: slice) -> list[dict[str, Any]]:
         rates = [hi / 10] * (len(blocks) - 1) + [hi]
     else:
         lo = checks.positive_float("the first block's learning rate lo in slice(lo, hi)", lr.start)
-        rates = _spread(lo, hi, len(blocks))
+        k = len(blocks)  # lr_i = lo·(hi/lo)^(i/(k−1)), i = 0 … k−1
+        rates = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if k > 1 else [hi]
     groups, taken = [], set()
     for (name, block), rate in zip(blocks, rates, strict=True):
         params = [p for p in block.parameters() if p.requires_grad and id(p) not in taken]
@@ -542,13 +541,6 @@ def _group_options(pattern: str, value: float | Mapping[str, Any]) -> dict[str, 
     if "lr" in opts:
         checks.positive_float(f"param_groups: the learning rate for {pattern!r}", opts["lr"])
     return opts
-
-
-def _spread(lo: float, hi: float, k: int) -> list[float]:
-    """k learning rates spaced geometrically from lo to hi: lo·(hi/lo)^(i/(k−1))."""
-    if k == 1:
-        return [hi]
-    return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
 
 
 # --------------------------------------------------------------------------------------
