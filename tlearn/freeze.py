@@ -238,10 +238,8 @@ class FrozenBatchNorm(nn.Module):
 
     def to_batchnorm(self) -> _BatchNorm:
         """An ordinary BatchNorm of the original class that shares this layer's tensors."""
-        ref = self.running_mean if self.running_mean is not None else self.weight
-        factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
-        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS}, **factory)
-        for name in ("weight", "bias", *_BN_BUFFERS):
+        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS})
+        for name in ("weight", "bias", *_BN_BUFFERS):  # every tensor replaced: device, dtype too
             setattr(bn, name, getattr(self, name))
         bn.train(self.training)
         return bn
