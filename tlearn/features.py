@@ -296,13 +296,9 @@ def layers(
     dev = torch.device(device or _model_device(model) or "cpu")
     names = [n for n in _module_names(model) if depth is None or n.count(".") < depth]
     fired: list[str] = []  # layer names in the order they ran
-
-    def note(name: str) -> Callable[[], bool]:
-        return lambda: fired.append(name) or False  # record the order, never stop
-
     with _hooked(model, names, None, dev) as hooks:
         for n, hook in hooks.items():
-            hook.stop = note(n)
+            hook.stop = lambda n=n: fired.append(n)  # note the order; None: never stop
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
     for n in fired:
