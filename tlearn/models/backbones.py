@@ -253,20 +253,17 @@ def head_name(model: nn.Module) -> str:
 def _body_blocks(model: nn.Module) -> list[str]:
     """Block names before the head, input → output (see :func:`blocks`)."""
     family = _family(model)
-    if family == "digitnet":
-        return [f"features.{name}" for name, _ in model.features.named_children()]
     if family == "transfer":
         return [f"features.backbone.{name}" for name in _body_blocks(model.features.backbone)]
     if family == "resnet":
         return ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
-    if family in ("vgg", "alexnet"):
-        # VGG and AlexNet have no stages: every weight layer is a block (VGG-16: 16 of them)
-        features = [f"features.{i}" for i, m in enumerate(model.features) if _has_params(m)]
-    else:
-        features = [f"features.{i}" for i in range(len(model.features))]
-    hidden = [
-        f"classifier.{i}" for i, m in enumerate(model.classifier[:-1]) if _has_params(m)
-    ]  # the fully connected layers before the head (VGG/AlexNet: 2, MobileNetV3: 1)
+    # Each child of .features with weights: the stages (DigitNet's conv1 … fc, EfficientNet's
+    # features.0 … 8), or, as VGG and AlexNet have no stages, each weight layer (VGG-16: 13).
+    features = [f"features.{n}" for n, m in model.features.named_children() if _has_params(m)]
+    if family == "digitnet":
+        return features
+    # then the fully connected layers before the head (VGG/AlexNet: 2, MobileNetV3: 1)
+    hidden = [f"classifier.{i}" for i, m in enumerate(model.classifier[:-1]) if _has_params(m)]
     return features + hidden
 
 
