@@ -78,11 +78,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{first_line[:200]}). Expected a file written by torch.save(model.state_dict(), "
             "path); the file may be truncated (an interrupted download) or not a .pt/.pth file."
         ) from e
-    if isinstance(state, Mapping):
-        for key in ("model", "state_dict", "model_state_dict"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
+    if isinstance(state, Mapping):  # a checkpoint holds the state dict under one of these keys
+        nested = ("model", "state_dict", "model_state_dict")
+        state = next((state[k] for k in nested if isinstance(state.get(k), Mapping)), state)
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
@@ -91,7 +89,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"tensors); got {type(state).__name__}"
         )
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+        state = {k.removeprefix("module."): v for k, v in state.items()}
     return dict(state)
 
 
