@@ -241,8 +241,6 @@ class LayerTable(list):
         w = [max(len(row[i]) for row in rows) for i in range(3)]
         return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows)
 
-    __str__ = __repr__
-
 
 def _model_device(model: nn.Module) -> torch.device | None:
     return next((t.device for t in (*model.parameters(), *model.buffers())), None)
