@@ -319,7 +319,7 @@ def test_cache_shuffled_loader_is_fingerprinted_on_what_it_yields(tmp_path):
 def test_cache_save_and_load_roundtrip(tmp_path):
     cache = features.FeatureCache(tmp_path)
     Z, y = torch.arange(6, dtype=torch.float32).reshape(3, 2), torch.tensor([0, 1, 0])
-    cache.save("k" * 64, Z, y, model="demo")
+    cache.save("k" * 64, Z, y, what="demo")
     loaded_Z, loaded_y = cache.load("k" * 64)
     assert torch.equal(loaded_Z, Z) and torch.equal(loaded_y, y)
     assert cache.load("other") is None

@@ -440,14 +440,15 @@ class FeatureCache:
             except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
                 self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
                 continue
-            if isinstance(entry, dict) and entry.get("key") == key:  # (the key holds VERSION)
+            if isinstance(entry, dict) and entry.get("key") == key:  # the key holds VERSION too
                 return entry["Z"], entry.get("y")
             self._say(f"feature cache: {path} does not hold this key's features; skipped")
         return None
 
-    def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
-        """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
-        entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "meta": meta}
+    def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, what: str = "") -> Path:
+        """Write ``(Z, y)`` under ``key`` atomically, with ``what`` they are (for whoever opens
+        the file: e.g. ``"DigitNet @ features pool=avg"``)."""
+        entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "what": what}
         return runtime.atomic_write(self.root / f"{key}.pt", lambda f: torch.save(entry, f))
 
     def get_or_compute_many(
@@ -456,13 +457,13 @@ class FeatureCache:
         compute: Callable[[list[str]], tuple[dict[str, torch.Tensor], torch.Tensor | None]],
         *,
         what: dict[str, str] | None = None,
-        meta: dict[str, dict[str, Any]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Features for several entries (``keys``: name → key) that one computation gives at
         once, e.g. several layers of one forward pass: each stored one is loaded (a hit);
         ``compute(missing names)`` runs once for all the others, which are then stored (a miss
-        each). Returns ``({name: Z}, y)`` in the order of ``keys``."""
-        what, meta = what or {}, meta or {}
+        each). ``what`` names each entry in messages and files (default: its key's start).
+        Returns ``({name: Z}, y)`` in the order of ``keys``."""
+        label = {name: (what or {}).get(name) or key[:12] for name, key in keys.items()}
         result: dict[str, torch.Tensor] = {}
         y: torch.Tensor | None = None
         missing = []
@@ -472,7 +473,7 @@ class FeatureCache:
                 missing.append(name)
                 continue
             self.hits += 1
-            self._say(f"feature cache hit: {what.get(name) or key[:12]}")
+            self._say(f"feature cache hit: {label[name]}")
             result[name], y = found
         if missing:
             t0 = time.perf_counter()
@@ -480,10 +481,8 @@ class FeatureCache:
             secs = time.perf_counter() - t0
             for name in missing:
                 self.misses += 1
-                self.save(keys[name], computed[name], y, **meta.get(name, {}))
-                self._say(
-                    f"feature cache miss: {what.get(name) or keys[name][:12]} computed in {secs:.1f}s"
-                )
+                self.save(keys[name], computed[name], y, what=label[name])
+                self._say(f"feature cache miss: {label[name]} computed in {secs:.1f}s")
                 result[name] = computed[name]
         return {name: result[name] for name in keys}, y
 
@@ -600,7 +599,6 @@ def extract_layers(
         {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
         lambda missing: compute(missing, stream),
         what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
-        meta={n: {"model": name, "layer": n, "pool": str(pool)} for n in layer_names},
     )
 
 
