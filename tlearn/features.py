@@ -319,17 +319,12 @@ def _read_data(data: Any, batch_size: int) -> tuple[str, Iterable]:
     """
     h = hashlib.sha256(b"tlearn-data-v1")
     whole = _in_memory(data)
-    if whole is not None:
-        for t in whole:
-            _update_hash(h, t)
-        return h.hexdigest(), batches(data, batch_size, labels=None)
-    kept = [
-        (x.cpu(), y if y is None else y.cpu()) for x, y in batches(data, batch_size, labels=None)
-    ]
-    for x, y in kept:
-        _update_hash(h, x)
-        _update_hash(h, y)
-    return h.hexdigest(), kept
+    stream = batches(data, batch_size, labels=None)
+    if whole is None:  # read once and kept: the hash is of exactly the batches extracted
+        stream = [(x.cpu(), y if y is None else y.cpu()) for x, y in stream]
+    for t in whole or [t for batch in stream for t in batch]:  # images, labels in that order
+        _update_hash(h, t)
+    return h.hexdigest(), stream
 
 
 def _in_memory(data: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -349,8 +344,7 @@ def _update_hash(h: Any, t: torch.Tensor | None) -> None:
         return
     t = t.detach()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.numel():
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def model_fingerprint(model: nn.Module) -> str:
