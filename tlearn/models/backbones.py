@@ -184,9 +184,7 @@ def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, st
 
     ``logits`` is N×1000 (or a single 1000-vector); probabilities are the softmax.
     """
-    logits = torch.as_tensor(logits).detach()
-    if logits.dim() == 1:
-        logits = logits[None]
+    logits = torch.atleast_2d(torch.as_tensor(logits).detach())  # a single vector: one row
     names = imagenet_categories()
     if logits.dim() != 2 or logits.shape[1] != len(names):
         raise ValueError(f"expected N×1000 ImageNet logits, got shape {tuple(logits.shape)}")
