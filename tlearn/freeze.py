@@ -373,22 +373,16 @@ class TrainableSummary:
         return f"{self.trainable:,} of {self.total:,} parameters trainable ({pct:.1f}%)"
 
     def __str__(self) -> str:
-        head = ("block", "parameters", "trainable", "BN")
-        body = [
+        rows = [("block", "parameters", "trainable", "BN")]
+        rows += [
             (r["block"], f"{r['parameters']:,}", f"{r['trainable']:,}", r["bn"]) for r in self.rows
         ]
-        body.append(("total", f"{self.total:,}", f"{self.trainable:,}", ""))
-        widths = [max(len(row[i]) for row in [head, *body]) for i in range(4)]
-
-        def fmt(row: tuple[str, ...]) -> str:
-            return "  ".join(
-                c.ljust(w) if i in (0, 3) else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-
-        rule = "-" * len(fmt(tuple("x" * w for w in widths)))
-        lines = [f"{self.model_name}", fmt(head), rule, *map(fmt, body[:-1]), rule, fmt(body[-1])]
-        return "\n".join(lines + [self._footer()])
+        rows.append(("total", f"{self.total:,}", f"{self.trainable:,}", ""))
+        w = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d}".rstrip() for a, b, c, d in rows]
+        rule = "-" * max(map(len, lines))
+        table = [self.model_name, lines[0], rule, *lines[1:-1], rule, lines[-1], self._footer()]
+        return "\n".join(table)
 
     __repr__ = __str__
 
