@@ -1,6 +1,7 @@
 """The shipped Fashion-MNIST subset: file, licence, shapes, balance, determinism, classes."""
 
 import hashlib
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ import torch
 
 from tlearn import data
 from tlearn.data import fashion
-from tlearn.data._build_fashion import PER_CLASS, balanced_subset
 
+BUILD = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "build_fashion.py"))
+PER_CLASS, balanced_subset = BUILD["PER_CLASS"], BUILD["balanced_subset"]
 SHA256 = "921c2645b5328159f7084ff8cdcd923bad52bb6445b931b3976b3697f0dea86d"
 
 

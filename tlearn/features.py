@@ -66,7 +66,6 @@ __all__ = [
     "LayerTable",
     "FeatureCache",
     "model_fingerprint",
-    "data_fingerprint",
     "POOLS",
 ]
 
@@ -115,11 +114,6 @@ def global_pool(t: torch.Tensor, pool: str | None = "avg") -> torch.Tensor:
 
 def _module_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules() if n]
-
-
-def _default_layer(model: nn.Module) -> str:
-    """``"features"`` when the model has that submodule, else ``""`` (the model's output)."""
-    return "features" if isinstance(getattr(model, "features", None), nn.Module) else ""
 
 
 def _check_layer(model: nn.Module, layer: str) -> str:
@@ -247,8 +241,6 @@ class LayerTable(list):
         w = [max(len(row[i]) for row in rows) for i in range(3)]
         return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows)
 
-    __str__ = __repr__
-
 
 def _model_device(model: nn.Module) -> torch.device | None:
     return next((t.device for t in (*model.parameters(), *model.buffers())), None)
@@ -302,13 +294,9 @@ def layers(
     dev = torch.device(device or _model_device(model) or "cpu")
     names = [n for n in _module_names(model) if depth is None or n.count(".") < depth]
     fired: list[str] = []  # layer names in the order they ran
-
-    def note(name: str) -> Callable[[], bool]:
-        return lambda: fired.append(name) or False  # record the order, never stop
-
     with _hooked(model, names, None, dev) as hooks:
         for n, hook in hooks.items():
-            hook.stop = note(n)
+            hook.stop = lambda n=n: fired.append(n)  # note the order; None: never stop
         model(torch.zeros(1, *map(int, input_size), device=dev))
     rows = []
     for n in fired:
@@ -331,17 +319,12 @@ def _read_data(data: Any, batch_size: int) -> tuple[str, Iterable]:
     """
     h = hashlib.sha256(b"tlearn-data-v1")
     whole = _in_memory(data)
-    if whole is not None:
-        for t in whole:
-            _update_hash(h, t)
-        return h.hexdigest(), batches(data, batch_size, labels=None)
-    kept = [
-        (x.cpu(), y if y is None else y.cpu()) for x, y in batches(data, batch_size, labels=None)
-    ]
-    for x, y in kept:
-        _update_hash(h, x)
-        _update_hash(h, y)
-    return h.hexdigest(), kept
+    stream = batches(data, batch_size, labels=None)
+    if whole is None:  # read once and kept: the hash is of exactly the batches extracted
+        stream = [(x.cpu(), y if y is None else y.cpu()) for x, y in stream]
+    for t in whole or [t for batch in stream for t in batch]:  # images, labels in that order
+        _update_hash(h, t)
+    return h.hexdigest(), stream
 
 
 def _in_memory(data: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -361,8 +344,7 @@ def _update_hash(h: Any, t: torch.Tensor | None) -> None:
         return
     t = t.detach()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.numel():
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -377,11 +359,6 @@ def model_fingerprint(model: nn.Module) -> str:
         h.update(name.encode())
         _update_hash(h, t if isinstance(t, torch.Tensor) else torch.as_tensor(t))
     return h.hexdigest()
-
-
-def data_fingerprint(data: Any, batch_size: int = EXTRACT_BATCH) -> str:
-    """SHA-256 of a dataset's content (images and labels, in order); see :func:`extract`."""
-    return _read_data(data, batch_size)[0]
 
 
 # =============================================================================== cache
@@ -399,9 +376,8 @@ class FeatureCache:
 
     So changing one weight, one pixel, the layer or the pooling gives a different key: a
     *miss*, and the features are computed again. The key is also stored *inside* the file and
-    checked on load, together with the tensors' types and shapes; a truncated, corrupt or
-    foreign file is skipped (the next folder is searched) and recomputed into ``root``, never
-    silently reused. Files are loaded with
+    checked on load: a truncated, corrupt or foreign file is skipped (the next folder is
+    searched) and recomputed into ``root``, never silently reused. Files are loaded with
     ``torch.load(weights_only=True)`` (no pickled code runs) and written atomically
     (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 
@@ -441,9 +417,6 @@ class FeatureCache:
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
     def _say(self, msg: str) -> None:
         log.info(msg)
         if self.verbose:
@@ -461,45 +434,16 @@ class FeatureCache:
             except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
                 self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
                 continue
-            if self._holds(entry, key):
+            if isinstance(entry, dict) and entry.get("key") == key:  # the key holds VERSION too
                 return entry["Z"], entry.get("y")
             self._say(f"feature cache: {path} does not hold this key's features; skipped")
         return None
 
-    def _holds(self, entry: Any, key: str) -> bool:
-        """Is ``entry`` (a loaded file) ``key``'s features, with the types and shapes we write?"""
-        ours = isinstance(entry, dict) and entry.get("key") == key
-        if not (ours and entry.get("version") == self.VERSION):
-            return False
-        Z, y = entry.get("Z"), entry.get("y")
-        z_ok = isinstance(Z, torch.Tensor) and Z.dtype == torch.float32 and Z.dim() >= 1
-        y_ok = isinstance(y, torch.Tensor) and y.dtype == torch.int64 and z_ok and len(y) == len(Z)
-        return z_ok and (y is None or y_ok)
-
-    def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, **meta: Any) -> Path:
-        """Write ``(Z, y)`` under ``key`` atomically; ``meta`` (strings/numbers) is stored too."""
-        path = self.path(key)
-        entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "meta": meta}
-        return runtime.atomic_write(path, lambda f: torch.save(entry, f))
-
-    def get_or_compute(
-        self,
-        key: str,
-        compute: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
-        *,
-        what: str = "",
-        **meta: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Load ``key``'s features (a hit) or call ``compute()`` and store them (a miss)."""
-
-        def compute_one(_: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-            Z, y = compute()
-            return {key: Z}, y
-
-        found, y = self.get_or_compute_many(
-            {key: key}, compute_one, what={key: what}, meta={key: meta}
-        )
-        return found[key], y
+    def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, what: str = "") -> Path:
+        """Write ``(Z, y)`` under ``key`` atomically, with ``what`` they are (for whoever opens
+        the file: e.g. ``"DigitNet @ features pool=avg"``)."""
+        entry = {"version": self.VERSION, "key": key, "Z": Z.contiguous(), "y": y, "what": what}
+        return runtime.atomic_write(self.root / f"{key}.pt", lambda f: torch.save(entry, f))
 
     def get_or_compute_many(
         self,
@@ -507,13 +451,13 @@ class FeatureCache:
         compute: Callable[[list[str]], tuple[dict[str, torch.Tensor], torch.Tensor | None]],
         *,
         what: dict[str, str] | None = None,
-        meta: dict[str, dict[str, Any]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Features for several entries (``keys``: name → key) that one computation gives at
         once, e.g. several layers of one forward pass: each stored one is loaded (a hit);
         ``compute(missing names)`` runs once for all the others, which are then stored (a miss
-        each). Returns ``({name: Z}, y)`` in the order of ``keys``."""
-        what, meta = what or {}, meta or {}
+        each). ``what`` names each entry in messages and files (default: its key's start).
+        Returns ``({name: Z}, y)`` in the order of ``keys``."""
+        label = {name: (what or {}).get(name) or key[:12] for name, key in keys.items()}
         result: dict[str, torch.Tensor] = {}
         y: torch.Tensor | None = None
         missing = []
@@ -523,7 +467,7 @@ class FeatureCache:
                 missing.append(name)
                 continue
             self.hits += 1
-            self._say(f"feature cache hit: {what.get(name) or key[:12]}")
+            self._say(f"feature cache hit: {label[name]}")
             result[name], y = found
         if missing:
             t0 = time.perf_counter()
@@ -531,10 +475,8 @@ class FeatureCache:
             secs = time.perf_counter() - t0
             for name in missing:
                 self.misses += 1
-                self.save(keys[name], computed[name], y, **meta.get(name, {}))
-                self._say(
-                    f"feature cache miss: {what.get(name) or keys[name][:12]} computed in {secs:.1f}s"
-                )
+                self.save(keys[name], computed[name], y, what=label[name])
+                self._say(f"feature cache miss: {label[name]} computed in {secs:.1f}s")
                 result[name] = computed[name]
         return {name: result[name] for name in keys}, y
 
@@ -651,7 +593,6 @@ def extract_layers(
         {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
         lambda missing: compute(missing, stream),
         what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
-        meta={n: {"model": name, "layer": n, "pool": str(pool)} for n in layer_names},
     )
 
 
@@ -696,7 +637,8 @@ def extract(
         ``(Z, y)``: ``Z`` a float32 CPU tensor ``N×D`` (or the raw layer shape when
         ``pool=None``), ``y`` the int64 labels (``None`` when ``data`` is a bare tensor).
     """
-    layer = _default_layer(model) if layer is None else layer
+    if layer is None:  # "features" when the model has that submodule, else its output
+        layer = "features" if isinstance(getattr(model, "features", None), nn.Module) else ""
     Z, y = extract_layers(
         model,
         data,

@@ -40,6 +40,7 @@ whatever mode the model is in (``bn="frozen"``, in the vocabulary of :mod:`tlear
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -98,7 +99,7 @@ def freeze(model: nn.Module, *names_or_predicate: Selector, bn: BNMode = "frozen
     Raises:
         ValueError: a name matches nothing (the message lists the blocks and close matches).
     """
-    _check_bn_mode(bn)
+    checks.one_of("bn", bn, _BN_MODES)
     params, bns = _select(model, names_or_predicate)
     for _, p in params:
         p.requires_grad_(False)
@@ -198,7 +199,7 @@ class FrozenBatchNorm(nn.Module):
         super().__init__()
         if not isinstance(bn, _BatchNorm):
             raise ValueError(f"FrozenBatchNorm wraps a BatchNorm layer, got {type(bn).__name__}")
-        _check_bn_mode(mode)
+        checks.one_of("mode", mode, _BN_MODES)
         self.mode = mode
         self.bn_class = type(bn)  # restored by unfreeze
         for name in _BN_SETTINGS:
@@ -213,25 +214,16 @@ class FrozenBatchNorm(nn.Module):
                 p.grad = None
         self.train(bn.training)
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        # Reuse the original class's rule (BatchNorm1d: 2-d or 3-d, BatchNorm2d: 4-d, …).
-        check = getattr(self.bn_class, "_check_input_dim", None)
-        if check is not None:
-            check(self, x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
+        self.bn_class._check_input_dim(self, x)  # the original rule (BatchNorm2d: 4-d, …)
         has_stats = self.running_mean is not None
         batch_mode = self.mode == "batch" and self.training
         factor = 0.0
-        if batch_mode and has_stats and self.num_batches_tracked is not None:
+        if batch_mode and has_stats:
             self.num_batches_tracked.add_(1)
             # momentum=None means a cumulative average, as in nn.BatchNorm.
-            factor = (
-                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            )
-        elif batch_mode and has_stats:
-            factor = 0.1 if self.momentum is None else self.momentum
+            n = float(self.num_batches_tracked)
+            factor = 1.0 / n if self.momentum is None else self.momentum
         # training=True → batch statistics (and, with running buffers, an in-place update).
         return F.batch_norm(
             x,
@@ -246,10 +238,8 @@ class FrozenBatchNorm(nn.Module):
 
     def to_batchnorm(self) -> _BatchNorm:
         """An ordinary BatchNorm of the original class that shares this layer's tensors."""
-        ref = self.running_mean if self.running_mean is not None else self.weight
-        factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
-        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS}, **factory)
-        for name in ("weight", "bias", *_BN_BUFFERS):
+        bn = self.bn_class(**{name: getattr(self, name) for name in _BN_SETTINGS})
+        for name in ("weight", "bias", *_BN_BUFFERS):  # every tensor replaced: device, dtype too
             setattr(bn, name, getattr(self, name))
         bn.train(self.training)
         return bn
@@ -261,14 +251,6 @@ class FrozenBatchNorm(nn.Module):
 #: What a BatchNorm layer is built from, and its buffers: shared by the two forms.
 _BN_SETTINGS = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def _check_bn_mode(bn: str) -> None:
-    if bn not in _BN_MODES:
-        raise ValueError(
-            f"bn must be 'frozen' (fixed running statistics) or 'batch' (batch statistics in "
-            f"train mode, running ones updated), got {bn!r}"
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -314,10 +296,8 @@ def _select(
     """
     checks.module("model", model)
     modules = dict(model.named_modules())
-    chosen: set[str] = set()  # module names; a parameter is chosen if a parent is chosen
+    chosen = set() if selectors else {""}  # module names; what lies below them is chosen too
     chosen_params: set[str] = set()
-    if not selectors:
-        chosen.add("")
     for sel in selectors:
         if callable(sel):
             chosen.update(n for n, m in modules.items() if sel(n, m))
@@ -359,16 +339,13 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _bn_status(module: nn.Module) -> str:
     """'frozen' or 'batch' (also ordinary BatchNorm, which trains on batch statistics), or '—'."""
-    kinds: dict[str, int] = {}
-    for m in module.modules():
-        if isinstance(m, FrozenBatchNorm):
-            kinds[m.mode] = kinds.get(m.mode, 0) + 1
-        elif isinstance(m, _BatchNorm):
-            kinds["batch"] = kinds.get("batch", 0) + 1
-    if not kinds:
-        return "—"
-    if len(kinds) == 1:
-        return next(iter(kinds))
+    kinds = Counter(
+        m.mode if isinstance(m, FrozenBatchNorm) else "batch"
+        for m in module.modules()
+        if isinstance(m, (FrozenBatchNorm, _BatchNorm))
+    )
+    if len(kinds) < 2:
+        return next(iter(kinds), "—")
     return ", ".join(f"{k}×{v}" for k, v in kinds.items())
 
 
@@ -396,22 +373,16 @@ class TrainableSummary:
         return f"{self.trainable:,} of {self.total:,} parameters trainable ({pct:.1f}%)"
 
     def __str__(self) -> str:
-        head = ("block", "parameters", "trainable", "BN")
-        body = [
+        rows = [("block", "parameters", "trainable", "BN")]
+        rows += [
             (r["block"], f"{r['parameters']:,}", f"{r['trainable']:,}", r["bn"]) for r in self.rows
         ]
-        body.append(("total", f"{self.total:,}", f"{self.trainable:,}", ""))
-        widths = [max(len(row[i]) for row in [head, *body]) for i in range(4)]
-
-        def fmt(row: tuple[str, ...]) -> str:
-            return "  ".join(
-                c.ljust(w) if i in (0, 3) else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-
-        rule = "-" * len(fmt(tuple("x" * w for w in widths)))
-        lines = [f"{self.model_name}", fmt(head), rule, *map(fmt, body[:-1]), rule, fmt(body[-1])]
-        return "\n".join(lines + [self._footer()])
+        rows.append(("total", f"{self.total:,}", f"{self.trainable:,}", ""))
+        w = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d}".rstrip() for a, b, c, d in rows]
+        rule = "-" * max(map(len, lines))
+        table = [self.model_name, lines[0], rule, *lines[1:-1], rule, lines[-1], self._footer()]
+        return "\n".join(table)
 
     __repr__ = __str__
 
@@ -530,7 +501,8 @@ def discriminative_groups(model: nn.Module, lr: slice) -> list[dict[str, Any]]:
         rates = [hi / 10] * (len(blocks) - 1) + [hi]
     else:
         lo = checks.positive_float("the first block's learning rate lo in slice(lo, hi)", lr.start)
-        rates = _spread(lo, hi, len(blocks))
+        k = len(blocks)  # lr_i = lo·(hi/lo)^(i/(k−1)), i = 0 … k−1
+        rates = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if k > 1 else [hi]
     groups, taken = [], set()
     for (name, block), rate in zip(blocks, rates, strict=True):
         params = [p for p in block.parameters() if p.requires_grad and id(p) not in taken]
@@ -561,13 +533,6 @@ def _group_options(pattern: str, value: float | Mapping[str, Any]) -> dict[str, 
     if "lr" in opts:
         checks.positive_float(f"param_groups: the learning rate for {pattern!r}", opts["lr"])
     return opts
-
-
-def _spread(lo: float, hi: float, k: int) -> list[float]:
-    """k learning rates spaced geometrically from lo to hi: lo·(hi/lo)^(i/(k−1))."""
-    if k == 1:
-        return [hi]
-    return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
 
 
 # --------------------------------------------------------------------------------------
@@ -620,7 +585,7 @@ class GradualUnfreezing:
         if lr is not None:
             checks.positive_float("lr", lr)
         checks.positive_float("decay", decay)
-        _check_bn_mode(bn)
+        checks.one_of("bn", bn, _BN_MODES)
         self.every, self.start, self.lr, self.decay, self.bn = every, start, lr, decay, bn
         self.schedule: list[tuple[int, str]] = []
         self._unfrozen = 0
@@ -638,15 +603,13 @@ class GradualUnfreezing:
         freeze_to(model, self.start, bn=self.bn)
         self._unfrozen = self.start
         self.schedule = [(0, name) for name, _ in blocks[len(blocks) - self.start :]][::-1]
-        if optimizer is not None:
-            head_lr = optimizer.param_groups[0]["lr"]
-            self._base_lr = self.lr if self.lr is not None else head_lr / self.decay
-            for group in optimizer.param_groups:  # drop frozen params (see class docstring)
-                keep = [p for p in group["params"] if p.requires_grad]
-                for p in group["params"]:
-                    if not p.requires_grad:
-                        optimizer.state.pop(p, None)
-                group["params"] = keep
+        head_lr = optimizer.param_groups[0]["lr"]
+        self._base_lr = self.lr if self.lr is not None else head_lr / self.decay
+        for group in optimizer.param_groups:  # drop frozen params (see class docstring)
+            for p in group["params"]:
+                if not p.requires_grad:
+                    optimizer.state.pop(p, None)
+            group["params"] = [p for p in group["params"] if p.requires_grad]
 
     def on_epoch_start(self, state: Any) -> None:
         model, optimizer = state.model, state.optimizer
@@ -657,17 +620,12 @@ class GradualUnfreezing:
             self._unfrozen += 1
             unfreeze(model, name)
             self.schedule.append((state.epoch, name))
-            if optimizer is None:
-                continue
             held = {id(p) for g in optimizer.param_groups for p in g["params"]}
             new = [p for p in block.parameters() if p.requires_grad and id(p) not in held]
             if new:
-                base = self._base_lr
-                if base is None:
-                    base = self.lr if self.lr is not None else optimizer.defaults["lr"] / self.decay
                 depth = self._unfrozen - 1  # this block is the depth-th below the head
                 optimizer.add_param_group(
-                    {"params": new, "lr": base / self.decay ** (depth - 1), "name": name}
+                    {"params": new, "lr": self._base_lr / self.decay ** (depth - 1), "name": name}
                 )
 
     def on_epoch_end(self, state: Any) -> None:

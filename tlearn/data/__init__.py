@@ -22,24 +22,16 @@ import numpy as np
 import torch
 
 from tlearn import checks
-from tlearn.data.base import (
-    DIGIT_CLASSES,
-    DigitDataset,
-    as_dataset,
-    batches,
-    few_shot,
-    make_loader,
-    to_canonical,
-)
+from tlearn.data import base, real
+from tlearn.data.base import *  # noqa: F403 (its __all__: DigitDataset, batches, few_shot, …)
+from tlearn.data.base import DIGIT_CLASSES, DigitDataset, to_canonical
 from tlearn.data.fashion import fashion_small
 from tlearn.data.handwritten import uci_digits
+from tlearn.data.real import *  # noqa: F403 (its __all__: ImageFolderDomain, DataFileError, …)
 from tlearn.data.real import (
     FASHION_CLASSES,
-    DataFileError,
     ImageFolderDomain,
-    check_same_classes,
     folder_transform,
-    image_folder,
     torchvision_digits,
 )
 from tlearn.data.shifted import blend_with_photos
@@ -47,20 +39,11 @@ from tlearn.data.synthetic import synthetic_digits
 from tlearn.runtime import data_dir
 
 __all__ = [
-    "DigitDataset",
-    "ImageFolderDomain",
-    "DataFileError",
-    "check_same_classes",
-    "folder_transform",
-    "image_folder",
+    *base.__all__,
+    *real.__all__,
     "load_domain",
     "domains",
     "register_domain",
-    "few_shot",
-    "make_loader",
-    "to_canonical",
-    "as_dataset",
-    "batches",
     "available_offline",
 ]
 

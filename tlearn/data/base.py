@@ -183,25 +183,6 @@ def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return order[rank::world_size]
 
 
-def _index_batches(
-    n: int,
-    batch_size: int,
-    shuffle: bool,
-    generator: torch.Generator | None,
-    drop_last: bool,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[torch.Tensor]:
-    """Row indices of each batch of one pass (shuffled with ``torch.randperm(n, generator)``);
-    with ``world_size`` > 1 only process ``rank``'s shard of that order (:func:`shard`)."""
-    checks.positive_int("batch_size", batch_size)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = shard(order, rank, world_size)
-    n = len(order)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    return list(order[:stop].split(batch_size))
-
-
 def batches(
     data: Any,
     batch_size: int,
@@ -237,9 +218,13 @@ def batches(
             "expected labelled data (a Dataset of (x, y) pairs), got a bare tensor of images; "
             "wrap it with DigitDataset(images, labels), or pass it as an unlabelled target."
         )
-    chunks = _index_batches(
-        data_length(data), batch_size, shuffle, generator, drop_last, rank, world_size
-    )
+    n = data_length(data)
+    checks.positive_int("batch_size", batch_size)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = shard(order, rank, world_size)  # this process's rows: all of them in one process
+    if drop_last and len(order) >= batch_size:  # a ragged last batch goes, never the only one
+        order = order[: len(order) - len(order) % batch_size]
+    chunks = list(order.split(batch_size))
     images = _input_tensor(data)
     if images is not None and (labels is False or isinstance(data, torch.Tensor)):
         yield from ((images[idx], None) for idx in chunks)

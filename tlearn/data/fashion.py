@@ -4,8 +4,9 @@ Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747; MIT licence, © 20
 SE — see ``FASHION_MNIST_LICENSE``) holds 28×28 grey photos of Zalando articles in 10
 classes (T-shirt/top, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle
 boot). ``fashion_mnist_small.npz`` is a fixed, class-balanced subset: 200 train and 100 test
-images per class from the official splits (``_build_fashion.py`` rebuilds it exactly), 1.3 MB.
-The full set is the ``"fashion_mnist"`` domain (files under ``TLEARN_DATA``).
+images per class from the official splits (the repository's ``tools/build_fashion.py``
+rebuilds it exactly), 1.3 MB. The full set is the ``"fashion_mnist"`` domain (files under
+``TLEARN_DATA``).
 """
 
 from __future__ import annotations

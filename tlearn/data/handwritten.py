@@ -45,10 +45,8 @@ def _load() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
 
 
 def uci_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N×1×32×32 in [0, 1]) and labels of the fixed ``split`` ("train", "test" or "all")."""
+    """Images (N×1×32×32 in [0, 1]) and labels of the fixed ``split`` ("train" or "test")."""
+    checks.one_of("split", split, ("train", "test"))
     images, labels, train_idx, test_idx = _load()
-    if split == "all":
-        return images.clone(), labels.clone()
-    checks.one_of("split", split, ("train", "test", "all"))
     idx = torch.from_numpy(train_idx if split == "train" else test_idx)
     return images[idx], labels[idx]

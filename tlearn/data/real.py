@@ -109,10 +109,8 @@ def read_svhn(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no SVHN file at {path}")
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise ImportError("reading SVHN needs scipy: pip install scipy") from None
+    from scipy.io import loadmat  # scipy comes with scikit-learn
+
     try:
         mat = loadmat(str(path))
         images, labels = mat["X"], np.asarray(mat["y"]).reshape(-1).astype(np.int64)
@@ -126,7 +124,8 @@ def read_svhn(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def torchvision_digits(
     name: str, split: str, *, root: str | Path | None = None, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N×C×H×W float32 in [0, 1], native size) and labels of a torchvision dataset."""
+    """Images (N×C×H×W float32 in [0, 1], native size) and labels of a torchvision dataset:
+    ``"mnist"``, ``"fashion_mnist"``, ``"usps"`` or ``"svhn"``."""
     import torchvision.datasets as tvd
 
     root = Path(root) if root is not None else data_dir()
@@ -148,14 +147,12 @@ def torchvision_digits(
             ds = tvd.USPS(str(root), train=train, download=download)
             images = np.asarray(ds.data)[:, None].astype(np.float32) / 255.0
             labels = np.asarray(ds.targets)
-        elif name == "svhn":
+        else:  # svhn
             file = root / f"{split}_32x32.mat"
             if download and not file.is_file():
                 tvd.SVHN(str(root), split=split, download=True)
             data, labels = read_svhn(file)
             images = data.astype(np.float32) / 255.0  # N×3×32×32
-        else:
-            raise ValueError(f"not a torchvision digit domain: {name!r}")
     except DataFileError:
         raise
     except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True …"

@@ -15,43 +15,17 @@ adaptation aligns the distribution of ``z`` across domains.
 * ``efficientnet_lite`` — EfficientNet-Lite0 written out in full.
 """
 
-from tlearn.models import efficientnet_lite, weights
-from tlearn.models.backbones import (
-    BACKBONES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageNetInput,
-    TransferNet,
-    blocks,
-    decode_imagenet,
-    for_digits,
-    head_name,
-    imagenet_categories,
-    load_backbone,
-    normalization,
-    replace_head,
-)
+from tlearn.models import backbones, efficientnet_lite, weights
+from tlearn.models.backbones import *  # noqa: F403 (its __all__: load_backbone, blocks, …)
 from tlearn.models.digitnet import DigitNet
 from tlearn.models.efficientnet_lite import EfficientNetLite
 from tlearn.models.weights import WeightsUnavailableError
 
 __all__ = [
     "DigitNet",
-    "BACKBONES",
-    "load_backbone",
-    "WeightsUnavailableError",
     "EfficientNetLite",
-    "replace_head",
-    "head_name",
-    "blocks",
-    "normalization",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "imagenet_categories",
-    "decode_imagenet",
-    "ImageNetInput",
-    "TransferNet",
-    "for_digits",
+    "WeightsUnavailableError",
+    *backbones.__all__,
     "efficientnet_lite",
     "weights",
 ]

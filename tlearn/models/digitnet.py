@@ -51,11 +51,9 @@ class DigitNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, feature_dim: int = 128):
         super().__init__()
-        num_classes = checks.positive_int("num_classes", num_classes, minimum=2)
-        in_channels = checks.positive_int("in_channels", in_channels)
-        feature_dim = checks.positive_int("feature_dim", feature_dim)
-        self.num_classes = num_classes
-        self.feature_dim = feature_dim
+        self.num_classes = checks.positive_int("num_classes", num_classes, minimum=2)
+        checks.positive_int("in_channels", in_channels)
+        self.feature_dim = checks.positive_int("feature_dim", feature_dim)
         self.features = nn.Sequential(
             OrderedDict(
                 conv1=_conv_block(in_channels, 16, 5),

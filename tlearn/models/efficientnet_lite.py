@@ -207,12 +207,9 @@ def convert_lite0_state_dict(
             )
             index += 1
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, value in source.items():
-        # the longest matching prefix wins ("_blocks.1._bn0." before "_bn0." cannot clash: the
-        # block prefixes start with "_blocks", but be explicit anyway)
-        matches = [p for p in prefixes if key.startswith(p)]
-        if not matches:
+    for key, value in source.items():  # no prefix is the start of another: one at most matches
+        prefix = next((p for p in prefixes if key.startswith(p)), None)
+        if prefix is None:
             raise ValueError(f"unexpected key {key!r} in an EfficientNet-Lite0 state dict")
-        prefix = max(matches, key=len)
         out[prefixes[prefix] + key[len(prefix) :]] = value
     return out

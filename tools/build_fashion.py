@@ -2,14 +2,14 @@
 
 Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747) — 70,000 28×28 grey photos
 of Zalando products in 10 classes — MIT licence, © 2017 Zalando SE (see
-``FASHION_MNIST_LICENSE`` beside this file). We ship 200 train and 100 test images per
+``tlearn/data/FASHION_MNIST_LICENSE``). We ship 200 train and 100 test images per
 class (2,000 + 1,000), drawn without replacement from the official train and test splits
 with ``numpy.random.default_rng(SEED)``, kept in the original order, stored as uint8.
 
 Run (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist`` puts the files in
 ``/usr/share/datasets/fashion-mnist``; torchvision's ``FashionMNIST/raw`` works too)::
 
-    python -m tlearn.data._build_fashion [folder with the four *-ubyte.gz files]
+    python tools/build_fashion.py [folder with the four *-ubyte.gz files]
 
 The source files' SHA-256 are checked, so the same command always writes the same arrays
 (``tests/test_fashion.py`` checks the shipped file's own checksum).
@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tlearn.data.fashion import FILE as OUTPUT  # the file the "fashion" domain reads
+
 SEED = 0
 PER_CLASS = {"train": 200, "test": 100}
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
-OUTPUT = Path(__file__).with_name("fashion_mnist_small.npz")
 FILES = {  # official files (github.com/zalandoresearch/fashion-mnist) and their SHA-256
     "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
     "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
