@@ -13,7 +13,9 @@ which it held.
 Seed sets replace the ``SEEDS = [...]`` line of each lesson's parameters cell (and lesson 01's
 ``THREADS``); ``TLEARN_THREADS`` sets torch's thread count for the others. Results are appended
 run by run to ``benchmarks/results/claims.json`` (``--out``), so an interrupted run keeps what
-it measured, and ``--table`` prints the table from that file alone. It is long — about 15
+it measured, and ``--table`` prints the table from that file alone. ``--cache DIR`` runs on a
+copy of the cache an earlier cold run filled (to re-evaluate a restated sentence on the same
+numbers without retraining); its records say so. It is long — about 15
 minutes of a 2-core machine per seed set and thread count for all eight lessons (lessons 03–05
 train about 30 networks each time) — so it is not part of the test suite.
 """
@@ -133,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/claims.json")
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="re-evaluate on the cache an earlier cold run of "
+        "the same seeds and threads filled (its copy; e.g. after a sentence was "
+        "restated) instead of an empty one: nothing retrains, the record says so",
+    )
     args = parser.parse_args(argv)
     records = json.loads(args.out.read_text()) if args.out.exists() else []
     if args.table:
@@ -144,9 +153,12 @@ def main(argv: list[str] | None = None) -> None:
         for seed_set in args.seed_sets:
             seeds = [int(s) for s in seed_set.split()]
             with tempfile.TemporaryDirectory(prefix="tlearn-claims-") as cache:
+                cache = str(args.cache) if args.cache else cache
                 for path in lessons:
                     r = run_lesson(path, seeds, threads, cache)
                     r.update(lesson=path.name[:2], seeds=seeds, threads=threads)
+                    if args.cache:
+                        r["cache"] = f"re-evaluated on the cache of an earlier cold run ({cache})"
                     held = sum(ok for ok, _ in r["claims"].values())
                     print(f"{path.name[:2]} seeds {seeds} threads {threads}: {held}/"
                           f"{len(r['claims'])} held, {r['seconds']:.0f} s"

@@ -56,18 +56,9 @@ from tlearn import checks, runtime
 from tlearn.data.base import DigitDataset, batches, data_length
 
 __all__ = [
-    "extract",
-    "extract_layers",
-    "FeatureHook",
-    "StopForward",
-    "global_pool",
-    "layers",
-    "LayerInfo",
-    "LayerTable",
-    "FeatureCache",
-    "model_fingerprint",
-    "POOLS",
-]
+    "extract", "extract_layers", "FeatureHook", "StopForward", "global_pool", "layers",
+    "LayerInfo", "LayerTable", "FeatureCache", "model_fingerprint", "POOLS",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 

@@ -55,19 +55,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tlearn import checks
 
 __all__ = [
-    "FrozenBatchNorm",
-    "freeze",
-    "unfreeze",
-    "freeze_to",
-    "trainable_parameters",
-    "count_parameters",
-    "trainable_summary",
-    "TrainableSummary",
-    "param_groups",
-    "discriminative_groups",
-    "GradualUnfreezing",
-    "l2_sp_penalty",
-]
+    "FrozenBatchNorm", "freeze", "unfreeze", "freeze_to", "trainable_parameters",
+    "count_parameters", "trainable_summary", "TrainableSummary", "param_groups",
+    "discriminative_groups", "GradualUnfreezing", "l2_sp_penalty",
+]  # fmt: skip
 
 Selector = Union[str, Callable[[str, nn.Module], bool]]  # noqa: UP007 (runtime alias, py3.10)
 BNMode = Literal["frozen", "batch"]

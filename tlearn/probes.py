@@ -42,14 +42,8 @@ from tlearn.data.base import few_shot_indices
 from tlearn.runtime import progress_bar
 
 __all__ = [
-    "linear_probe",
-    "knn_probe",
-    "few_shot_probe",
-    "PROBES",
-    "probe_by_name",
-    "leep",
-    "logme",
-]
+    "linear_probe", "knn_probe", "few_shot_probe", "PROBES", "probe_by_name", "leep", "logme",
+]  # fmt: skip
 
 ArrayLike = Any  # a torch.Tensor, numpy array or nested list
 

@@ -39,13 +39,8 @@ from tlearn.data.synthetic import synthetic_digits
 from tlearn.runtime import data_dir
 
 __all__ = [
-    *base.__all__,
-    *real.__all__,
-    "load_domain",
-    "domains",
-    "register_domain",
-    "available_offline",
-]
+    *base.__all__, *real.__all__, "load_domain", "domains", "register_domain", "available_offline",
+]  # fmt: skip
 
 SYNTH_DEFAULT_SIZE = {"train": 6000, "test": 2000}
 

@@ -21,18 +21,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tlearn import checks
 
 __all__ = [
-    "DigitDataset",
-    "to_canonical",
-    "few_shot",
-    "few_shot_indices",
-    "make_loader",
-    "as_dataset",
-    "inputs_of",
-    "batches",
-    "input_batches",
-    "data_length",
-    "shard",
-]
+    "DigitDataset", "to_canonical", "few_shot", "few_shot_indices", "make_loader", "as_dataset",
+    "inputs_of", "batches", "input_batches", "data_length", "shard",
+]  # fmt: skip
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 

@@ -41,17 +41,9 @@ from tlearn import checks
 from tlearn.runtime import cpu_budget, data_dir
 
 __all__ = [
-    "torchvision_digits",
-    "read_svhn",
-    "image_folder",
-    "ImageFolderDomain",
-    "folder_transform",
-    "check_same_classes",
-    "loader_workers",
-    "DataFileError",
-    "FASHION_CLASSES",
-    "IMAGE_EXTENSIONS",
-]
+    "torchvision_digits", "read_svhn", "image_folder", "ImageFolderDomain", "folder_transform",
+    "check_same_classes", "loader_workers", "DataFileError", "FASHION_CLASSES", "IMAGE_EXTENSIONS",
+]  # fmt: skip
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

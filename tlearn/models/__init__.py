@@ -22,10 +22,6 @@ from tlearn.models.efficientnet_lite import EfficientNetLite
 from tlearn.models.weights import WeightsUnavailableError
 
 __all__ = [
-    "DigitNet",
-    "EfficientNetLite",
-    "WeightsUnavailableError",
-    *backbones.__all__,
-    "efficientnet_lite",
-    "weights",
-]
+    "DigitNet", "EfficientNetLite", "WeightsUnavailableError", *backbones.__all__,
+    "efficientnet_lite", "weights",
+]  # fmt: skip

@@ -42,20 +42,10 @@ from tlearn.models.efficientnet_lite import (
 )
 
 __all__ = [
-    "BACKBONES",
-    "load_backbone",
-    "replace_head",
-    "head_name",
-    "blocks",
-    "normalization",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "imagenet_categories",
-    "decode_imagenet",
-    "ImageNetInput",
-    "TransferNet",
-    "for_digits",
-]
+    "BACKBONES", "load_backbone", "replace_head", "head_name", "blocks", "normalization",
+    "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_categories", "decode_imagenet", "ImageNetInput",
+    "TransferNet", "for_digits",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,13 +25,9 @@ import torch
 from torch import nn
 
 __all__ = [
-    "WeightsUnavailableError",
-    "state_dict_mismatch",
-    "read_state_dict",
-    "load_strict",
-    "lite0_weights_file",
-    "torchvision_pretrained",
-]
+    "WeightsUnavailableError", "state_dict_mismatch", "read_state_dict", "load_strict",
+    "lite0_weights_file", "torchvision_pretrained",
+]  # fmt: skip
 
 _DOWNLOAD_TIMEOUT_S = 60.0  # a download that stalls this long fails instead of hanging
 
