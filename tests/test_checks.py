@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlearn import adapt, bn, checks, data, features, models, probes, runtime, train
+from tlearn import adapt, bn, checks, cli, data, features, models, probes, runtime, train
 from tlearn.adapt import trainer
 from tlearn.data import DigitDataset
 
@@ -86,11 +86,11 @@ def test_env_int_and_env_float_name_the_variable(monkeypatch):
 
 
 def test_int_argument_is_an_argparse_usage_error():
-    assert checks.int_argument("--seed")("3") == 3
+    assert cli.int_argument("--seed")("3") == 3
     with pytest.raises(argparse.ArgumentTypeError, match="--seed must be an int >= 0, got '-1'"):
-        checks.int_argument("--seed")("-1")
+        cli.int_argument("--seed")("-1")
     with pytest.raises(argparse.ArgumentTypeError, match="got 'x'"):
-        checks.int_argument("--epochs", minimum=1)("x")
+        cli.int_argument("--epochs", minimum=1)("x")
 
 
 # --------------------------------------------------------------------------- drop_last

@@ -22,7 +22,6 @@ would cost as much as the loss) and check their scalar result instead
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import numbers
@@ -39,7 +38,7 @@ __all__ = [
     "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "probability",
     "boolean", "one_of", "module", "matrix",
     "images", "channels_match", "accepted_channels", "batch_of_one",
-    "env_int", "env_float", "int_argument", "device_argument",
+    "env_int", "env_float",
     "features", "feature_pair", "tensor_pair", "numpy_pair", "finite_or_raise", "float_compute",
 ]  # fmt: skip
 
@@ -240,37 +239,6 @@ def _env(var: str, default: Any, parse: Callable, ok: Callable[[Any], bool], kin
 
 
 # --------------------------------------------------------------------------- command lines
-def int_argument(name: str, *, minimum: int = 0) -> Callable[[str], int]:
-    """An argparse ``type=``: the text as an int ≥ ``minimum``, else argparse's usage error.
-
-    >>> int_argument("--seed")("-1")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: --seed must be an int >= 0, got '-1'
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be an int >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
-def device_argument(text: str) -> str:
-    """An argparse ``type=`` for ``--device``: a name ``torch.device`` understands."""
-    try:
-        torch.device(text)
-    except (RuntimeError, ValueError):
-        hint = ' (a GPU is "cuda")' if text.lower().startswith("gpu") else ""
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a device name; use cpu, cuda, cuda:0 or mps{hint}"
-        ) from None
-    return text
 
 
 # --------------------------------------------------------------------------- feature matrices

@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from tlearn import checks
-
-__all__ = ["main", "info", "demo", "warm"]
+__all__ = ["main", "info", "demo", "warm", "int_argument", "device_argument"]
 
 
 def _version(package: str) -> str:
@@ -337,12 +336,48 @@ def write_links(root: Path) -> list[str]:
     return changed
 
 
+# --------------------------------------------------------------------------- argument types
+def int_argument(name: str, *, minimum: int = 0) -> Callable[[str], int]:
+    """An argparse ``type=``: the text as an int ≥ ``minimum``, else argparse's usage error.
+
+    >>> int_argument("--seed")("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --seed must be an int >= 0, got '-1'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an int >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def device_argument(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: a name ``torch.device`` understands."""
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        hint = ' (a GPU is "cuda")' if text.lower().startswith("gpu") else ""
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device name; use cpu, cuda, cuda:0 or mps{hint}"
+        ) from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tlearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, device, offline data and weights")
     p_demo = sub.add_parser("demo", help="train on synth, evaluate on synth and uci")
-    p_demo.add_argument("--seed", type=checks.int_argument("--seed"), default=0)
+    p_demo.add_argument("--seed", type=int_argument("--seed"), default=0)
     p_demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p_demo.add_argument("--all", action="store_true", help="also MMD, DANN, CDAN, TENT (slower)")
     p_demo.add_argument("--no-progress", action="store_true")

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlearn import adapt, checks, data, models, runtime, train
+from tlearn import adapt, cli, data, models, runtime, train
 from tlearn.adapt.diagnostics import CollapseWarning, diagnose
 
 __all__ = ["PROTOCOLS", "METHODS", "Protocol", "Outcome", "LeNet", "run", "report", "main"]
@@ -277,17 +277,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", help="folder of the datasets (default TLEARN_DATA)")
     parser.add_argument("--download", action="store_true", help="download missing datasets")
-    parser.add_argument(
-        "--seeds", type=checks.int_argument("--seeds"), nargs="+", default=[0, 1, 2]
-    )
+    parser.add_argument("--seeds", type=cli.int_argument("--seeds"), nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--epochs",
-        type=checks.int_argument("--epochs", minimum=1),
+        type=cli.int_argument("--epochs", minimum=1),
         help="override the protocol's epochs (a quick look)",
     )
     parser.add_argument(
         "--device",
-        type=checks.device_argument,
+        type=cli.device_argument,
         default=None,
         help="cpu, cuda … (default: tlearn.get_device)",
     )
