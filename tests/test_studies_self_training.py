@@ -96,14 +96,14 @@ def test_shot_not_separated_from_a_rival_fails(rival, words):
     assert any(words in s for s in failed), failed
 
 
-def test_shot_ahead_on_every_seed_by_less_than_20_points_on_average_fails():
+def test_shot_ahead_on_every_seed_by_less_than_10_points_on_average_fails():
     base = np.array([0.40, 0.45, 0.50])
-    table = _table({"SHOT": base + [0.15, 0.18, 0.21]})  # every seed ahead, mean +18 points
+    table = _table({"SHOT": base + [0.06, 0.08, 0.10]})  # every seed ahead, mean +8 points
     claims = st.self_training_claims(table, LABELS)
     failed = [s for s, (holds, _) in claims.items() if not holds]
-    assert failed == ["SHOT beats source only on every seed, by 20+ points on average"], failed
+    assert failed == ["SHOT beats source only on every seed, by 10+ points on average"], failed
     evidence = claims[failed[0]][1]
-    assert "per seed +15.0, +18.0, +21.0" in evidence and "+18.0 points" in evidence
+    assert "per seed +6.0, +8.0, +10.0" in evidence and "+8.0 points" in evidence
 
 
 def test_threshold_sweep_counts_coverage_and_accuracy():

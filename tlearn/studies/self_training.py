@@ -360,7 +360,8 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
     over source only on seeds 12–14 (+45.6, +15.7, +19.4): the harness
     (``benchmarks/claims.py``) failed that form on seed sets 6–8 and 12–14. Over seeds 0–2,
     6–8 and 12–14 the smallest per-seed gains were +15.7 (over source only), +12.6 (over naive
-    self-training), +10.9 (over TENT) and +7.4 (confident pseudo-labels over all). Every check
+    self-training), +10.9 (over TENT) and +7.4 (confident pseudo-labels over all); SHOT's mean
+    gain over source only ranged from +19.7 (seeds 9–11) to +31.2 (seeds 6–8). Every check
     fails when its sentence is false (``tests/test_studies_self_training.py`` feeds it
     falsified numbers). What SHOT's centroid pseudo-labels add to its IM loss (SHOT − its
     β = 0 row) is not asserted: three seeds do not separate it from 0 (the lesson prints it);
@@ -392,8 +393,8 @@ def self_training_claims(table: dict[str, list[dict]], labels) -> dict[str, tupl
         "naive self-training keeps its own mistakes: on average over the seeds, more than half "
         "of the first round's wrong pseudo-labels carry the same wrong label after the last "
         "round": (bool(same.mean() > 0.5), f"mean {same.mean():.0%} (per seed {pct(same)})"),
-        "SHOT beats source only on every seed, by 20+ points on average": (
-            holds and bool(over_source.mean() >= 0.20), evidence),
+        "SHOT beats source only on every seed, by 10+ points on average": (
+            holds and bool(over_source.mean() >= 0.10), evidence),
         "SHOT beats naive self-training on every seed": every_seed(
             accuracy["SHOT"], accuracy["self-training (naive)"]),
         "SHOT beats TENT, the test-time method of lesson 05, on every seed": every_seed(
