@@ -299,19 +299,6 @@ def _choosing_steps(lessons: set[str]) -> list[Step]:
 
 
 # --------------------------------------------------------------------------- running them
-def _files(folder: Path) -> dict[Path, tuple[int, int]]:
-    """Every file under ``folder`` with its (size, mtime in ns)."""
-    out = {}
-    for p in folder.rglob("*"):
-        try:
-            status = p.stat()
-        except OSError:  # removed meanwhile (another process's temporary file)
-            continue
-        if p.is_file():
-            out[p] = (status.st_size, status.st_mtime_ns)
-    return out
-
-
 def disk_usage(folder: str | Path) -> int:
     """Bytes in the files under ``folder`` (0 when it does not exist).
 
@@ -321,7 +308,13 @@ def disk_usage(folder: str | Path) -> int:
     >>> disk_usage(folder), disk_usage(folder / "missing")
     (5, 0)
     """
-    return sum(size for size, _ in _files(Path(folder)).values())
+    total = 0
+    for p in Path(folder).rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:  # removed meanwhile (another process's temporary file)
+            continue
+    return total
 
 
 def _run(step: Step) -> dict[str, object]:
