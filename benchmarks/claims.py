@@ -84,8 +84,28 @@ def run_lesson(path: Path, seeds: list[int], threads: int, cache: str) -> dict:
     return {"seconds": round(time.perf_counter() - t0, 1), "claims": claims, "error": error}
 
 
-def table(records: list[dict]) -> str:
-    """Markdown: per lesson and claim, how many runs it held in, and the runs that failed."""
+def asserted_now(lessons=LESSONS) -> dict[str, list[str]]:
+    """Per lesson, the ✓/✗ lines its stored notebook prints: the sentences it asserts today."""
+    printed = {}
+    for path in lessons:
+        nb = nbformat.read(path, as_version=4)
+        printed[path.name[:2]] = [
+            line
+            for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+            for line in out.get("text", "").splitlines()
+            if line[:2] in ("✓ ", "✗ ")
+        ]  # fmt: skip
+    return printed
+
+
+def _is_current(lesson: str, sentence: str, printed: dict[str, list[str]]) -> bool:
+    return any(line[2:].startswith(f"{sentence}: ") for line in printed.get(lesson, []))
+
+
+def table(records: list[dict], printed: dict[str, list[str]]) -> str:
+    """Markdown: per lesson and claim, how many runs it held in, and the runs that failed —
+    the sentences the lessons assert now first, then those since restated or dropped."""
     held, runs, failed_in = defaultdict(int), defaultdict(int), defaultdict(list)
     errors = [r for r in records if r["error"]]
     for r in records:
@@ -95,35 +115,43 @@ def table(records: list[dict]) -> str:
             held[key] += bool(ok)
             if not ok:
                 failed_in[key].append(f"seeds {r['seeds']}, {r['threads']} thread(s): {evidence}")
-    lines = ["| lesson | claim | held |", "|---|---|---|"]
-    for key in sorted(runs):
-        mark = "" if held[key] == runs[key] else " ✗"
-        lines.append(f"| {key[0]} | {key[1]} | {held[key]}/{runs[key]}{mark} |")
+    lines = []
+    for current in (True, False):
+        keys = [k for k in sorted(runs) if _is_current(*k, printed) == current]
+        title = "asserted now" if current else "restated or dropped since (not asserted now)"
+        lines += ["", f"| lesson | claim, {title} | held |", "|---|---|---|"]
+        for key in keys:
+            mark = "" if held[key] == runs[key] else " ✗"
+            lines.append(f"| {key[0]} | {key[1]} | {held[key]}/{runs[key]}{mark} |")
     for key, fails in sorted(failed_in.items()):
-        lines.append(f"\n{key[0]} · {key[1]} failed in: " + "; ".join(fails))
+        now = "asserted now" if _is_current(*key, printed) else "no longer asserted"
+        lines.append(f"\n{key[0]} · {key[1]} ({now}) failed in: " + "; ".join(fails))
     for r in errors:
         lines.append(
             f"\n{r['lesson']} seeds {r['seeds']}, {r['threads']} thread(s) stopped: {r['error']}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines).strip()
 
 
-def summary(records: list[dict]) -> str:
-    """Markdown: per lesson, its sentences, the runs (seed set × threads) and the claims held."""
-    lines = ["| lesson | sentences | runs: seed sets × threads | sentence checks held |",
+def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
+    """Markdown: per lesson, the sentences it asserts now, the runs (seed set × threads) that
+    evaluated them, and how many of those checks held."""
+    lines = ["| lesson | sentences asserted now | runs: seed sets × threads | checks held |",
              "|---|---|---|---|"]  # fmt: skip
     for lesson in sorted({r["lesson"] for r in records}):
         runs = [r for r in records if r["lesson"] == lesson]
         done = [r for r in runs if not r["error"]]
-        sentences = {s for r in done for s in r["claims"]}
-        held = sum(ok for r in done for ok, _ in r["claims"].values())
-        total = sum(len(r["claims"]) for r in done)
-        sets = sorted({tuple(r["seeds"]) for r in done})
-        threads = sorted({r["threads"] for r in done})
-        where = (f"{len(sets)} × {'/'.join(map(str, threads))}: seeds "
-                 + "; ".join(" ".join(map(str, s)) for s in sets))  # fmt: skip
+        verdicts = [ok for r in done for s, (ok, _) in r["claims"].items()
+                    if _is_current(lesson, s, printed)]  # fmt: skip
+        sentences = {s for r in done for s in r["claims"] if _is_current(lesson, s, printed)}
+        sets = sorted({(tuple(r["seeds"]), r["threads"]) for r in done})
+        where = f"{len(sets)}: " + "; ".join(
+            f"{' '.join(map(str, s))} ({t} thread{'s' * (t > 1)})" for s, t in sets
+        )
         stopped = f" ({len(runs) - len(done)} stopped by an error)" if len(done) < len(runs) else ""
-        lines.append(f"| {lesson} | {len(sentences)} | {where}{stopped} | {held}/{total} |")
+        lines.append(
+            f"| {lesson} | {len(sentences)} | {where}{stopped} | {sum(verdicts)}/{len(verdicts)} |"
+        )
     return "\n".join(lines)
 
 
@@ -145,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     records = json.loads(args.out.read_text()) if args.out.exists() else []
     if args.table:
-        print(summary(records) + "\n\n" + table(records))
+        printed = asserted_now()
+        print(summary(records, printed) + "\n\n" + table(records, printed))
         return
     lessons = [p for p in LESSONS if p.name[:2] in args.lessons]
     t_start = time.perf_counter()
@@ -167,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s\n")
-    print(summary(records) + "\n\n" + table(records))
+    printed = asserted_now()
+    print(summary(records, printed) + "\n\n" + table(records, printed))
 
 
 if __name__ == "__main__":
