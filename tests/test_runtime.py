@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -67,9 +68,12 @@ def test_cache_and_data_dirs_follow_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def threads():
-    """Restore torch's thread count after a test changes it."""
+    """Restore torch's and BLAS's thread counts after a test changes them."""
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
-    yield
+    with threadpool_limits(user_api="blas"):  # restores BLAS's counts on leaving
+        yield
     torch.set_num_threads(before)
 
 
@@ -123,6 +127,26 @@ def test_limit_threads_lowers_to_the_budget_never_raises_and_obeys_the_user(monk
             runtime.limit_threads()
     with pytest.raises(ValueError, match="positive int"):
         runtime.limit_threads(0)
+
+
+def test_limit_threads_caps_the_blas_scikit_learn_computes_with(monkeypatch, threads):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    monkeypatch.setattr(runtime, "_USER_BLAS_THREADS", False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "")
+    assert blas_threads(), "numpy should have loaded a BLAS"
+    assert runtime.limit_threads(1) == 1
+    assert blas_threads() == {1} and os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    if os.cpu_count() >= 2:
+        runtime.limit_threads(2)
+        assert blas_threads() == {2} and os.environ["OPENBLAS_NUM_THREADS"] == "2"
+    monkeypatch.setattr(runtime, "_USER_BLAS_THREADS", True)  # the user set the variable
+    before = (blas_threads(), os.environ["OPENBLAS_NUM_THREADS"])
+    runtime.limit_threads(3)
+    assert (blas_threads(), os.environ["OPENBLAS_NUM_THREADS"]) == before  # left alone
 
 
 # --- cache keys and cached JSON entries ------------------------------------------------------

@@ -15,12 +15,13 @@ changes one environment variable, not twenty call sites:
   is read-only is only ever read: never written, never cleaned, never an error.
 * ``TLEARN_DATA``   — where real datasets (MNIST, USPS, …) are looked for (default: the
   ``data`` folder of the first layer that has one, else ``<cache_dir()>/data``).
-* ``TLEARN_THREADS`` — torch's CPU threads. Unset: ``import tlearn`` lowers them to the CPUs
-  this process may really use (:func:`cpu_budget`) when torch would start more — a
-  container can show all of the host's cores while its CPU quota allows one or two, and a
-  thread for every host core then trains 2–3× slower (``benchmarks/threads.py``: 2.1× with
-  8 threads on 2 CPUs, 3.4× with 16). It never raises the count, and leaves it alone when
-  ``OMP_NUM_THREADS`` is set.
+* ``TLEARN_THREADS`` — torch's CPU threads, and those of the BLAS numpy and scipy (so
+  scikit-learn) compute with. Unset: ``import tlearn`` lowers them to the CPUs this process
+  may really use (:func:`cpu_budget`) when torch would start more — a container can show
+  all of the host's cores while its CPU quota allows one or two, and a thread for every
+  host core then trains 2–3× slower (``benchmarks/threads.py``: 2.1× with 8 threads on 2
+  CPUs, 3.4× with 16). It never raises the count, and leaves it alone when
+  ``OMP_NUM_THREADS`` is set (BLAS's alone when ``OPENBLAS_NUM_THREADS`` is).
 """
 
 from __future__ import annotations
@@ -106,22 +107,40 @@ def cpu_budget() -> int:
 
 
 def limit_threads(n: int | None = None) -> int:
-    """Cap torch's CPU threads at ``n`` — default ``TLEARN_THREADS``, else :func:`cpu_budget`.
+    """Cap torch's CPU threads at ``n`` — default ``TLEARN_THREADS``, else :func:`cpu_budget`
+    — and numpy's and scipy's BLAS threads at the same count.
 
     With ``n`` or ``TLEARN_THREADS`` given the count is set to it; otherwise it is only ever
-    lowered, and left alone when ``OMP_NUM_THREADS`` is set (the user chose). Returns the
-    thread count now in force. ``import tlearn`` calls it once.
+    lowered, and left alone when ``OMP_NUM_THREADS`` is set (the user chose). Returns
+    torch's thread count now in force. ``import tlearn`` calls it once.
     """
     env = os.environ.get("TLEARN_THREADS", "").strip()
     if n is None and env:
         n = checks.positive_int("TLEARN_THREADS", int(env) if env.isdigit() else env)
     if n is not None:
         torch.set_num_threads(checks.positive_int("threads", n))
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        budget = cpu_budget()
-        if torch.get_num_threads() > budget:
-            torch.set_num_threads(budget)
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    elif torch.get_num_threads() > cpu_budget():
+        torch.set_num_threads(cpu_budget())
+    _limit_blas(torch.get_num_threads())
     return torch.get_num_threads()
+
+
+def _limit_blas(n: int) -> None:
+    """``n`` threads for the BLAS scikit-learn's solvers run on (unless the user set
+    ``OPENBLAS_NUM_THREADS``): the libraries loaded now through threadpoolctl, those loaded
+    later (scipy's own OpenBLAS) through the variable they read when they load. OpenBLAS
+    starts a thread per visible core, and its spinning threads on a busy or quota-limited
+    CPU make a small fit several times slower (``benchmarks/threads.py``)."""
+    from threadpoolctl import threadpool_limits
+
+    if not _USER_BLAS_THREADS:
+        threadpool_limits(limits=n, user_api="blas")
+        os.environ["OPENBLAS_NUM_THREADS"] = str(n)
+
+
+_USER_BLAS_THREADS = "OPENBLAS_NUM_THREADS" in os.environ  # read before tlearn sets it
 
 
 def get_device(device: torch.device | str | None = None) -> torch.device:
