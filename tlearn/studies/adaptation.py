@@ -313,7 +313,12 @@ def source_statistics(model: torch.nn.Module, cfg: RunConfig) -> torch.nn.Module
 
 
 def domain_features(
-    model: torch.nn.Module, cfg: RunConfig, n: int = PAD_SAMPLES, *, own_statistics: bool = True
+    model: torch.nn.Module,
+    cfg: RunConfig,
+    n: int = PAD_SAMPLES,
+    *,
+    own_statistics: bool = True,
+    source_view: torch.nn.Module | None = None,
 ):
     """``model.features`` of ``n`` source-val and ``n`` target-test images: (Zs, ys, Zt, yt).
 
@@ -321,13 +326,14 @@ def domain_features(
     when the network holds target statistics (:func:`target_calibrated`), the source
     features come from a copy re-estimated on the source (:func:`source_statistics`) — the
     space a per-domain training aligned. ``own_statistics=False`` puts both domains through
-    ``model`` as it is (so source images see target statistics).
+    ``model`` as it is (so source images see target statistics). ``source_view``: that
+    re-estimated copy, when the caller has made it already.
     """
     _, source_val, _, target_test = datasets(cfg)
     n_source, n_target = min(n, len(source_val)), min(n, len(target_test))
     source_model = model
     if own_statistics and target_calibrated(cfg):
-        source_model = source_statistics(model, cfg)
+        source_model = source_view or source_statistics(model, cfg)
     device = runtime.get_device()
     zs, ys = features.extract(
         source_model, source_val.subset(range(n_source)), "features", device=device, progress=False
@@ -461,12 +467,12 @@ def _measure(net: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
     own statistics; for the linear rows, on the features their classifier sees)."""
     device = runtime.get_device()
     _, source_val, _, target_test = datasets(cfg)
-    zs, _, zt, _ = domain_features(net, cfg)
+    on_source = source_statistics(net, cfg) if target_calibrated(cfg) else net
+    zs, _, zt, _ = domain_features(net, cfg, source_view=on_source)
     if cfg.method in ("standardised", "coral_closed_form"):  # the linear classifier's space
         zs, zt = standardise(zs.double().numpy()), standardise(zt.double().numpy())
         if cfg.method == "coral_closed_form":
             zs = adapt.coral(zs, zt, reg=1.0)
-    on_source = source_statistics(net, cfg) if target_calibrated(cfg) else net
     source_accuracy = train.evaluate(net, source_val, device=device)["accuracy"]
     return {
         "target_accuracy": train.evaluate(net, target_test, device=device)["accuracy"],
