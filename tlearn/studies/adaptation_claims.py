@@ -80,9 +80,9 @@ def coral_claims(
             bool(recolouring_gain < standardising_gain / 3),
             f"{100 * recolouring_gain:+.1f} vs {100 * standardising_gain:+.1f}",
         ),
-        "Deep CORAL beats source only by 10+ points on every seed": (
-            bool(((deep_coral - source) >= 0.10).all()),
-            _points(deep_coral - source),
+        "Deep CORAL beats source only on every seed, by 15+ points on average": (
+            bool(((deep_coral - source) > 0).all() and (deep_coral - source).mean() >= 0.15),
+            f"{_points(deep_coral - source)} (mean {100 * (deep_coral - source).mean():+.1f})",
         ),
         "Deep CORAL beats the standardised linear classifier by 10+ points (mean)": (
             bool(deep_coral.mean() - standardised.mean() >= 0.10),
@@ -157,7 +157,7 @@ def mmd_claims(
         ),
         "MMD (DAN) beats source only on every seed, by 10+ points on average": (
             bool(((mmd - source) > 0).all() and (mmd - source).mean() >= 0.10),
-            _points(mmd - source),
+            f"{_points(mmd - source)} (mean {100 * (mmd - source).mean():+.1f})",
         ),
         "every method without target labels stays below the target-supervised bound on every "
         "seed": (
