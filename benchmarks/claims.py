@@ -15,9 +15,11 @@ Seed sets replace the ``SEEDS = [...]`` line of each lesson's parameters cell (a
 run by run to ``benchmarks/results/claims.json`` (``--out``), so an interrupted run keeps what
 it measured, and ``--table`` prints the table from that file alone. ``--cache DIR`` runs on a
 copy of the cache an earlier cold run filled (to re-evaluate a restated sentence on the same
-numbers without retraining); its records say so. It is long — about 15
-minutes of a 2-core machine per seed set and thread count for all eight lessons (lessons 03–05
-train about 30 networks each time) — so it is not part of the test suite.
+numbers without retraining); its records say so, and ``--keep-caches DIR`` keeps each cold
+run's cache for that. It is long, so it is not part of the test suite: per seed set, the ten
+lessons took about 30 minutes at 2 threads and 55–90 at 1 thread on a 2-core machine that was
+also running other work (each record keeps its seconds); lessons 03–05 train 36 networks, 08
+and 09 start 45 more runs from theirs.
 """
 
 from __future__ import annotations
@@ -170,6 +172,14 @@ def main(argv: list[str] | None = None) -> None:
         "the same seeds and threads filled (its copy; e.g. after a sentence was "
         "restated) instead of an empty one: nothing retrains, the record says so",
     )
+    parser.add_argument(
+        "--keep-caches",
+        type=Path,
+        metavar="DIR",
+        help="run cold as usual, but in DIR/seeds-S-threads-T (kept, and must not exist yet) "
+        "instead of a temporary folder, so a restated sentence can later be re-evaluated "
+        "with --cache on a copy",
+    )
     args = parser.parse_args(argv)
     records = json.loads(args.out.read_text()) if args.out.exists() else []
     if args.table:
@@ -183,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             seeds = [int(s) for s in seed_set.split()]
             with tempfile.TemporaryDirectory(prefix="tlearn-claims-") as cache:
                 cache = str(args.cache) if args.cache else cache
+                if args.keep_caches:
+                    kept = args.keep_caches / f"seeds-{'-'.join(map(str, seeds))}-threads-{threads}"
+                    kept.mkdir(parents=True)  # an existing folder would not be a cold run
+                    cache = str(kept)
                 for path in lessons:
                     r = run_lesson(path, seeds, threads, cache)
                     r.update(lesson=path.name[:2], seeds=seeds, threads=threads)
