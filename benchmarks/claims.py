@@ -18,8 +18,8 @@ copy of the cache an earlier cold run filled (to re-evaluate a restated sentence
 numbers without retraining); its records say so, and ``--keep-caches DIR`` keeps each cold
 run's cache for that. It is long, so it is not part of the test suite: per seed set, the ten
 lessons took about 30 minutes at 2 threads and 55–90 at 1 thread on a 2-core machine that was
-also running other work (each record keeps its seconds); lessons 03–05 train 36 networks, 08
-and 09 start 45 more runs from theirs.
+also running other work (each record keeps its seconds); lessons 03–05 make 36 runs, 08
+and 09 start 30 more from their source-only networks.
 """
 
 from __future__ import annotations
