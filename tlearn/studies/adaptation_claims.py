@@ -206,7 +206,10 @@ def adversarial_claims(table: dict[str, list[dict]]) -> Claims:
     :data:`~tlearn.studies.adaptation.ADVERSARIAL_ROWS` (gains are paired by seed). What each of
     CDAN's two ingredients adds (conditioning: CDAN − DANN; the entropy weights: CDAN+E − CDAN)
     is not asserted here: :func:`adversarial_ingredients` reports both paired differences with a
-    95 % interval, and three seeds do not separate either from zero on synth → uci.
+    95 % interval, and three seeds do not separate either from zero on synth → uci. Nor is a
+    gain on every seed: on seed 17 (claims harness) CDAN lost 4.8 points to source only and
+    CDAN+E 7.6, and CDAN+E's mean gain over seeds 15–17 was +2.2, so only CDAN's mean is
+    asserted (CDAN+E's is printed beside it).
     """
     accuracy = {k: _target_accuracies(v) for k, v in table.items()}
     gain = {k: v - accuracy["source only"] for k, v in accuracy.items()}
@@ -219,8 +222,11 @@ def adversarial_claims(table: dict[str, list[dict]]) -> Claims:
             bool((accuracy["TENT"] > accuracy["AdaBN"]).all()),
             _points(accuracy["TENT"] - accuracy["AdaBN"]),
         ),
-        "CDAN and CDAN+E each beat source only on every seed": (
-            bool(all((gain[k] > 0).all() for k in ("CDAN", "CDAN+E"))),
-            "; ".join(f"{k} {_points(gain[k])}" for k in ("CDAN", "CDAN+E")),
+        "CDAN beats source only by 5+ points on average (mean over seeds)": (
+            bool(gain["CDAN"].mean() >= 0.05),
+            "; ".join(
+                f"{k} {_points(gain[k])} (mean {100 * gain[k].mean():+.1f})"
+                for k in ("CDAN", "CDAN+E")
+            ),  # fmt: skip
         ),
     }
