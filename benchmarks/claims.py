@@ -87,13 +87,14 @@ def run_lesson(path: Path, seeds: list[int], threads: int, cache: str) -> dict:
 
 
 def asserted_now(lessons=LESSONS) -> dict[str, list[str]]:
-    """Per lesson, the ✓/✗ lines its stored notebook prints: the sentences it asserts today."""
+    """Per lesson, the ✓/✗ lines its stored claims cell (the one that calls ``check(…,
+    default_data=…)``) prints: the sentences it asserts today."""
     printed = {}
     for path in lessons:
         nb = nbformat.read(path, as_version=4)
         printed[path.name[:2]] = [
             line
-            for cell in nb.cells if cell.cell_type == "code"
+            for cell in nb.cells if cell.cell_type == "code" and "default_data=" in cell.source
             for out in cell.get("outputs", [])
             for line in out.get("text", "").splitlines()
             if line[:2] in ("✓ ", "✗ ")
@@ -136,9 +137,10 @@ def table(records: list[dict], printed: dict[str, list[str]]) -> str:
 
 
 def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
-    """Markdown: per lesson, the sentences it asserts now, the runs (seed set × threads) that
-    evaluated them, and how many of those checks held."""
-    lines = ["| lesson | sentences asserted now | runs: seed sets × threads | checks held |",
+    """Markdown: per lesson, the sentences it asserts now and how many of them the harness
+    ran (a sentence restated after the last run has no record yet), the runs (seed set ×
+    threads) that evaluated them, and how many of those checks held."""
+    lines = ["| lesson | sentences asserted now: run here | runs: seed sets × threads | checks held |",
              "|---|---|---|---|"]  # fmt: skip
     for lesson in sorted({r["lesson"] for r in records}):
         runs = [r for r in records if r["lesson"] == lesson]
@@ -151,8 +153,9 @@ def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
             f"{' '.join(map(str, s))} ({t} thread{'s' * (t > 1)})" for s, t in sets
         )
         stopped = f" ({len(runs) - len(done)} stopped by an error)" if len(done) < len(runs) else ""
+        asserted = f"{len(printed.get(lesson, []))}: {len(sentences)}"
         lines.append(
-            f"| {lesson} | {len(sentences)} | {where}{stopped} | {sum(verdicts)}/{len(verdicts)} |"
+            f"| {lesson} | {asserted} | {where}{stopped} | {sum(verdicts)}/{len(verdicts)} |"
         )
     return "\n".join(lines)
 

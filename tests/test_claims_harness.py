@@ -22,9 +22,11 @@ def _lesson(tmp_path: Path, printed: str) -> Path:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("SEEDS = [0, 1, 2]\nTHREADS = 2")
     params.metadata["tags"] = ["parameters"]
-    claims = nbformat.v4.new_code_cell("check(...)")
+    exercise = nbformat.v4.new_code_cell("grade(answer)")  # a grader's ✓ is not a claim
+    exercise.outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ correct: 1\n")]
+    claims = nbformat.v4.new_code_cell("check(claims, default_data=True)")
     claims.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
-    nb.cells = [params, claims]
+    nb.cells = [params, exercise, claims]
     path = tmp_path / "03_lesson.ipynb"
     nbformat.write(nb, path)
     return path
@@ -51,7 +53,11 @@ def test_only_the_sentences_the_stored_lesson_prints_count(harness, tmp_path):
         _record([6, 7, 8], 2, {"A beats B by 10+ points": [False, "+8.0"]}),
     ]
     summary = harness.summary(records, printed)
-    assert "| 03 | 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 2/3 |" in summary
+    assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 2/3 |" in summary
+    restated = harness.asserted_now(
+        [_lesson(tmp_path, "✓ A beats B by 10+ points: +12.0\n✓ D: 1\n")]
+    )
+    assert "| 03 | 2: 1 |" in harness.summary(records[1:], restated)  # D was never run
     table = harness.table(records, printed)
     now, retired = table.split("restated or dropped")
     assert "| 03 | A beats B by 10+ points | 1/2 ✗ |" in now
@@ -61,6 +67,7 @@ def test_only_the_sentences_the_stored_lesson_prints_count(harness, tmp_path):
 
 def test_the_seed_sets_replace_the_parameters_cell(harness, tmp_path):
     nb = nbformat.read(_lesson(tmp_path, ""), as_version=4)
+    assert harness.asserted_now([tmp_path / "03_lesson.ipynb"])["03"] == []
     run = harness.with_parameters(nb, [9, 10, 11], 1)
     assert run.cells[0].source == "SEEDS = [9, 10, 11]\nTHREADS = 1"
     assert "CLAIMS-JSON" in run.cells[-1].source
