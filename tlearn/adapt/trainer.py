@@ -209,14 +209,10 @@ def _method_from(name: str, build: Any, given: dict[str, Any]) -> Method:
     return spec if build is None else replace(spec, **_read_builder(name, build, spec.options))
 
 
-def _choose(spec: Method, **given: Any) -> Method:
-    """``spec`` with the settings given (None: the method's default), each checked."""
-    return replace(spec, **_checked({k: v for k, v in given.items() if v is not None}))
-
-
-def _checked(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with each training setting checked (see :data:`SETTINGS`)."""
-    return {k: SETTINGS[k](k, v) if k in SETTINGS else v for k, v in settings.items()}
+def _checked(given: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``given`` without those left None (the method's default), each training
+    setting checked (see :data:`SETTINGS`)."""
+    return {k: SETTINGS[k](k, v) if k in SETTINGS else v for k, v in given.items() if v is not None}
 
 
 def _read_builder(name: str, build: Callable, options: tuple[str, ...] | None) -> dict:
@@ -578,7 +574,7 @@ def fit_adapt(
     """
     name, spec = _resolve_method(method, method_options)
     given = dict(weight=weight, bn=bn, reestimate_bn=reestimate_bn, lr=lr, epochs=epochs)
-    spec = _choose(spec, optimizer=optimizer, **given)
+    spec = replace(spec, **_checked(dict(optimizer=optimizer, **given)))
     checks.positive_int("batch_size", batch_size, minimum=2)
     if seed is not None:
         runtime.seed_everything(seed)

@@ -45,10 +45,6 @@ __all__ = [
 SYNTH_DEFAULT_SIZE = {"train": 6000, "test": 2000}
 
 
-def _check_split(split: str) -> None:
-    checks.one_of("split", split, ("train", "test"))
-
-
 def _subsample(images, labels, size: int | None, seed: int):
     """A reproducible random subset of ``size`` rows (all rows when size is None)."""
     if size is None or size >= len(labels):
@@ -64,7 +60,7 @@ def _random_rows(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def _synth(split, *, size=None, seed=0, **_):
-    _check_split(split)
+    checks.one_of("split", split, ("train", "test"))  # before the default size is looked up
     images, labels = synthetic_digits(
         SYNTH_DEFAULT_SIZE[split] if size is None else size, seed=seed, split=split
     )
@@ -83,7 +79,6 @@ def _fashion(split, *, size=None, seed=0, **_):
 
 def _torchvision(name: str) -> Callable:
     def load(split, *, size=None, seed=0, root=None, download=False, **_):
-        _check_split(split)
         images, labels = torchvision_digits(name, split, root=root, download=download)
         classes = FASHION_CLASSES if name == "fashion_mnist" else DIGIT_CLASSES
         return (*_subsample(images, labels, size, seed), classes)
@@ -120,7 +115,7 @@ def _photos(
 ) -> ImageFolderDomain:
     """A streamed photo domain: ``split="train"`` augments (unless ``augment=False``);
     ``"test"`` gives the test-time view. DA protocols use every image of a domain for both."""
-    _check_split(split)
+    checks.one_of("split", split, ("train", "test"))
     augment = split == "train" if augment is None else augment
     tf = folder_transform(image_size, train=augment, channels=channels, normalize=normalize)
     ds = ImageFolderDomain(folder, transform=tf, name=name, num_workers=num_workers)

@@ -140,15 +140,12 @@ def _input_tensor(data: Any) -> torch.Tensor | None:
 
 def data_length(data: Any, name: str = "data") -> int:
     """Number of items in a Dataset, DataLoader (its dataset) or tensor; ValueError if 0."""
-    if isinstance(data, DataLoader):
-        n = len(data.dataset)  # type: ignore[arg-type]
-    elif isinstance(data, (Dataset, torch.Tensor)):
-        n = len(data)  # type: ignore[arg-type]
-    else:
+    if not isinstance(data, (DataLoader, Dataset, torch.Tensor)):
         raise ValueError(
             f"{name} must be a torch Dataset, DataLoader or tensor of images, "
             f"got {type(data).__name__}"
         )
+    n = len(as_dataset(data))  # type: ignore[arg-type]
     if n == 0:
         raise ValueError(f"{name} is empty: pass at least one image")
     return n

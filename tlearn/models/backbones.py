@@ -294,16 +294,12 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Returns ``model`` (changed in place), so ``net = replace_head(load_backbone(...), 10)`` works.
     """
     checks.positive_int("num_classes", num_classes, minimum=2)
-    _swap_head(
-        model,
-        lambda old: nn.Linear(
-            old.in_features,
-            num_classes,
-            bias=old.bias is not None,
-            device=old.weight.device,
-            dtype=old.weight.dtype,
-        ),
-    )
+
+    def new_head(old: nn.Linear) -> nn.Linear:
+        like_old = {"device": old.weight.device, "dtype": old.weight.dtype}
+        return nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **like_old)
+
+    _swap_head(model, new_head)
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
     return model
