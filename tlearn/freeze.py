@@ -318,9 +318,8 @@ def _select(
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)  # same key → same position in parent._modules
+    parent, _, child = name.rpartition(".")  # get_submodule("") is the model itself
+    setattr(model.get_submodule(parent), child, new)  # same key → same position in _modules
 
 
 # --------------------------------------------------------------------------------------
@@ -612,9 +611,7 @@ class GradualUnfreezing:
                 )
 
     def on_epoch_end(self, state: Any) -> None:
-        records = getattr(getattr(state, "history", None), "records", None)
-        if records and records[-1].get("epoch") == state.epoch + 1:  # fit's records are 1-based
-            records[-1]["trainable_blocks"] = self._unfrozen
+        state.history.records[-1]["trainable_blocks"] = self._unfrozen  # fit's record of the epoch
 
 
 # --------------------------------------------------------------------------------------

@@ -290,10 +290,7 @@ def _may_write(folder: Path) -> bool:
       root write into any folder, so for root the bits are the only sign that the owner
       meant the folder to be read-only; we respect it.
     """
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
+    mode = folder.stat().st_mode  # the folder exists: _first_writable_layer has just made it
     effective = os.access in os.supports_effective_ids  # setuid programs: ask as who we act
     kernel_allows = os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
     return stat.S_ISDIR(mode) and bool(mode & 0o222) and kernel_allows

@@ -40,7 +40,7 @@ from tlearn import checks, freeze, models, runtime
 from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
 from tlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tlearn.data.base import as_dataset, batches, data_length
+from tlearn.data.base import _split, as_dataset, batches, data_length
 from tlearn.distributed import distributed
 from tlearn.freeze import l2_sp_penalty
 
@@ -240,8 +240,7 @@ def _outputs(model: nn.Module, data, batch_size: int, device, amp):
         data_length(data, "the data to evaluate or predict")  # a Dataset, DataLoader or tensor
         loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
         for batch in loader:
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+            x, y = _split(batch, None)  # (x, y), or (x, None) for unlabelled items
             checks.images(x, "evaluate/predict")
             checks.channels_match(model, x, "evaluate/predict")
             with runtime.autocast(device, amp):

@@ -422,7 +422,10 @@ def _check_collapse(
 # --------------------------------------------------------------------------- the aligned run
 def _fit_aligned(model, source, target, name: str, spec: Method, layer: str, options, fit_options):
     """``train.fit`` with the :class:`AlignedObjective` of ``spec`` on ``layer``'s features;
-    then BatchNorm statistics re-estimated on the target (``spec.reestimate_bn``)."""
+    then BatchNorm statistics re-estimated on the target (``spec.reestimate_bn``). Source only
+    (a method without ``build``): ``train.fit`` as it is."""
+    if spec.build is None:
+        return train.fit(model, source, **fit_options)
     checks.module("model", model)
     if target is None or data_length(target, "target") < 2:
         raise ValueError(f"method {name!r} needs a target with at least 2 images")
@@ -591,11 +594,6 @@ def fit_adapt(
         amp=amp,
         progress=progress,
     )
-    if spec.build is None:
-        history = train.fit(model, source, **fit_options)
-    else:
-        history = _fit_aligned(
-            model, source, target, name, spec, layer, method_options, fit_options
-        )
+    history = _fit_aligned(model, source, target, name, spec, layer, method_options, fit_options)
     _check_collapse(model, target, history, fit_options["device"], f"fit_adapt[{name}]")
     return history

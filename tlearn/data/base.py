@@ -220,17 +220,16 @@ def batches(
         yield from ((images[idx], data.labels[idx]) for idx in chunks)
     else:
         items = _InputsOnly(data) if labels is False else data
-        yield from (_split(b, labels) for b in _loader(items, data, chunks, batch_size))
+        yield from (_split(b, labels) for b in _loader(items, data, order, batch_size))
 
 
-def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: int) -> DataLoader:
-    """A DataLoader over the rows of ``chunks``, in that order. A streamed dataset (one with a
+def _loader(items: Dataset, data: Any, order: torch.Tensor, batch_size: int) -> DataLoader:
+    """A DataLoader over the rows ``order``, in that order. A streamed dataset (one with a
     ``num_workers`` attribute, e.g. ``ImageFolderDomain``) is decoded in that many worker
     processes, into pinned memory when a GPU will receive the batches."""
-    rows = torch.cat(chunks).tolist() if chunks else []
     workers = getattr(data, "num_workers", 0)
     return DataLoader(
-        Subset(items, rows),
+        Subset(items, order.tolist()),
         batch_size=batch_size,
         generator=QUIET_GENERATOR,
         num_workers=workers,

@@ -315,7 +315,7 @@ def _swap_head(model: nn.Module, new: Callable[[nn.Linear], nn.Module]) -> nn.Li
             "was already replaced by something that is not a Linear layer"
         )
     parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new(old))
+    setattr(model.get_submodule(parent), child, new(old))  # get_submodule(""): the model
     return old
 
 
@@ -355,10 +355,9 @@ class ImageNetInput(nn.Module):
         self.size = (size, size)
         self.mean_values = tuple(float(v) for v in mean)
         self.std_values = tuple(float(v) for v in std)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean_t, persistent=False)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("std", std_t, persistent=False)
+        for name, values in (("mean", self.mean_values), ("std", self.std_values)):
+            t = torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+            self.register_buffer(name, t, persistent=False)  # configuration: not saved
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3):
