@@ -147,8 +147,10 @@ class FeatureHook:
         model: the network.
         layer: a module name as in ``model.named_modules()``; ``""`` is the model itself.
         pool: ``"avg"``, ``"max"``, ``"flatten"`` or ``None`` (see :func:`global_pool`).
-        stop: optional ``stop() -> bool``, asked after each recording; when True the hook
-            raises :class:`StopForward`, so the layers after it are never computed.
+
+    ``stop`` (an attribute, default None) may be set to a ``stop() -> bool``, asked after each
+    recording; when it says True the hook raises :class:`StopForward`, so the layers after it
+    are never computed.
 
     >>> import torch
     >>> from torch import nn
@@ -160,19 +162,12 @@ class FeatureHook:
     (torch.Size([5, 2]), torch.Size([5, 3]))
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        layer: str,
-        pool: str | None = "avg",
-        *,
-        stop: Callable[[], bool] | None = None,
-    ):
+    def __init__(self, model: nn.Module, layer: str, pool: str | None = "avg"):
         checks.module("model", model)
         self.layer = _check_layer(model, layer)
         self.module = model.get_submodule(layer)
         self.pool = checks.one_of("pool", pool, POOLS)
-        self.stop = stop
+        self.stop: Callable[[], bool] | None = None
         self.output: Any = None
         self._handle: Any = None
 

@@ -183,19 +183,18 @@ def parse_device(name: Any, what: str = "device") -> torch.device:
         ) from None
 
 
-def seed_everything(seed: int, *, deterministic: bool = True) -> int:
+def seed_everything(seed: int) -> int:
     """Seed Python, NumPy and PyTorch (CPU and every CUDA device).
 
-    With ``deterministic=True`` cuDNN picks deterministic kernels, so the same seed gives
-    the same weights on the same machine and library versions. Returns the seed.
+    cuDNN then picks deterministic kernels, so the same seed gives the same weights on the
+    same machine and library versions. Returns the seed.
     """
     seed = checks.nonnegative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG is the point
     torch.manual_seed(seed)  # every device's generator: the CPU's and each CUDA device's
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     return seed
 
 

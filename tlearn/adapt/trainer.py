@@ -287,9 +287,7 @@ register_method(
     "cdan_e",
     partial(ConditionalAdversarialLoss, entropy_conditioning=True),
     lr_schedule=lambda p: dann_lr(p, 1.0),
-    options=_keyword_options(
-        ConditionalAdversarialLoss, ("in_features", "num_classes", "entropy_conditioning")
-    ),
+    options=tuple(k for k in METHODS["cdan"].options if k != "entropy_conditioning"),  # it is on
 )
 
 
