@@ -67,14 +67,13 @@ def _synth(split, *, size=None, seed=0, **_):
     return images, labels, DIGIT_CLASSES
 
 
-def _uci(split, *, size=None, seed=0, **_):
-    images, labels = uci_digits(split)
-    return (*_subsample(images, labels, size, seed), DIGIT_CLASSES)
+def _shipped(read: Callable, classes: tuple[str, ...]) -> Callable:
+    """A domain that ships with tlearn: ``read(split)`` gives all its images and labels."""
 
+    def load(split, *, size=None, seed=0, **_):
+        return (*_subsample(*read(split), size, seed), classes)
 
-def _fashion(split, *, size=None, seed=0, **_):
-    images, labels = fashion_small(split)
-    return (*_subsample(images, labels, size, seed), FASHION_CLASSES)
+    return load
 
 
 def _torchvision(name: str) -> Callable:
@@ -145,8 +144,8 @@ _PHOTO_DOMAINS = {"office31", "office_home", "folder"}
 _COLOUR_DIGITS = {"synth_m", "mnist_m"}  # 3 channels by default: colour is the domain shift
 _REGISTRY: dict[str, Callable] = {
     "synth": _synth,
-    "uci": _uci,
-    "fashion": _fashion,
+    "uci": _shipped(uci_digits, DIGIT_CLASSES),
+    "fashion": _shipped(fashion_small, FASHION_CLASSES),
     "mnist": _torchvision("mnist"),
     "usps": _torchvision("usps"),
     "svhn": _torchvision("svhn"),

@@ -68,8 +68,8 @@ BACKBONES: dict[str, str] = {
 #: Per-channel RGB mean and standard deviation of ImageNet, which torchvision's weights expect.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-_LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite: (x − 0.5) / 0.5
-_LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+#: EfficientNet-Lite's mean and std alike: inputs (x − 0.5) / 0.5, in [−1, 1].
+_LITE_HALF: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 # torchvision is imported where it is used, not here: its import pulls in torch._dynamo and
 # sympy (≈ 1.3 s and ≈ 170 MB), which lessons built on DigitNet and EfficientNet-Lite0 never need.
@@ -166,7 +166,7 @@ def normalization(model: nn.Module | str) -> tuple[tuple[float, ...], tuple[floa
         lite = isinstance(model, EfficientNetLite)
     else:
         raise ValueError(f"expected a backbone name or nn.Module, got {type(model).__name__}")
-    return (_LITE_MEAN, _LITE_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
+    return (_LITE_HALF, _LITE_HALF) if lite else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
