@@ -540,15 +540,11 @@ def _check_arguments(model, epochs, lr, batch_size, weight_decay, drop_last) -> 
 def _check_last_batch(model: nn.Module, data, batch_size: int, drop_last: bool, world: int):
     """Refuse, before the first step, an epoch whose last batch would be one image under
     BatchNorm (each process's shard under torchrun; a DataLoader's own batching)."""
-    if isinstance(data, DataLoader):
-        if data.drop_last or data.batch_size is None:
-            return
-        n, size, hint = len(data.dataset), data.batch_size, " (DataLoader(..., drop_last=True))"
-    elif drop_last:
-        return
-    else:
-        n, size, hint = -(-data_length(data) // world), batch_size, ""
-    checks.batch_of_one(model, n, size, "fit", hint)
+    if isinstance(data, DataLoader) and not (data.drop_last or data.batch_size is None):
+        hint = " (DataLoader(..., drop_last=True))"
+        checks.batch_of_one(model, len(data.dataset), data.batch_size, "fit", hint)
+    elif not isinstance(data, DataLoader) and not drop_last:
+        checks.batch_of_one(model, -(-data_length(data) // world), batch_size, "fit")
 
 
 def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: str, step: int) -> None:
