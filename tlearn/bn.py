@@ -160,8 +160,7 @@ def _set_statistics(m: nn.Module, s: torch.Tensor, s2: torch.Tensor, n: torch.Te
     var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
     m.running_mean.copy_(mean.to(m.running_mean.dtype))
     m.running_var.copy_(var.to(m.running_var.dtype))
-    if m.num_batches_tracked is not None:
-        m.num_batches_tracked.fill_(batches)
+    m.num_batches_tracked.fill_(batches)  # a BatchNorm with running statistics always has it
 
 
 def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:
