@@ -164,9 +164,7 @@ def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     >>> shard(torch.arange(5), 0, 2).tolist(), shard(torch.arange(5), 1, 2).tolist()
     ([0, 2, 4], [1, 3, 0])
     """
-    if world_size == 1:
-        return order
-    padded = -(-len(order) // world_size) * world_size
+    padded = -(-len(order) // world_size) * world_size  # one process: nothing padded, every row
     order = torch.cat([order, order[: padded - len(order)]])
     return order[rank::world_size]
 
