@@ -160,20 +160,16 @@ def _set_statistics(m: nn.Module, s: torch.Tensor, s2: torch.Tensor, n: torch.Te
     var = (s2 / n - mean * mean).clamp_min(0) * (n / (n - 1).clamp_min(1))  # unbiased
     m.running_mean.copy_(mean.to(m.running_mean.dtype))
     m.running_var.copy_(var.to(m.running_var.dtype))
-    if m.num_batches_tracked is not None:
-        m.num_batches_tracked.fill_(batches)
+    m.num_batches_tracked.fill_(batches)  # a BatchNorm with running statistics always has it
 
 
 def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:
     """Add up every torchrun process's ``sums`` (in place) and batch counts; the total count."""
     flat = [t for name in sums for t in sums[name]]
     count = torch.full((1,), float(batches), dtype=torch.float64, device=flat[0].device)
-    packed = torch.cat([*flat, count])
-    torch.distributed.all_reduce(packed)
-    pieces = packed.split([t.numel() for t in flat] + [1])
-    for i, name in enumerate(sums):
-        sums[name] = list(pieces[3 * i : 3 * i + 3])
-    return int(pieces[-1].item())
+    for t in [*flat, count]:
+        torch.distributed.all_reduce(t)  # in place: the sum over the processes
+    return int(count.item())
 
 
 def _accumulate(sums: list) -> Callable:

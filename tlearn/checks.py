@@ -63,16 +63,14 @@ def positive_int(name: str, value: Any, *, minimum: int = 1, why: str = "") -> i
     ValueError: batch_size must be a positive int, got 'a'
     """
     if not _is_int(value) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"{name} must be {kind}{why}, got {value!r}")
     return int(value)
 
 
 def nonnegative_int(name: str, value: Any, *, why: str = "") -> int:
     """``value`` as an int if it is an int ≥ 0 (a seed, a count that may be zero)."""
-    if not _is_int(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int{why}, got {value!r}")
-    return int(value)
+    return positive_int(name, value, minimum=0, why=why)
 
 
 def positive_float(name: str, value: Any, *, example: str = "") -> float:
@@ -106,11 +104,7 @@ def boolean(name: str, value: Any) -> bool:
 
 def one_of(name: str, value: Any, options: tuple | list) -> Any:
     """``value`` if it is one of ``options``; else a ValueError listing them."""
-    try:
-        ok = value in options
-    except TypeError:  # an unhashable value asked of a set
-        ok = False
-    if not ok:
+    if value not in options:
         listed = ", ".join(map(repr, options))
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value
@@ -213,11 +207,9 @@ def env_int(var: str, default: int, *, minimum: int = 0) -> int:
     return _env(var, default, int, lambda value: value >= minimum, f"an int >= {minimum}")
 
 
-def env_float(var: str, default: float, *, positive: bool = True) -> float:
-    """The number in environment variable ``var`` (``default`` when unset or empty)."""
-    kind = "a number > 0" if positive else "a number >= 0"
-    in_range = (lambda v: v > 0) if positive else (lambda v: v >= 0)
-    return _env(var, default, float, lambda v: math.isfinite(v) and in_range(v), kind)
+def env_float(var: str, default: float) -> float:
+    """The number > 0 in environment variable ``var`` (``default`` when unset or empty)."""
+    return _env(var, default, float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
 
 
 def _env(var: str, default: Any, parse: Callable, ok: Callable[[Any], bool], kind: str) -> Any:
@@ -236,9 +228,6 @@ def _env(var: str, default: Any, parse: Callable, ok: Callable[[Any], bool], kin
             f"fix or unset it (default {default})."
         )
     return value
-
-
-# --------------------------------------------------------------------------- command lines
 
 
 # --------------------------------------------------------------------------- feature matrices

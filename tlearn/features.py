@@ -147,8 +147,10 @@ class FeatureHook:
         model: the network.
         layer: a module name as in ``model.named_modules()``; ``""`` is the model itself.
         pool: ``"avg"``, ``"max"``, ``"flatten"`` or ``None`` (see :func:`global_pool`).
-        stop: optional ``stop() -> bool``, asked after each recording; when True the hook
-            raises :class:`StopForward`, so the layers after it are never computed.
+
+    ``stop`` (an attribute, default None) may be set to a ``stop() -> bool``, asked after each
+    recording; when it says True the hook raises :class:`StopForward`, so the layers after it
+    are never computed.
 
     >>> import torch
     >>> from torch import nn
@@ -160,19 +162,12 @@ class FeatureHook:
     (torch.Size([5, 2]), torch.Size([5, 3]))
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        layer: str,
-        pool: str | None = "avg",
-        *,
-        stop: Callable[[], bool] | None = None,
-    ):
+    def __init__(self, model: nn.Module, layer: str, pool: str | None = "avg"):
         checks.module("model", model)
         self.layer = _check_layer(model, layer)
         self.module = model.get_submodule(layer)
         self.pool = checks.one_of("pool", pool, POOLS)
-        self.stop = stop
+        self.stop: Callable[[], bool] | None = None
         self.output: Any = None
         self._handle: Any = None
 
@@ -507,8 +502,7 @@ def _forward_collect(
     """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of
     ``layer_names``; pooled float32 CPU features per layer, and the labels (None if it has none)."""
     outs: dict[str, list[torch.Tensor]] = {n: [] for n in layer_names}
-    ys: list[torch.Tensor] = []
-    has_labels = True
+    ys: list[torch.Tensor | None] = []
     with _hooked(model, list(outs), pool, device) as hooks:
 
         def all_recorded() -> bool:  # then the rest of the network is not needed
@@ -527,14 +521,11 @@ def _forward_collect(
                 model(x)
             for n, hook in hooks.items():
                 outs[n].append(hook.take().cpu())
-            if y is None:
-                has_labels = False
-            elif has_labels:
-                ys.append(y.reshape(-1).cpu())
+            ys.append(y if y is None else y.reshape(-1).cpu())
     # Concatenate outside inference mode so the results are ordinary tensors that can be
     # used in autograd later (e.g. to train a linear head on them).
     Z = {n: torch.cat(v).float() for n, v in outs.items()}
-    labels = torch.cat(ys).long() if has_labels and ys else None
+    labels = None if not ys or any(y is None for y in ys) else torch.cat(ys).long()
     return Z, labels
 
 

@@ -318,9 +318,8 @@ def _select(
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)  # same key → same position in parent._modules
+    parent, _, child = name.rpartition(".")  # get_submodule("") is the model itself
+    setattr(model.get_submodule(parent), child, new)  # same key → same position in _modules
 
 
 # --------------------------------------------------------------------------------------
@@ -452,19 +451,15 @@ def param_groups(
             raise ValueError(f"param_groups patterns must be non-empty strings, got {pattern!r}")
         if pattern != "*":
             _select(model, (pattern,))  # refuses a name that matches nothing
-    buckets: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in rates}
-    unmatched = []
-    for n, p in _trainable(model):
-        pattern = next((pat for pat in rates if _matches(n, pat)), None)
-        if pattern is None:
-            unmatched.append(n)
-        else:
-            buckets[pattern].append(p)
+    unmatched = [n for n, _ in _trainable(model) if not any(_matches(n, pat) for pat in rates)]
     if unmatched:
         raise ValueError(
             f"{len(unmatched)} trainable parameters match no pattern (e.g. "
             f"{', '.join(unmatched[:3])}); add a catch-all '*' entry or freeze them first"
         )
+    buckets: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in rates}
+    for n, p in _trainable(model):  # each parameter joins the first pattern that matches it
+        buckets[next(pat for pat in rates if _matches(n, pat))].append(p)
     return [
         {"params": params, **_group_options(pattern, rates[pattern]), "name": pattern}
         for pattern, params in buckets.items()
@@ -582,10 +577,6 @@ class GradualUnfreezing:
         self._unfrozen = 0
         self._base_lr: float | None = None
 
-    def trainable_at(self, epoch: int, num_blocks: int) -> int:
-        """How many blocks (counted from the head) train during ``epoch``."""
-        return min(num_blocks, self.start + epoch // self.every)
-
     def on_fit_start(self, state: Any) -> None:
         model, optimizer = state.model, state.optimizer
         blocks = _blocks(model)
@@ -605,7 +596,7 @@ class GradualUnfreezing:
     def on_epoch_start(self, state: Any) -> None:
         model, optimizer = state.model, state.optimizer
         blocks = _blocks(model)
-        target = self.trainable_at(state.epoch, len(blocks))
+        target = min(len(blocks), self.start + state.epoch // self.every)  # n(e), blocks that train
         while self._unfrozen < target:
             name, block = blocks[len(blocks) - 1 - self._unfrozen]
             self._unfrozen += 1
@@ -620,9 +611,7 @@ class GradualUnfreezing:
                 )
 
     def on_epoch_end(self, state: Any) -> None:
-        records = getattr(getattr(state, "history", None), "records", None)
-        if records and records[-1].get("epoch") == state.epoch + 1:  # fit's records are 1-based
-            records[-1]["trainable_blocks"] = self._unfrozen
+        state.history.records[-1]["trainable_blocks"] = self._unfrozen  # fit's record of the epoch
 
 
 # --------------------------------------------------------------------------------------

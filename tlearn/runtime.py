@@ -202,19 +202,18 @@ def parse_device(name: Any, what: str = "device") -> torch.device:
         ) from None
 
 
-def seed_everything(seed: int, *, deterministic: bool = True) -> int:
+def seed_everything(seed: int) -> int:
     """Seed Python, NumPy and PyTorch (CPU and every CUDA device).
 
-    With ``deterministic=True`` cuDNN picks deterministic kernels, so the same seed gives
-    the same weights on the same machine and library versions. Returns the seed.
+    cuDNN then picks deterministic kernels, so the same seed gives the same weights on the
+    same machine and library versions. Returns the seed.
     """
     seed = checks.nonnegative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG is the point
     torch.manual_seed(seed)  # every device's generator: the CPU's and each CUDA device's
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     return seed
 
 
@@ -309,10 +308,7 @@ def _may_write(folder: Path) -> bool:
       root write into any folder, so for root the bits are the only sign that the owner
       meant the folder to be read-only; we respect it.
     """
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
+    mode = folder.stat().st_mode  # the folder exists: _first_writable_layer has just made it
     effective = os.access in os.supports_effective_ids  # setuid programs: ask as who we act
     kernel_allows = os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
     return stat.S_ISDIR(mode) and bool(mode & 0o222) and kernel_allows

@@ -33,14 +33,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from tlearn import checkpoint as ckpt
 from tlearn import checks, freeze, models, runtime
 from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
 from tlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tlearn.data.base import as_dataset, batches
+from tlearn.data.base import _split, as_dataset, batches, data_length
 from tlearn.distributed import distributed
 from tlearn.freeze import l2_sp_penalty
 
@@ -217,7 +217,7 @@ class _Step:
 def _steps_per_epoch(data, batch_size: int, drop_last: bool, world: int = 1) -> int:
     if isinstance(data, DataLoader):
         return len(data)
-    shard = -(-len(_as_dataset(data)) // world)  # rows per process, padded as in data.shard
+    shard = -(-data_length(data) // world)  # rows per process, padded as in data.shard
     full, ragged = divmod(shard, batch_size)
     return full + (1 if ragged and not (drop_last and full) else 0)
 
@@ -237,10 +237,10 @@ def _outputs(model: nn.Module, data, batch_size: int, device, amp):
     device = runtime.get_device(device)
     model.to(device)
     with runtime.eval_mode(model), torch.inference_mode():  # each module's own mode comes back after
-        loader = data if isinstance(data, DataLoader) else None
-        for batch in loader or DataLoader(_as_dataset(data), batch_size=batch_size):
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+        data_length(data, "the data to evaluate or predict")  # a Dataset, DataLoader or tensor
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+        for batch in loader:
+            x, y = _split(batch, None)  # (x, y), or (x, None) for unlabelled items
             checks.images(x, "evaluate/predict")
             checks.channels_match(model, x, "evaluate/predict")
             with runtime.autocast(device, amp):
@@ -260,7 +260,7 @@ def evaluate(
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
-    if seen == 0:
+    if seen == 0:  # (a DataLoader that drops its only, ragged batch)
         raise ValueError("the dataset is empty: there is nothing to evaluate")
     return {"accuracy": correct / seen, "loss": loss_sum / seen}
 
@@ -466,18 +466,6 @@ class FitState:
 # --- input handling --------------------------------------------------------------------
 
 
-def _as_dataset(data) -> Dataset:
-    if isinstance(data, DataLoader):
-        return data.dataset
-    if isinstance(data, torch.Tensor):
-        return TensorDataset(data)
-    if not isinstance(data, Dataset):
-        raise TypeError(
-            f"expected a torch Dataset, DataLoader or tensor, got {type(data).__name__}"
-        )
-    return data
-
-
 def _labels(dataset: Dataset) -> torch.Tensor:
     """All labels of ``dataset``, read from ``.labels``/``.targets`` or, failing that, from a
     pass over its items (which must be ``(x, y)`` pairs)."""
@@ -508,12 +496,10 @@ def _check_inputs(model: nn.Module, data, device, batch_size: int, drop_last: bo
     """Fail before training on what would fail (or silently mislead) later: empty data,
     labels the model cannot output, images that are not float, a last batch of one image
     under BatchNorm, more processes than batches."""
-    dataset = _as_dataset(data)
-    if len(dataset) == 0:
-        raise ValueError("the dataset is empty: there is nothing to train on")
-    if len(dataset) < 2:
+    n, dataset = data_length(data, "the training data"), as_dataset(data)
+    if n < 2:
         raise ValueError(
-            f"the dataset holds {len(dataset)} image: training needs at least 2 "
+            f"the dataset holds {n} image: training needs at least 2 "
             "(a batch needs statistics, a loss an average)"
         )
     x = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
@@ -523,7 +509,7 @@ def _check_inputs(model: nn.Module, data, device, batch_size: int, drop_last: bo
         n_out = model(x.unsqueeze(0).expand(2, *x.shape).to(device)).shape[-1]
     check_labels(_labels(dataset), n_out)
     _check_last_batch(model, data, batch_size, drop_last, world)
-    ddp.check_shards(world, _steps_per_epoch(data, batch_size, False), len(dataset), batch_size)
+    ddp.check_shards(world, _steps_per_epoch(data, batch_size, False), n, batch_size)
 
 
 def _make_optimizer(params: list[nn.Parameter], optimizer, lr: float, weight_decay: float):
@@ -554,15 +540,11 @@ def _check_arguments(model, epochs, lr, batch_size, weight_decay, drop_last) -> 
 def _check_last_batch(model: nn.Module, data, batch_size: int, drop_last: bool, world: int):
     """Refuse, before the first step, an epoch whose last batch would be one image under
     BatchNorm (each process's shard under torchrun; a DataLoader's own batching)."""
-    if isinstance(data, DataLoader):
-        if data.drop_last or data.batch_size is None:
-            return
-        n, size, hint = len(data.dataset), data.batch_size, " (DataLoader(..., drop_last=True))"
-    elif drop_last:
-        return
-    else:
-        n, size, hint = -(-len(_as_dataset(data)) // world), batch_size, ""
-    checks.batch_of_one(model, n, size, "fit", hint)
+    if isinstance(data, DataLoader) and not (data.drop_last or data.batch_size is None):
+        hint = " (DataLoader(..., drop_last=True))"
+        checks.batch_of_one(model, len(data.dataset), data.batch_size, "fit", hint)
+    elif not isinstance(data, DataLoader) and not drop_last:
+        checks.batch_of_one(model, -(-data_length(data) // world), batch_size, "fit")
 
 
 def _check_finite(loss: torch.Tensor, x: torch.Tensor, epoch: str, step: int) -> None:

@@ -243,10 +243,9 @@ class CORAL(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> Any:
         """``X @ transform_matrix_`` for ``transform_domain="source"``; ``X`` as is for "target"."""
-        X = self._check_X(X)
         if self.transform_domain == "target":
-            return X
-        return _apply(X, self.transform_matrix_)
+            return self._check_X(X)
+        return self.transform_source(X)
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Fit on source ``X`` (and the target), return the re-coloured source ``X*``."""

@@ -203,9 +203,7 @@ class TargetImages(Dataset):
 
     def __init__(self, target: Any, method: str):
         self.target = as_dataset(target)
-        images = _input_tensor(self.target)
-        if images is not None:  # in memory: fit's batching slices it directly
-            self.images = images
+        self.images = _input_tensor(self.target)  # in memory: fit's batching slices it (else None)
         self.labels = torch.zeros(data_length(target, "target"), dtype=torch.long)
         if len(self.labels) < 2:
             raise ValueError(

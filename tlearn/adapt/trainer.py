@@ -209,14 +209,10 @@ def _method_from(name: str, build: Any, given: dict[str, Any]) -> Method:
     return spec if build is None else replace(spec, **_read_builder(name, build, spec.options))
 
 
-def _choose(spec: Method, **given: Any) -> Method:
-    """``spec`` with the settings given (None: the method's default), each checked."""
-    return replace(spec, **_checked({k: v for k, v in given.items() if v is not None}))
-
-
-def _checked(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with each training setting checked (see :data:`SETTINGS`)."""
-    return {k: SETTINGS[k](k, v) if k in SETTINGS else v for k, v in settings.items()}
+def _checked(given: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``given`` without those left None (the method's default), each training
+    setting checked (see :data:`SETTINGS`)."""
+    return {k: SETTINGS[k](k, v) if k in SETTINGS else v for k, v in given.items() if v is not None}
 
 
 def _read_builder(name: str, build: Callable, options: tuple[str, ...] | None) -> dict:
@@ -291,9 +287,7 @@ register_method(
     "cdan_e",
     partial(ConditionalAdversarialLoss, entropy_conditioning=True),
     lr_schedule=lambda p: dann_lr(p, 1.0),
-    options=_keyword_options(
-        ConditionalAdversarialLoss, ("in_features", "num_classes", "entropy_conditioning")
-    ),
+    options=tuple(k for k in METHODS["cdan"].options if k != "entropy_conditioning"),  # it is on
 )
 
 
@@ -426,7 +420,10 @@ def _check_collapse(
 # --------------------------------------------------------------------------- the aligned run
 def _fit_aligned(model, source, target, name: str, spec: Method, layer: str, options, fit_options):
     """``train.fit`` with the :class:`AlignedObjective` of ``spec`` on ``layer``'s features;
-    then BatchNorm statistics re-estimated on the target (``spec.reestimate_bn``)."""
+    then BatchNorm statistics re-estimated on the target (``spec.reestimate_bn``). Source only
+    (a method without ``build``): ``train.fit`` as it is."""
+    if spec.build is None:
+        return train.fit(model, source, **fit_options)
     checks.module("model", model)
     if target is None or data_length(target, "target") < 2:
         raise ValueError(f"method {name!r} needs a target with at least 2 images")
@@ -578,7 +575,7 @@ def fit_adapt(
     """
     name, spec = _resolve_method(method, method_options)
     given = dict(weight=weight, bn=bn, reestimate_bn=reestimate_bn, lr=lr, epochs=epochs)
-    spec = _choose(spec, optimizer=optimizer, **given)
+    spec = replace(spec, **_checked(dict(optimizer=optimizer, **given)))
     checks.positive_int("batch_size", batch_size, minimum=2)
     if seed is not None:
         runtime.seed_everything(seed)
@@ -595,11 +592,6 @@ def fit_adapt(
         amp=amp,
         progress=progress,
     )
-    if spec.build is None:
-        history = train.fit(model, source, **fit_options)
-    else:
-        history = _fit_aligned(
-            model, source, target, name, spec, layer, method_options, fit_options
-        )
+    history = _fit_aligned(model, source, target, name, spec, layer, method_options, fit_options)
     _check_collapse(model, target, history, fit_options["device"], f"fit_adapt[{name}]")
     return history

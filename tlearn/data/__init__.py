@@ -45,10 +45,6 @@ __all__ = [
 SYNTH_DEFAULT_SIZE = {"train": 6000, "test": 2000}
 
 
-def _check_split(split: str) -> None:
-    checks.one_of("split", split, ("train", "test"))
-
-
 def _subsample(images, labels, size: int | None, seed: int):
     """A reproducible random subset of ``size`` rows (all rows when size is None)."""
     if size is None or size >= len(labels):
@@ -64,26 +60,24 @@ def _random_rows(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def _synth(split, *, size=None, seed=0, **_):
-    _check_split(split)
+    checks.one_of("split", split, ("train", "test"))  # before the default size is looked up
     images, labels = synthetic_digits(
         SYNTH_DEFAULT_SIZE[split] if size is None else size, seed=seed, split=split
     )
     return images, labels, DIGIT_CLASSES
 
 
-def _uci(split, *, size=None, seed=0, **_):
-    images, labels = uci_digits(split)
-    return (*_subsample(images, labels, size, seed), DIGIT_CLASSES)
+def _shipped(read: Callable, classes: tuple[str, ...]) -> Callable:
+    """A domain that ships with tlearn: ``read(split)`` gives all its images and labels."""
 
+    def load(split, *, size=None, seed=0, **_):
+        return (*_subsample(*read(split), size, seed), classes)
 
-def _fashion(split, *, size=None, seed=0, **_):
-    images, labels = fashion_small(split)
-    return (*_subsample(images, labels, size, seed), FASHION_CLASSES)
+    return load
 
 
 def _torchvision(name: str) -> Callable:
     def load(split, *, size=None, seed=0, root=None, download=False, **_):
-        _check_split(split)
         images, labels = torchvision_digits(name, split, root=root, download=download)
         classes = FASHION_CLASSES if name == "fashion_mnist" else DIGIT_CLASSES
         return (*_subsample(images, labels, size, seed), classes)
@@ -120,7 +114,7 @@ def _photos(
 ) -> ImageFolderDomain:
     """A streamed photo domain: ``split="train"`` augments (unless ``augment=False``);
     ``"test"`` gives the test-time view. DA protocols use every image of a domain for both."""
-    _check_split(split)
+    checks.one_of("split", split, ("train", "test"))
     augment = split == "train" if augment is None else augment
     tf = folder_transform(image_size, train=augment, channels=channels, normalize=normalize)
     ds = ImageFolderDomain(folder, transform=tf, name=name, num_workers=num_workers)
@@ -150,8 +144,8 @@ _PHOTO_DOMAINS = {"office31", "office_home", "folder"}
 _COLOUR_DIGITS = {"synth_m", "mnist_m"}  # 3 channels by default: colour is the domain shift
 _REGISTRY: dict[str, Callable] = {
     "synth": _synth,
-    "uci": _uci,
-    "fashion": _fashion,
+    "uci": _shipped(uci_digits, DIGIT_CLASSES),
+    "fashion": _shipped(fashion_small, FASHION_CLASSES),
     "mnist": _torchvision("mnist"),
     "usps": _torchvision("usps"),
     "svhn": _torchvision("svhn"),

@@ -140,15 +140,12 @@ def _input_tensor(data: Any) -> torch.Tensor | None:
 
 def data_length(data: Any, name: str = "data") -> int:
     """Number of items in a Dataset, DataLoader (its dataset) or tensor; ValueError if 0."""
-    if isinstance(data, DataLoader):
-        n = len(data.dataset)  # type: ignore[arg-type]
-    elif isinstance(data, (Dataset, torch.Tensor)):
-        n = len(data)  # type: ignore[arg-type]
-    else:
+    if not isinstance(data, (DataLoader, Dataset, torch.Tensor)):
         raise ValueError(
             f"{name} must be a torch Dataset, DataLoader or tensor of images, "
             f"got {type(data).__name__}"
         )
+    n = len(as_dataset(data))  # type: ignore[arg-type]
     if n == 0:
         raise ValueError(f"{name} is empty: pass at least one image")
     return n
@@ -167,9 +164,7 @@ def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     >>> shard(torch.arange(5), 0, 2).tolist(), shard(torch.arange(5), 1, 2).tolist()
     ([0, 2, 4], [1, 3, 0])
     """
-    if world_size == 1:
-        return order
-    padded = -(-len(order) // world_size) * world_size
+    padded = -(-len(order) // world_size) * world_size  # one process: nothing padded, every row
     order = torch.cat([order, order[: padded - len(order)]])
     return order[rank::world_size]
 
@@ -223,17 +218,16 @@ def batches(
         yield from ((images[idx], data.labels[idx]) for idx in chunks)
     else:
         items = _InputsOnly(data) if labels is False else data
-        yield from (_split(b, labels) for b in _loader(items, data, chunks, batch_size))
+        yield from (_split(b, labels) for b in _loader(items, data, order, batch_size))
 
 
-def _loader(items: Dataset, data: Any, chunks: list[torch.Tensor], batch_size: int) -> DataLoader:
-    """A DataLoader over the rows of ``chunks``, in that order. A streamed dataset (one with a
+def _loader(items: Dataset, data: Any, order: torch.Tensor, batch_size: int) -> DataLoader:
+    """A DataLoader over the rows ``order``, in that order. A streamed dataset (one with a
     ``num_workers`` attribute, e.g. ``ImageFolderDomain``) is decoded in that many worker
     processes, into pinned memory when a GPU will receive the batches."""
-    rows = torch.cat(chunks).tolist() if chunks else []
     workers = getattr(data, "num_workers", 0)
     return DataLoader(
-        Subset(items, rows),
+        Subset(items, order.tolist()),
         batch_size=batch_size,
         generator=QUIET_GENERATOR,
         num_workers=workers,

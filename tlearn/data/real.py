@@ -120,6 +120,7 @@ def torchvision_digits(
     ``"mnist"``, ``"fashion_mnist"``, ``"usps"`` or ``"svhn"``."""
     import torchvision.datasets as tvd
 
+    checks.one_of("split", split, ("train", "test"))
     root = Path(root) if root is not None else data_dir()
     train = split == "train"
     file = None  # the file being read, to name it when it is bad
@@ -132,19 +133,16 @@ def torchvision_digits(
                 _check_idx(file)
             file = None
             ds = cls(str(root), train=train, download=download)
-            images = ds.data.numpy()[:, None].astype(np.float32) / 255.0
-            labels = ds.targets.numpy()
+            data, labels = ds.data.numpy()[:, None], ds.targets.numpy()
         elif name == "usps":
             file = root / ("usps.bz2" if train else "usps.t.bz2")
             ds = tvd.USPS(str(root), train=train, download=download)
-            images = np.asarray(ds.data)[:, None].astype(np.float32) / 255.0
-            labels = np.asarray(ds.targets)
+            data, labels = np.asarray(ds.data)[:, None], np.asarray(ds.targets)
         else:  # svhn
             file = root / f"{split}_32x32.mat"
             if download and not file.is_file():
                 tvd.SVHN(str(root), split=split, download=True)
-            data, labels = read_svhn(file)
-            images = data.astype(np.float32) / 255.0  # N×3×32×32
+            data, labels = read_svhn(file)  # N×3×32×32
     except DataFileError:
         raise
     except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True …"
@@ -158,6 +156,7 @@ def torchvision_digits(
                 "or set TLEARN_DATA."
             ) from None
         raise _missing(name, root, e) from None
+    images = data.astype(np.float32) / 255.0  # every file holds uint8 images, N×C×H×W
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels).long()
 
 

@@ -68,8 +68,8 @@ BACKBONES: dict[str, str] = {
 #: Per-channel RGB mean and standard deviation of ImageNet, which torchvision's weights expect.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-_LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite: (x − 0.5) / 0.5
-_LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+#: EfficientNet-Lite's mean and std alike: inputs (x − 0.5) / 0.5, in [−1, 1].
+_LITE_HALF: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 # torchvision is imported where it is used, not here: its import pulls in torch._dynamo and
 # sympy (≈ 1.3 s and ≈ 170 MB), which lessons built on DigitNet and EfficientNet-Lite0 never need.
@@ -166,7 +166,7 @@ def normalization(model: nn.Module | str) -> tuple[tuple[float, ...], tuple[floa
         lite = isinstance(model, EfficientNetLite)
     else:
         raise ValueError(f"expected a backbone name or nn.Module, got {type(model).__name__}")
-    return (_LITE_MEAN, _LITE_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
+    return (_LITE_HALF, _LITE_HALF) if lite else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def decode_imagenet(logits: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
@@ -294,16 +294,12 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Returns ``model`` (changed in place), so ``net = replace_head(load_backbone(...), 10)`` works.
     """
     checks.positive_int("num_classes", num_classes, minimum=2)
-    _swap_head(
-        model,
-        lambda old: nn.Linear(
-            old.in_features,
-            num_classes,
-            bias=old.bias is not None,
-            device=old.weight.device,
-            dtype=old.weight.dtype,
-        ),
-    )
+
+    def new_head(old: nn.Linear) -> nn.Linear:
+        like_old = {"device": old.weight.device, "dtype": old.weight.dtype}
+        return nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **like_old)
+
+    _swap_head(model, new_head)
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
     return model
@@ -319,7 +315,7 @@ def _swap_head(model: nn.Module, new: Callable[[nn.Linear], nn.Module]) -> nn.Li
             "was already replaced by something that is not a Linear layer"
         )
     parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new(old))
+    setattr(model.get_submodule(parent), child, new(old))  # get_submodule(""): the model
     return old
 
 
@@ -359,10 +355,9 @@ class ImageNetInput(nn.Module):
         self.size = (size, size)
         self.mean_values = tuple(float(v) for v in mean)
         self.std_values = tuple(float(v) for v in std)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean_t, persistent=False)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("std", std_t, persistent=False)
+        for name, values in (("mean", self.mean_values), ("std", self.std_values)):
+            t = torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+            self.register_buffer(name, t, persistent=False)  # configuration: not saved
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3):
