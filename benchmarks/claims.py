@@ -106,18 +106,28 @@ def _is_current(lesson: str, sentence: str, printed: dict[str, list[str]]) -> bo
     return any(line[2:].startswith(f"{sentence}: ") for line in printed.get(lesson, []))
 
 
+def verdicts(records: list[dict]) -> dict[tuple, tuple[bool, str]]:
+    """``(lesson, seeds, threads, sentence) → (held, evidence)``, one per sentence and run: a
+    later record of the same seed set and threads (``--cache`` re-evaluating it after a
+    sentence was restated, or a re-run after a fix) replaces an earlier one's verdicts."""
+    out = {}
+    for r in records:
+        for sentence, (ok, evidence) in r["claims"].items():
+            out[(r["lesson"], tuple(r["seeds"]), r["threads"], sentence)] = (bool(ok), evidence)
+    return out
+
+
 def table(records: list[dict], printed: dict[str, list[str]]) -> str:
     """Markdown: per lesson and claim, how many runs it held in, and the runs that failed —
     the sentences the lessons assert now first, then those since restated or dropped."""
     held, runs, failed_in = defaultdict(int), defaultdict(int), defaultdict(list)
     errors = [r for r in records if r["error"]]
-    for r in records:
-        for sentence, (ok, evidence) in r["claims"].items():
-            key = (r["lesson"], sentence)
-            runs[key] += 1
-            held[key] += bool(ok)
-            if not ok:
-                failed_in[key].append(f"seeds {r['seeds']}, {r['threads']} thread(s): {evidence}")
+    for (lesson, seeds, threads, sentence), (ok, evidence) in verdicts(records).items():
+        key = (lesson, sentence)
+        runs[key] += 1
+        held[key] += ok
+        if not ok:
+            failed_in[key].append(f"seeds {list(seeds)}, {threads} thread(s): {evidence}")
     lines = []
     for current in (True, False):
         keys = [k for k in sorted(runs) if _is_current(*k, printed) == current]
@@ -145,8 +155,8 @@ def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
     for lesson in sorted({r["lesson"] for r in records}):
         runs = [r for r in records if r["lesson"] == lesson]
         done = [r for r in runs if not r["error"]]
-        verdicts = [ok for r in done for s, (ok, _) in r["claims"].items()
-                    if _is_current(lesson, s, printed)]  # fmt: skip
+        held = [ok for (n, *_, s), (ok, _) in verdicts(done).items()
+                if n == lesson and _is_current(lesson, s, printed)]  # fmt: skip
         sentences = {s for r in done for s in r["claims"] if _is_current(lesson, s, printed)}
         sets = sorted({(tuple(r["seeds"]), r["threads"]) for r in done})
         where = f"{len(sets)}: " + "; ".join(
@@ -154,9 +164,7 @@ def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
         )
         stopped = f" ({len(runs) - len(done)} stopped by an error)" if len(done) < len(runs) else ""
         asserted = f"{len(printed.get(lesson, []))}: {len(sentences)}"
-        lines.append(
-            f"| {lesson} | {asserted} | {where}{stopped} | {sum(verdicts)}/{len(verdicts)} |"
-        )
+        lines.append(f"| {lesson} | {asserted} | {where}{stopped} | {sum(held)}/{len(held)} |")
     return "\n".join(lines)
 
 

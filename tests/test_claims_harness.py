@@ -54,6 +54,10 @@ def test_only_the_sentences_the_stored_lesson_prints_count(harness, tmp_path):
     ]
     summary = harness.summary(records, printed)
     assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 2/3 |" in summary
+    again = _record([6, 7, 8], 2, {"A beats B by 10+ points": [True, "+11.0"]})  # re-evaluated
+    assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 3/3 |" in harness.summary(
+        [*records, again], printed
+    )  # the later record of a run replaces its verdicts; the run still counts once
     restated = harness.asserted_now(
         [_lesson(tmp_path, "✓ A beats B by 10+ points: +12.0\n✓ D: 1\n")]
     )
