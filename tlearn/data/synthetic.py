@@ -90,7 +90,7 @@ def synthetic_digits(
     fonts = font_paths()
     labels = rng.permutation(np.arange(size) % 10)
     font_idx = rng.integers(0, len(fonts), size=size)
-    images = np.stack(
-        [render_digit(int(d), fonts[i], rng) for d, i in zip(labels, font_idx, strict=True)]
-    )
+    images = np.empty((size, 32, 32), dtype=np.float32)  # filled in place: no list of copies
+    for k, (d, i) in enumerate(zip(labels, font_idx, strict=True)):
+        images[k] = render_digit(int(d), fonts[i], rng)
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
