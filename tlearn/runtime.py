@@ -128,19 +128,17 @@ def limit_threads(n: int | None = None) -> int:
 
 
 def _limit_blas(n: int) -> None:
-    """``n`` threads for the BLAS scikit-learn's solvers run on (unless the user set
-    ``OPENBLAS_NUM_THREADS``): the libraries loaded now through threadpoolctl, those loaded
-    later (scipy's own OpenBLAS) through the variable they read when they load. OpenBLAS
-    starts a thread per visible core, and its spinning threads on a busy or quota-limited
-    CPU make a small fit several times slower (``benchmarks/threads.py``)."""
+    """``n`` threads for the BLAS numpy and scipy (so scikit-learn's solvers) compute with,
+    through threadpoolctl, unless the user set ``OPENBLAS_NUM_THREADS``. scipy brings its own
+    OpenBLAS, loaded here so that the cap reaches it too. (No environment variable is set:
+    child processes would inherit it as if the user had chosen.) OpenBLAS starts a thread
+    per visible core, and its spinning threads on a busy or quota-limited CPU make a small
+    fit several times slower (``benchmarks/threads.py``)."""
+    import scipy.linalg  # noqa: F401 — loads scipy's OpenBLAS, for threadpoolctl to find
     from threadpoolctl import threadpool_limits
 
-    if not _USER_BLAS_THREADS:
+    if not os.environ.get("OPENBLAS_NUM_THREADS"):
         threadpool_limits(limits=n, user_api="blas")
-        os.environ["OPENBLAS_NUM_THREADS"] = str(n)
-
-
-_USER_BLAS_THREADS = "OPENBLAS_NUM_THREADS" in os.environ  # read before tlearn sets it
 
 
 def get_device(device: torch.device | str | None = None) -> torch.device:

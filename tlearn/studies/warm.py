@@ -360,8 +360,8 @@ def warm(
     machines with more cores than one lesson's small networks keep busy. Each worker holds a
     lesson's memory (up to about 1.4 GB). On this project's 2-core build machine it gains
     little: every cache from empty took 18 min 16 s with ``jobs=2`` (two 1-thread workers)
-    against 19 min 11 s with one 2-thread process, and 16 min 44 s with ``jobs=2`` once each
-    worker's BLAS was capped to its one thread. The cache entries are those ``jobs=1``
+    against 19 min 11 s with one 2-thread process, and 16 min 44 s with ``jobs=2`` after one
+    BatchNorm re-estimate per run was saved. The cache entries are those ``jobs=1``
     writes with the workers' thread count.
     Raises PermissionError (from ``runtime.cache_dir``) when no cache layer is writable.
     """
