@@ -333,7 +333,7 @@ def domain_features(
     n_source, n_target = min(n, len(source_val)), min(n, len(target_test))
     source_model = model
     if own_statistics and target_calibrated(cfg):
-        source_model = source_view or source_statistics(model, cfg)
+        source_model = source_statistics(model, cfg) if source_view is None else source_view
     device = runtime.get_device()
     zs, ys = features.extract(
         source_model, source_val.subset(range(n_source)), "features", device=device, progress=False
