@@ -173,14 +173,16 @@ def _all_reduce(sums: dict[str, list[torch.Tensor]], batches: int) -> int:
 
 
 def _accumulate(sums: list) -> Callable:
-    """A forward pre-hook adding a BN layer's input to ``sums`` = [Σx, Σx², count] per channel."""
+    """A forward pre-hook adding a BN layer's input to ``sums`` = [Σx, Σx², count] per channel,
+    in float64 — 32 images at a time, so the float64 copy stays small beside the batch."""
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].detach().double()
-        dims = [0, *range(2, x.dim())]  # every axis except the channels
-        sums[0] = sums[0] + x.sum(dims)
-        sums[1] = sums[1] + (x * x).sum(dims)
-        sums[2] = sums[2] + x.numel() // x.shape[1]
+        for x in inputs[0].detach().split(32):
+            x = x.double()
+            dims = [0, *range(2, x.dim())]  # every axis except the channels
+            sums[0] = sums[0] + x.sum(dims)
+            sums[1] = sums[1] + (x * x).sum(dims)
+            sums[2] = sums[2] + x.numel() // x.shape[1]
 
     return hook
 
