@@ -277,6 +277,9 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert every_seed in broken(deep=[res(0.34, 1.8), deep[1]])  # a seed loses a point
     assert every_seed not in broken(deep=[res(0.43, 1.8), deep[1]])  # +8 and +25: +16.5 mean
     assert every_seed in broken(deep=[res(0.43, 1.8), res(0.60, 1.9)])  # +8 and +20: +14 mean
+    linear_gap = next(s for s in true if "standardised linear classifier" in s)
+    assert linear_gap in broken(deep=[res(0.50, 1.8), res(0.53, 1.9)])  # +4.5 on the mean
+    assert linear_gap not in broken(deep=[res(0.52, 1.8), res(0.54, 1.9)])  # +6
     assert len(broken(deep=[res(0.70, 1.8, own=0.90), deep[1]])) == 1  # source lost
     assert len(broken(deep=[res(0.70, 2.0), deep[1]])) == 1  # A-distance not lowered
     assert broken(control=res(0.36, 0.5)) == []

@@ -84,8 +84,8 @@ def coral_claims(
             bool(((deep_coral - source) > 0).all() and (deep_coral - source).mean() >= 0.15),
             f"{_points(deep_coral - source)} (mean {100 * (deep_coral - source).mean():+.1f})",
         ),
-        "Deep CORAL beats the standardised linear classifier by 10+ points (mean)": (
-            bool(deep_coral.mean() - standardised.mean() >= 0.10),
+        "Deep CORAL beats the standardised linear classifier by 5+ points (mean)": (
+            bool(deep_coral.mean() - standardised.mean() >= 0.05),
             _points(deep_coral.mean() - standardised.mean()),
         ),
         "with the source's BatchNorm statistics, Deep CORAL keeps 95%+ on the source, every seed": (
