@@ -209,14 +209,17 @@ def adversarial_claims(table: dict[str, list[dict]]) -> Claims:
     95 % interval, and three seeds do not separate either from zero on synth → uci. Nor is a
     gain on every seed: on seed 17 (claims harness) CDAN lost 4.8 points to source only and
     CDAN+E 7.6, and CDAN+E's mean gain over seeds 15–17 was +2.2, so only CDAN's mean is
-    asserted (CDAN+E's is printed beside it).
+    asserted (CDAN+E's is printed beside it). AdaBN's own mean gain is not asserted either: "less
+    than 3 points on average" held on seven seed sets and failed on seeds 21–23 (−3.9, +17.2,
+    +4.8); what held on every set is that it gains less than CDAN, which trains the features.
     """
     accuracy = {k: _target_accuracies(v) for k, v in table.items()}
     gain = {k: v - accuracy["source only"] for k, v in accuracy.items()}
     return {
-        "AdaBN alone moves source only's accuracy by less than 3 points on average": (
-            bool(abs(gain["AdaBN"].mean()) < 0.03),
-            _points(gain["AdaBN"]),
+        "AdaBN alone gains 5+ points less than CDAN on average (paired by seed)": (
+            bool((gain["CDAN"] - gain["AdaBN"]).mean() >= 0.05),
+            f"CDAN − AdaBN {_points(gain['CDAN'] - gain['AdaBN'])} "
+            f"(mean {100 * (gain['CDAN'] - gain['AdaBN']).mean():+.1f})",
         ),
         "TENT (AdaBN + the entropy step) scores above AdaBN on every seed": (
             bool((accuracy["TENT"] > accuracy["AdaBN"]).all()),
