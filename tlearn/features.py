@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import json
 import logging
 import os
 import time
@@ -353,7 +352,7 @@ def model_fingerprint(model: nn.Module) -> str:
 class FeatureCache:
     """Features on disk, reused only when the exact same computation produced them.
 
-    Each entry is one file ``<root>/<key>.pt``; ``key`` is a SHA-256 of
+    Each entry is one file ``<root>/<key>.pt``; ``key`` is :func:`tlearn.runtime.cache_key` of
 
     * the model's fingerprint (class, architecture repr, every weight and buffer),
     * the layer name and the pooling,
@@ -389,19 +388,6 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.verbose = verbose
         self.hits = self.misses = 0
-
-    # -- keys and files
-    @staticmethod
-    def make_key(model_fp: str, layer: str, pool: str | None, data_fp: str, amp: str) -> str:
-        spec = {
-            "v": FeatureCache.VERSION,
-            "model": model_fp,
-            "layer": layer,
-            "pool": pool,
-            "data": data_fp,
-            "amp": amp,
-        }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
     def _say(self, msg: str) -> None:
         log.info(msg)
@@ -569,12 +555,14 @@ def extract_layers(
     if cache is None:
         return compute(layer_names, batches(data, batch_size, labels=None))
     data_fp, stream = _read_data(data, batch_size)
-    model_fp, name = model_fingerprint(model), type(model).__name__
     amp_tag = str(runtime.amp_dtype(dev)) if amp is not False and runtime.amp_dtype(dev) else "fp32"
+    spec = dict(
+        v=cache.VERSION, model=model_fingerprint(model), pool=pool, data=data_fp, amp=amp_tag
+    )
     return cache.get_or_compute_many(
-        {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
+        {n: runtime.cache_key({**spec, "layer": n}, versioned=False) for n in layer_names},
         lambda missing: compute(missing, stream),
-        what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
+        what={n: f"{type(model).__name__} @ {n or '(output)'} pool={pool}" for n in layer_names},
     )
 
 
