@@ -17,7 +17,19 @@ import pytest
 import torch
 from torch import nn
 
-from tlearn import adapt, bn, checks, cli, data, features, models, probes, runtime, train
+from tlearn import (
+    adapt,
+    bn,
+    checks,
+    cli,
+    data,
+    distributed,
+    features,
+    models,
+    probes,
+    runtime,
+    train,
+)
 from tlearn.adapt import trainer
 from tlearn.data import DigitDataset
 
@@ -470,10 +482,10 @@ def test_world_size_without_torchrun(monkeypatch):
     for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(RuntimeError, match="Start it with torchrun --nproc_per_node=2"):
-        train.distributed("cpu")
+        distributed.distributed("cpu")
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE must be an int"):
-        train.distributed("cpu")
+        distributed.distributed("cpu")
 
 
 def test_tlearn_workers_must_be_a_number(monkeypatch):

@@ -39,16 +39,12 @@ from tlearn import checkpoint as ckpt
 from tlearn import checks, freeze, models, runtime
 from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
-from tlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tlearn.data.base import _split, as_dataset, batches, data_length
-from tlearn.distributed import distributed
 from tlearn.freeze import l2_sp_penalty
 
 __all__ = [
     "History", "FitState", "fit", "fine_tune", "classification_loss", "check_labels",
     "evaluate", "predict",
-    # at home in tlearn.checkpoint and tlearn.distributed, still read from here:
-    "save_checkpoint", "load_checkpoint", "CheckpointError", "distributed",
 ]  # fmt: skip
 
 # --- the loop --------------------------------------------------------------------------
