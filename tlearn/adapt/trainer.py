@@ -389,17 +389,17 @@ def _check_scalar(loss: Any, name: str) -> None:
 
 def _check_collapse(
     model: nn.Module, target: Any, history: train.History, device: torch.device, name: str
-) -> str | None:
+) -> None:
     """After training: predict the first :data:`CHECK_IMAGES` target images (no labels read),
     set ``history.last["collapsed"]`` and warn with the reason when the run collapsed."""
     if target is None:  # a source-only run without a target: nothing to check
-        return None
+        return
     predictions, seen = [], 0
     with runtime.eval_mode(model), torch.no_grad():
         for x in input_batches(target, 256):
             logits = model(x[: CHECK_IMAGES - seen].to(device))
             if not (isinstance(logits, torch.Tensor) and logits.dim() == 2):
-                return None  # not a classifier's (N, C) logits: nothing to check
+                return  # not a classifier's (N, C) logits: nothing to check
             predictions.append(logits.argmax(1).cpu())
             seen += len(logits)
             if seen >= CHECK_IMAGES:
@@ -414,7 +414,6 @@ def _check_collapse(
             CollapseWarning,
             stacklevel=3,
         )
-    return verdict
 
 
 # --------------------------------------------------------------------------- the aligned run
