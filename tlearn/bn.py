@@ -124,7 +124,7 @@ def estimate_bn_statistics(
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
-    rank, world = _process_group()
+    rank, world = runtime.rank_and_world()
     shard = input_batches(data, batch_size, rank=rank, world_size=world)
     bar = runtime.progress_bar(
         shard, desc="BN statistics", enabled=progress and rank == 0, leave=False
@@ -185,14 +185,6 @@ def _accumulate(sums: list) -> Callable:
             sums[2] = sums[2] + x.numel() // x.shape[1]
 
     return hook
-
-
-def _process_group() -> tuple[int, int]:
-    """``(rank, world_size)`` when a torchrun process group is up, else ``(0, 1)``."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 @contextlib.contextmanager

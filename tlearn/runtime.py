@@ -228,16 +228,14 @@ def autocast(device: torch.device | str, enabled: bool | None = None):
 
     ``enabled=None`` means: on when the device supports it (CUDA).
     """
-    device = torch.device(device)
-    dtype = amp_dtype(device)
+    dtype = amp_dtype(device)  # None unless CUDA
     if enabled is False or dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 def make_grad_scaler(device: torch.device | str, enabled: bool | None = None):
     """A GradScaler when training in fp16 on CUDA (bf16 needs none); else a disabled one."""
-    device = torch.device(device)
     use = enabled is not False and amp_dtype(device) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=use)
 
@@ -401,10 +399,18 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     return None
 
 
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process when a torchrun process group is up, else
+    ``(0, 1)``. (Joining the group is :func:`tlearn.distributed.distributed`'s job.)"""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def is_main_process() -> bool:
     """True unless this is a torchrun process of rank > 0 (which must not write files)."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_and_world()[0] == 0
 
 
 def save_cached(relpath: str | Path, write: Callable[[BinaryIO], object]) -> Path:
