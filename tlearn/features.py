@@ -361,8 +361,8 @@ class FeatureCache:
 
     So changing one weight, one pixel, the layer or the pooling gives a different key: a
     *miss*, and the features are computed again. The key is also stored *inside* the file and
-    checked on load: a truncated, corrupt or foreign file is skipped (the next folder is
-    searched) and recomputed into ``root``, never silently reused. Files are loaded with
+    checked on load: a truncated, corrupt or foreign file is skipped with a warning (the next
+    folder is searched) and recomputed into ``root``, never silently reused. Files are loaded with
     ``torch.load(weights_only=True)`` (no pickled code runs) and written atomically
     (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 
@@ -396,20 +396,16 @@ class FeatureCache:
 
     def load(self, key: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """The stored ``(Z, y)`` for ``key`` from the first of :attr:`folders` whose file holds
-        them, or None (no file, or each one corrupt or not this key's)."""
-        for folder in self.folders:
-            path = folder / f"{key}.pt"
-            if not path.is_file():
-                continue
-            try:
-                entry = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
-                self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
-                continue
-            if isinstance(entry, dict) and entry.get("key") == key:  # the key holds VERSION too
-                return entry["Z"], entry.get("y")
-            self._say(f"feature cache: {path} does not hold this key's features; skipped")
-        return None
+        them, or None (no file, or each one corrupt or not this key's: skipped with a warning,
+        by :func:`tlearn.runtime.load_cached`)."""
+
+        def read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if not (isinstance(entry, dict) and entry.get("key") == key):  # (key holds VERSION)
+                raise ValueError("it does not hold this key's features")
+            return entry["Z"], entry.get("y")
+
+        return runtime.load_cached(f"{key}.pt", read, folders=self.folders)
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, what: str = "") -> Path:
         """Write ``(Z, y)`` under ``key`` atomically, with ``what`` they are (for whoever opens

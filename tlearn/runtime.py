@@ -35,7 +35,7 @@ import random
 import secrets
 import stat
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -353,10 +353,10 @@ def _entry_name(relpath: str | Path) -> Path:
     return path
 
 
-def _copies(relpath: str | Path) -> Iterator[Path]:
+def _copies(relpath: str | Path, folders: Iterable[Path] | None = None) -> Iterator[Path]:
     """Every layer's copy of the entry ``relpath`` (a file or folder), in search order."""
     name = _entry_name(relpath)
-    return (folder / name for folder in cache_dirs() if (folder / name).exists())
+    return (folder / name for folder in folders or cache_dirs() if (folder / name).exists())
 
 
 def find_cached(relpath: str | Path) -> Path | None:
@@ -364,9 +364,11 @@ def find_cached(relpath: str | Path) -> Path | None:
     return next(_copies(relpath), None)
 
 
-def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
+def load_cached(
+    relpath: str | Path, read: Callable[[Path], T], *, folders: Iterable[Path] | None = None
+) -> T | None:
     """``read(file)`` of the first copy of entry ``relpath`` that reads, searching the layers
-    in order; None when no layer has one that reads.
+    in order (or the given ``folders``); None when no layer has one that reads.
 
     A copy that ``read`` rejects (it raises: truncated, corrupt, from another version) is
     skipped with a warning naming the file, and the next layer is tried. Nothing is ever
@@ -386,7 +388,7 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     b'hello'
     None
     """
-    for path in _copies(relpath):
+    for path in _copies(relpath, folders):
         try:
             return read(path)
         except Exception as err:  # noqa: BLE001 - any failure to read means: try the next layer
