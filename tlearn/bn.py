@@ -134,13 +134,9 @@ def estimate_bn_statistics(
         for n, m in layers.items()
     }  # Σx, Σx², count
     hooks = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
-    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers.values()}
-    try:
-        batches = _forward_in_batch_mode(model, layers, bar, device)
-    except BaseException:  # a refused batch: the running statistics stay as they were
-        for m, state in saved.items():
-            m.load_state_dict(state)
-        raise
+    try:  # a refused batch: the running statistics stay as they were
+        with runtime.restored_on_error(layers.values()):
+            batches = _forward_in_batch_mode(model, layers, bar, device)
     finally:
         for hook in hooks:
             hook.remove()

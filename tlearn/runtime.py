@@ -49,7 +49,7 @@ __all__ = [
     "get_device", "seed_everything", "autocast", "amp_dtype", "make_grad_scaler", "eval_mode",
     "cache_dirs", "cache_dir", "cache_key", "find_cached", "load_cached", "save_cached",
     "cached_json", "data_dir", "atomic_write", "recording_writes", "cgroup_cpu_quota",
-    "cpu_budget", "limit_threads", "PROGRESS_INTERVAL", "progress_bar",
+    "cpu_budget", "limit_threads", "PROGRESS_INTERVAL", "progress_bar", "restored_on_error",
 ]  # fmt: skip
 
 #: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
@@ -267,6 +267,19 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for m, was_training in modes:
             m.training = was_training
+
+
+@contextlib.contextmanager
+def restored_on_error(modules: Iterable[torch.nn.Module]) -> Iterator[None]:
+    """Run a block; if it raises, put each of ``modules`` back in the state (``state_dict``) it
+    had before, so that a batch refused half-way leaves, say, BatchNorm statistics untouched."""
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in modules}
+    try:
+        yield
+    except BaseException:
+        for m, state in saved.items():
+            m.load_state_dict(state)
+        raise
 
 
 # --- Caches: layers read in order, written to the first writable one ------------------------
