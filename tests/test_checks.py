@@ -510,7 +510,7 @@ def test_a_bad_dist_timeout_does_not_break_import_but_is_named_when_used():
     done = run_python("import tlearn.train; print('imported')", TLEARN_DIST_TIMEOUT="abc")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
     done = run_python(
-        "import tlearn.train as t; t.distributed('cpu')",
+        "import tlearn.distributed as d; d.distributed('cpu')",
         TLEARN_DIST_TIMEOUT="abc", WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1",
         MASTER_PORT="29591",
     )  # fmt: skip
@@ -520,7 +520,7 @@ def test_a_bad_dist_timeout_does_not_break_import_but_is_named_when_used():
 @pytest.mark.slow
 def test_a_peer_that_never_joins_names_the_variable_that_bounds_the_wait():
     done = run_python(
-        "import tlearn.train as t; t.distributed('cpu')",
+        "import tlearn.distributed as d; d.distributed('cpu')",
         TLEARN_DIST_TIMEOUT="3", WORLD_SIZE="2", RANK="0", LOCAL_RANK="0",
         MASTER_ADDR="127.0.0.1", MASTER_PORT="29593",
     )  # fmt: skip
