@@ -478,8 +478,6 @@ def _forward_collect(
     pool: str | None,
     device: torch.device,
     amp: bool | None,
-    progress: bool,
-    total: int | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of
     ``layer_names``; pooled float32 CPU features per layer, and the labels (None if it has none)."""
@@ -492,10 +490,7 @@ def _forward_collect(
 
         for hook in hooks.values():
             hook.stop = all_recorded
-        desc = f"extract {type(model).__name__}"
-        for x, y in runtime.progress_bar(
-            data, total=total, desc=desc, enabled=progress, leave=False
-        ):
+        for x, y in data:
             checks.images(x, "extract")
             checks.channels_match(model, x, "extract")
             x = x.to(device, non_blocking=True)
@@ -546,7 +541,9 @@ def extract_layers(
     total = _num_batches(data, batch_size)
 
     def compute(names: Sequence[str], stream: Iterable) -> tuple[dict, torch.Tensor | None]:
-        return _forward_collect(model, stream, names, pool, dev, amp, progress, total)
+        desc = f"extract {type(model).__name__}"
+        bar = runtime.progress_bar(stream, total=total, desc=desc, enabled=progress, leave=False)
+        return _forward_collect(model, bar, names, pool, dev, amp)
 
     if cache is None:
         return compute(layer_names, batches(data, batch_size, labels=None))
