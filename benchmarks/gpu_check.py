@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import tlearn
-from tlearn import adapt, data, features, models, train
+from tlearn import adapt, checkpoint, data, features, models, train
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -72,9 +72,9 @@ def main() -> int:
         hist = train.fit(net, src, epochs=3, lr=2e-3, device=device, progress=False)
         acc = train.evaluate(net, src_test, device=device)["accuracy"]
         with tempfile.TemporaryDirectory() as tmp:
-            path = train.save_checkpoint(Path(tmp) / "net.pt", net)
+            path = checkpoint.save_checkpoint(Path(tmp) / "net.pt", net)
             cpu_net = models.DigitNet()
-            train.load_checkpoint(path, cpu_net)
+            checkpoint.load_checkpoint(path, cpu_net)
         same = torch.equal(
             train.predict(net, src_test, device=device, amp=False),
             train.predict(cpu_net, src_test, device="cpu"),

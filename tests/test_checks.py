@@ -17,7 +17,19 @@ import pytest
 import torch
 from torch import nn
 
-from tlearn import adapt, bn, checks, cli, data, features, models, probes, runtime, train
+from tlearn import (
+    adapt,
+    bn,
+    checks,
+    cli,
+    data,
+    distributed,
+    features,
+    models,
+    probes,
+    runtime,
+    train,
+)
 from tlearn.adapt import trainer
 from tlearn.data import DigitDataset
 
@@ -470,10 +482,10 @@ def test_world_size_without_torchrun(monkeypatch):
     for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(RuntimeError, match="Start it with torchrun --nproc_per_node=2"):
-        train.distributed("cpu")
+        distributed.distributed("cpu")
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE must be an int"):
-        train.distributed("cpu")
+        distributed.distributed("cpu")
 
 
 def test_tlearn_workers_must_be_a_number(monkeypatch):
@@ -498,7 +510,7 @@ def test_a_bad_dist_timeout_does_not_break_import_but_is_named_when_used():
     done = run_python("import tlearn.train; print('imported')", TLEARN_DIST_TIMEOUT="abc")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
     done = run_python(
-        "import tlearn.train as t; t.distributed('cpu')",
+        "import tlearn.distributed as d; d.distributed('cpu')",
         TLEARN_DIST_TIMEOUT="abc", WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1",
         MASTER_PORT="29591",
     )  # fmt: skip
@@ -508,7 +520,7 @@ def test_a_bad_dist_timeout_does_not_break_import_but_is_named_when_used():
 @pytest.mark.slow
 def test_a_peer_that_never_joins_names_the_variable_that_bounds_the_wait():
     done = run_python(
-        "import tlearn.train as t; t.distributed('cpu')",
+        "import tlearn.distributed as d; d.distributed('cpu')",
         TLEARN_DIST_TIMEOUT="3", WORLD_SIZE="2", RANK="0", LOCAL_RANK="0",
         MASTER_ADDR="127.0.0.1", MASTER_PORT="29593",
     )  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlearn import data, train
+from tlearn import data, distributed
 
 SCRIPT = textwrap.dedent(
     """
@@ -98,4 +98,4 @@ def test_shards_are_disjoint_and_cover_the_epoch():
     ]  # fmt: skip
     assert len(parts[0]) == len(parts[1]) == 270
     assert torch.equal(torch.stack(parts, 1).reshape(-1), full)  # ranks deal the order in turn
-    assert train.distributed("cpu") == (0, 1)  # outside torchrun: one process, nothing set up
+    assert distributed.distributed("cpu") == (0, 1)  # outside torchrun: one process, nothing set up

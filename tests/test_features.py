@@ -292,13 +292,15 @@ def test_cache_corrupt_or_foreign_file_is_recomputed(net, images, tmp_path):
     Z, _ = features.extract(net, ds, cache=cache, progress=False)
     (path,) = list(tmp_path.glob("*.pt"))
     path.write_bytes(path.read_bytes()[:100])  # truncated
-    Z2, _ = features.extract(net, ds, cache=cache, progress=False)
+    with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
+        Z2, _ = features.extract(net, ds, cache=cache, progress=False)
     assert cache.misses == 2 and cache.hits == 0 and torch.equal(Z, Z2)
     # a valid file for *another* key copied under this key's name must not be used
     Z3, _ = features.extract(net, ds, layer="features.conv1", cache=cache, progress=False)
     other = next(p for p in tmp_path.glob("*.pt") if p != path)
     path.write_bytes(other.read_bytes())
-    Z4, _ = features.extract(net, ds, cache=cache, progress=False)
+    with pytest.warns(RuntimeWarning, match="does not hold this key's features"):
+        Z4, _ = features.extract(net, ds, cache=cache, progress=False)
     assert Z4.shape == Z.shape and torch.equal(Z4, Z)
     assert cache.hits == 0 and cache.misses == 4
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temporaries

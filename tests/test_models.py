@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_sample_image
 from torch import nn
 
-from tlearn import models, train
+from tlearn import checkpoint, models
 from tlearn.models import efficientnet_lite as lite
 
 PALACE_LIKE = {442, 538, 698, 497, 483, 663, 832}  # bell cote, dome, palace, church, castle, …
@@ -148,7 +148,7 @@ def test_weights_path_roundtrip(tmp_path):
     loaded = models.load_backbone("mobilenet_v3_small", weights_path=path)
     assert _equal_state(src, loaded)
     # a tlearn checkpoint (state dict under "model") and a DataParallel "module." prefix work too
-    train.save_checkpoint(tmp_path / "ckpt.pt", src)
+    checkpoint.save_checkpoint(tmp_path / "ckpt.pt", src)
     assert _equal_state(
         src, models.load_backbone("mobilenet_v3_small", weights_path=tmp_path / "ckpt.pt")
     )

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from tlearn import data, models, train
+from tlearn import checkpoint, data, models, train
 from tlearn.studies import source as src
 
 SMALL = {"seed": 0, "size": 400, "epochs": 3, "batch_size": 16, "progress": False}
@@ -55,7 +55,7 @@ def test_source_model_cache_determinism_and_corruption(tmp_path, monkeypatch):
 def test_source_model_other_config_and_rebuild(tmp_path, monkeypatch):
     monkeypatch.setenv("TLEARN_CACHE", str(tmp_path))
     path = src.source_model_path(seed=0, size=100, epochs=1)
-    train.save_checkpoint(path, models.DigitNet(), config={"something": "else"})
+    checkpoint.save_checkpoint(path, models.DigitNet(), config={"something": "else"})
     with pytest.warns(RuntimeWarning, match="different configuration"):
         src.source_model(**TINY)
     calls = []

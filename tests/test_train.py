@@ -147,8 +147,8 @@ def test_checkpoint_roundtrip_and_exact_resume(synth, tmp_path):
 
 def test_load_checkpoint_errors_leave_model_unchanged(tmp_path):
     net = DigitNet()
-    path = train.save_checkpoint(tmp_path / "ok.pt", net, note="hi")
-    assert train.load_checkpoint(path, DigitNet()) == {"note": "hi"}
+    path = checkpoint.save_checkpoint(tmp_path / "ok.pt", net, note="hi")
+    assert checkpoint.load_checkpoint(path, DigitNet()) == {"note": "hi"}
     before = _weights(net)
 
     truncated = tmp_path / "truncated.pt"
@@ -165,22 +165,22 @@ def test_load_checkpoint_errors_leave_model_unchanged(tmp_path):
         (code, "corrupt"),
         (plain, "not a tlearn"),
     ):
-        with pytest.raises(train.CheckpointError, match=msg) as err:
-            train.load_checkpoint(bad, net)
+        with pytest.raises(checkpoint.CheckpointError, match=msg) as err:
+            checkpoint.load_checkpoint(bad, net)
         assert "weights_only=False" not in str(err.value)  # never advice that lets a file run code
         assert _same(before, _weights(net))
 
-    other = train.save_checkpoint(tmp_path / "other.pt", DigitNet(num_classes=3))
-    with pytest.raises(train.CheckpointError, match="does not fit.*head.weight"):
-        train.load_checkpoint(other, net)
+    other = checkpoint.save_checkpoint(tmp_path / "other.pt", DigitNet(num_classes=3))
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit.*head.weight"):
+        checkpoint.load_checkpoint(other, net)
     assert _same(before, _weights(net))
     with pytest.raises(FileNotFoundError):
-        train.load_checkpoint(tmp_path / "missing.pt", net)
+        checkpoint.load_checkpoint(tmp_path / "missing.pt", net)
 
 
 def test_interrupted_save_keeps_old_checkpoint(tmp_path, monkeypatch):
     net = DigitNet()
-    path = train.save_checkpoint(tmp_path / "model.pt", net, version=1)
+    path = checkpoint.save_checkpoint(tmp_path / "model.pt", net, version=1)
     good = path.read_bytes()
 
     def crash(obj, f, *a, **k):
@@ -189,7 +189,7 @@ def test_interrupted_save_keeps_old_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        train.save_checkpoint(path, net, version=2)
+        checkpoint.save_checkpoint(path, net, version=2)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left behind
 

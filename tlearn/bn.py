@@ -124,7 +124,7 @@ def estimate_bn_statistics(
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
-    rank, world = _process_group()
+    rank, world = runtime.rank_and_world()
     shard = input_batches(data, batch_size, rank=rank, world_size=world)
     bar = runtime.progress_bar(
         shard, desc="BN statistics", enabled=progress and rank == 0, leave=False
@@ -134,13 +134,9 @@ def estimate_bn_statistics(
         for n, m in layers.items()
     }  # Σx, Σx², count
     hooks = [m.register_forward_pre_hook(_accumulate(sums[n])) for n, m in layers.items()]
-    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers.values()}
-    try:
-        batches = _forward_in_batch_mode(model, layers, bar, device)
-    except BaseException:  # a refused batch: the running statistics stay as they were
-        for m, state in saved.items():
-            m.load_state_dict(state)
-        raise
+    try:  # a refused batch: the running statistics stay as they were
+        with runtime.restored_on_error(layers.values()):
+            batches = _forward_in_batch_mode(model, layers, bar, device)
     finally:
         for hook in hooks:
             hook.remove()
@@ -185,14 +181,6 @@ def _accumulate(sums: list) -> Callable:
             sums[2] = sums[2] + x.numel() // x.shape[1]
 
     return hook
-
-
-def _process_group() -> tuple[int, int]:
-    """``(rank, world_size)`` when a torchrun process group is up, else ``(0, 1)``."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 @contextlib.contextmanager

@@ -113,11 +113,8 @@ def one_of(name: str, value: Any, options: tuple | list) -> Any:
 def module(name: str, value: Any) -> nn.Module:
     """``value`` if it is a ``torch.nn.Module``; a TypeError (that names what came) otherwise."""
     if not isinstance(value, nn.Module):
-        hint = (
-            " (a function or class was passed: build the network first, e.g. DigitNet())"
-            if callable(value)
-            else ""
-        )
+        unbuilt = " (a function or class was passed: build the network first, e.g. DigitNet())"
+        hint = unbuilt if callable(value) else ""
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}{hint}")
     return value
 

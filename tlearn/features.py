@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import json
 import logging
 import os
 import time
@@ -353,7 +352,7 @@ def model_fingerprint(model: nn.Module) -> str:
 class FeatureCache:
     """Features on disk, reused only when the exact same computation produced them.
 
-    Each entry is one file ``<root>/<key>.pt``; ``key`` is a SHA-256 of
+    Each entry is one file ``<root>/<key>.pt``; ``key`` is :func:`tlearn.runtime.cache_key` of
 
     * the model's fingerprint (class, architecture repr, every weight and buffer),
     * the layer name and the pooling,
@@ -362,8 +361,8 @@ class FeatureCache:
 
     So changing one weight, one pixel, the layer or the pooling gives a different key: a
     *miss*, and the features are computed again. The key is also stored *inside* the file and
-    checked on load: a truncated, corrupt or foreign file is skipped (the next folder is
-    searched) and recomputed into ``root``, never silently reused. Files are loaded with
+    checked on load: a truncated, corrupt or foreign file is skipped with a warning (the next
+    folder is searched) and recomputed into ``root``, never silently reused. Files are loaded with
     ``torch.load(weights_only=True)`` (no pickled code runs) and written atomically
     (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 
@@ -390,19 +389,6 @@ class FeatureCache:
         self.verbose = verbose
         self.hits = self.misses = 0
 
-    # -- keys and files
-    @staticmethod
-    def make_key(model_fp: str, layer: str, pool: str | None, data_fp: str, amp: str) -> str:
-        spec = {
-            "v": FeatureCache.VERSION,
-            "model": model_fp,
-            "layer": layer,
-            "pool": pool,
-            "data": data_fp,
-            "amp": amp,
-        }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
     def _say(self, msg: str) -> None:
         log.info(msg)
         if self.verbose:
@@ -410,20 +396,16 @@ class FeatureCache:
 
     def load(self, key: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """The stored ``(Z, y)`` for ``key`` from the first of :attr:`folders` whose file holds
-        them, or None (no file, or each one corrupt or not this key's)."""
-        for folder in self.folders:
-            path = folder / f"{key}.pt"
-            if not path.is_file():
-                continue
-            try:
-                entry = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
-                self._say(f"feature cache: {path} is unreadable ({type(e).__name__}); skipped")
-                continue
-            if isinstance(entry, dict) and entry.get("key") == key:  # the key holds VERSION too
-                return entry["Z"], entry.get("y")
-            self._say(f"feature cache: {path} does not hold this key's features; skipped")
-        return None
+        them, or None (no file, or each one corrupt or not this key's: skipped with a warning,
+        by :func:`tlearn.runtime.load_cached`)."""
+
+        def read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if not (isinstance(entry, dict) and entry.get("key") == key):  # (key holds VERSION)
+                raise ValueError("it does not hold this key's features")
+            return entry["Z"], entry.get("y")
+
+        return runtime.load_cached(f"{key}.pt", read, folders=self.folders)
 
     def save(self, key: str, Z: torch.Tensor, y: torch.Tensor | None, what: str = "") -> Path:
         """Write ``(Z, y)`` under ``key`` atomically, with ``what`` they are (for whoever opens
@@ -496,8 +478,6 @@ def _forward_collect(
     pool: str | None,
     device: torch.device,
     amp: bool | None,
-    progress: bool,
-    total: int | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One pass over the ``(x, y)`` batches of ``data`` with a :class:`FeatureHook` on each of
     ``layer_names``; pooled float32 CPU features per layer, and the labels (None if it has none)."""
@@ -510,10 +490,7 @@ def _forward_collect(
 
         for hook in hooks.values():
             hook.stop = all_recorded
-        desc = f"extract {type(model).__name__}"
-        for x, y in runtime.progress_bar(
-            data, total=total, desc=desc, enabled=progress, leave=False
-        ):
+        for x, y in data:
             checks.images(x, "extract")
             checks.channels_match(model, x, "extract")
             x = x.to(device, non_blocking=True)
@@ -564,17 +541,21 @@ def extract_layers(
     total = _num_batches(data, batch_size)
 
     def compute(names: Sequence[str], stream: Iterable) -> tuple[dict, torch.Tensor | None]:
-        return _forward_collect(model, stream, names, pool, dev, amp, progress, total)
+        desc = f"extract {type(model).__name__}"
+        bar = runtime.progress_bar(stream, total=total, desc=desc, enabled=progress, leave=False)
+        return _forward_collect(model, bar, names, pool, dev, amp)
 
     if cache is None:
         return compute(layer_names, batches(data, batch_size, labels=None))
     data_fp, stream = _read_data(data, batch_size)
-    model_fp, name = model_fingerprint(model), type(model).__name__
     amp_tag = str(runtime.amp_dtype(dev)) if amp is not False and runtime.amp_dtype(dev) else "fp32"
+    spec = dict(
+        v=cache.VERSION, model=model_fingerprint(model), pool=pool, data=data_fp, amp=amp_tag
+    )
     return cache.get_or_compute_many(
-        {n: cache.make_key(model_fp, n, pool, data_fp, amp_tag) for n in layer_names},
+        {n: runtime.cache_key({**spec, "layer": n}, versioned=False) for n in layer_names},
         lambda missing: compute(missing, stream),
-        what={n: f"{name} @ {n or '(output)'} pool={pool}" for n in layer_names},
+        what={n: f"{type(model).__name__} @ {n or '(output)'} pool={pool}" for n in layer_names},
     )
 
 

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tlearn import checks
+from tlearn import checks, models
 
 __all__ = [
     "FrozenBatchNorm", "freeze", "unfreeze", "freeze_to", "trainable_parameters",
@@ -125,8 +125,6 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     A model that ``models.blocks`` does not know gets its top-level children that hold
     parameters, in order (so ``freeze_to`` and ``trainable_summary`` work on any nn.Module).
     """
-    from tlearn import models
-
     try:
         return list(models.blocks(model))
     except ValueError:

@@ -35,7 +35,7 @@ import random
 import secrets
 import stat
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -49,7 +49,7 @@ __all__ = [
     "get_device", "seed_everything", "autocast", "amp_dtype", "make_grad_scaler", "eval_mode",
     "cache_dirs", "cache_dir", "cache_key", "find_cached", "load_cached", "save_cached",
     "cached_json", "data_dir", "atomic_write", "recording_writes", "cgroup_cpu_quota",
-    "cpu_budget", "limit_threads", "PROGRESS_INTERVAL", "progress_bar",
+    "cpu_budget", "limit_threads", "PROGRESS_INTERVAL", "progress_bar", "restored_on_error",
 ]  # fmt: skip
 
 #: Seconds between redraws of tlearn's per-batch progress bars. In a notebook every redraw
@@ -228,16 +228,14 @@ def autocast(device: torch.device | str, enabled: bool | None = None):
 
     ``enabled=None`` means: on when the device supports it (CUDA).
     """
-    device = torch.device(device)
-    dtype = amp_dtype(device)
+    dtype = amp_dtype(device)  # None unless CUDA
     if enabled is False or dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 def make_grad_scaler(device: torch.device | str, enabled: bool | None = None):
     """A GradScaler when training in fp16 on CUDA (bf16 needs none); else a disabled one."""
-    device = torch.device(device)
     use = enabled is not False and amp_dtype(device) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=use)
 
@@ -269,6 +267,19 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for m, was_training in modes:
             m.training = was_training
+
+
+@contextlib.contextmanager
+def restored_on_error(modules: Iterable[torch.nn.Module]) -> Iterator[None]:
+    """Run a block; if it raises, put each of ``modules`` back in the state (``state_dict``) it
+    had before, so that a batch refused half-way leaves, say, BatchNorm statistics untouched."""
+    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in modules}
+    try:
+        yield
+    except BaseException:
+        for m, state in saved.items():
+            m.load_state_dict(state)
+        raise
 
 
 # --- Caches: layers read in order, written to the first writable one ------------------------
@@ -355,10 +366,10 @@ def _entry_name(relpath: str | Path) -> Path:
     return path
 
 
-def _copies(relpath: str | Path) -> Iterator[Path]:
+def _copies(relpath: str | Path, folders: Iterable[Path] | None = None) -> Iterator[Path]:
     """Every layer's copy of the entry ``relpath`` (a file or folder), in search order."""
     name = _entry_name(relpath)
-    return (folder / name for folder in cache_dirs() if (folder / name).exists())
+    return (folder / name for folder in folders or cache_dirs() if (folder / name).exists())
 
 
 def find_cached(relpath: str | Path) -> Path | None:
@@ -366,9 +377,11 @@ def find_cached(relpath: str | Path) -> Path | None:
     return next(_copies(relpath), None)
 
 
-def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
+def load_cached(
+    relpath: str | Path, read: Callable[[Path], T], *, folders: Iterable[Path] | None = None
+) -> T | None:
     """``read(file)`` of the first copy of entry ``relpath`` that reads, searching the layers
-    in order; None when no layer has one that reads.
+    in order (or the given ``folders``); None when no layer has one that reads.
 
     A copy that ``read`` rejects (it raises: truncated, corrupt, from another version) is
     skipped with a warning naming the file, and the next layer is tried. Nothing is ever
@@ -388,7 +401,7 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     b'hello'
     None
     """
-    for path in _copies(relpath):
+    for path in _copies(relpath, folders):
         try:
             return read(path)
         except Exception as err:  # noqa: BLE001 - any failure to read means: try the next layer
@@ -401,10 +414,18 @@ def load_cached(relpath: str | Path, read: Callable[[Path], T]) -> T | None:
     return None
 
 
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process when a torchrun process group is up, else
+    ``(0, 1)``. (Joining the group is :func:`tlearn.distributed.distributed`'s job.)"""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def is_main_process() -> bool:
     """True unless this is a torchrun process of rank > 0 (which must not write files)."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_and_world()[0] == 0
 
 
 def save_cached(relpath: str | Path, write: Callable[[BinaryIO], object]) -> Path:

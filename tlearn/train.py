@@ -39,16 +39,12 @@ from tlearn import checkpoint as ckpt
 from tlearn import checks, freeze, models, runtime
 from tlearn import distributed as ddp
 from tlearn.bn import batchnorm_layers, estimate_bn_statistics
-from tlearn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tlearn.data.base import _split, as_dataset, batches, data_length
-from tlearn.distributed import distributed
 from tlearn.freeze import l2_sp_penalty
 
 __all__ = [
     "History", "FitState", "fit", "fine_tune", "classification_loss", "check_labels",
     "evaluate", "predict",
-    # at home in tlearn.checkpoint and tlearn.distributed, still read from here:
-    "save_checkpoint", "load_checkpoint", "CheckpointError", "distributed",
 ]  # fmt: skip
 
 # --- the loop --------------------------------------------------------------------------
@@ -374,21 +370,20 @@ def _all_layers(model, head, lr, head_lr_mult, discriminative, bn, l2_sp):
         groups = freeze.discriminative_groups(model, slice(lr / head_lr_mult, lr * head_lr_mult))
     else:
         groups = freeze.param_groups(model, {head: lr * head_lr_mult, "*": lr})
-    if not l2_sp:
-        return torch.optim.Adam(groups), classification_loss
-    start = {
-        n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith(head + ".")
-    }
-    return torch.optim.Adam(groups), _L2SPObjective(start, l2_sp)
+    objective = _L2SPObjective(model, head, l2_sp) if l2_sp else classification_loss
+    return torch.optim.Adam(groups), objective
 
 
 class _L2SPObjective:
-    """Cross-entropy + L2-SP (α on the pretrained body, β = 0 on the head): an objective for fit."""
+    """Cross-entropy + L2-SP (α on the pretrained body, β = 0 on the head): an objective for fit.
+    The body's starting point is its weights now, the head (``head``) is left out."""
 
     name = "fine_tune[l2_sp]"
 
-    def __init__(self, start: dict[str, torch.Tensor], alpha: float):
-        self.start, self.alpha = start, alpha
+    def __init__(self, model: nn.Module, head: str, alpha: float):
+        params = model.named_parameters()
+        self.start = {n: p.detach().clone() for n, p in params if not n.startswith(head + ".")}
+        self.alpha = alpha
 
     def __call__(self, model: nn.Module, x, y, progress: float):
         loss, logits, logs = classification_loss(model, x, y, progress)

@@ -135,17 +135,12 @@ def tent(
         )
     device = runtime.get_device(device)
     affine = [p for m in layers for p in (m.weight, m.bias) if p is not None]
-    saved = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in layers}
-    try:
-        with train_only(model, affine), runtime.eval_mode(model):  # modes back after an error
-            train.fit(model, DataLoader(data, batch_sampler=stream, generator=QUIET_GENERATOR),
-                      epochs=steps, lr=lr, optimizer=optimizer, device=device, amp=False,
-                      progress=progress, objective=_EntropyObjective(),
-                      callbacks=[stream, _OnlyBatchNormTrains(layers)])  # fmt: skip
-    except BaseException:
-        for m, state in saved.items():  # a refused batch leaves the model as it was
-            m.load_state_dict(state)
-        raise
+    # A refused batch leaves the model as it was: BatchNorm state, modes, requires_grad.
+    with runtime.restored_on_error(layers), train_only(model, affine), runtime.eval_mode(model):
+        train.fit(model, DataLoader(data, batch_sampler=stream, generator=QUIET_GENERATOR),
+                  epochs=steps, lr=lr, optimizer=optimizer, device=device, amp=False,
+                  progress=progress, objective=_EntropyObjective(),
+                  callbacks=[stream, _OnlyBatchNormTrains(layers)])  # fmt: skip
     estimate_bn_statistics(model, target, include_frozen=False, device=device)
     return model.eval()
 

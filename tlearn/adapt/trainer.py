@@ -389,17 +389,17 @@ def _check_scalar(loss: Any, name: str) -> None:
 
 def _check_collapse(
     model: nn.Module, target: Any, history: train.History, device: torch.device, name: str
-) -> str | None:
+) -> None:
     """After training: predict the first :data:`CHECK_IMAGES` target images (no labels read),
     set ``history.last["collapsed"]`` and warn with the reason when the run collapsed."""
     if target is None:  # a source-only run without a target: nothing to check
-        return None
+        return
     predictions, seen = [], 0
     with runtime.eval_mode(model), torch.no_grad():
         for x in input_batches(target, 256):
             logits = model(x[: CHECK_IMAGES - seen].to(device))
             if not (isinstance(logits, torch.Tensor) and logits.dim() == 2):
-                return None  # not a classifier's (N, C) logits: nothing to check
+                return  # not a classifier's (N, C) logits: nothing to check
             predictions.append(logits.argmax(1).cpu())
             seen += len(logits)
             if seen >= CHECK_IMAGES:
@@ -414,7 +414,6 @@ def _check_collapse(
             CollapseWarning,
             stacklevel=3,
         )
-    return verdict
 
 
 # --------------------------------------------------------------------------- the aligned run
@@ -434,7 +433,9 @@ def _fit_aligned(model, source, target, name: str, spec: Method, layer: str, opt
     model.to(device)
     stream = _target_stream(target, fit_options["batch_size"], device)
     with FeatureHook(model, layer) as hook:
-        align = _build(name, spec, *_probe(model, hook, xs, device), options)
+        in_features, num_classes = _probe(model, hook, xs, device)
+        classes = {"num_classes": num_classes} if spec.takes_classes else {}
+        align = spec.build(in_features, **classes, **options)  # a module: checked at registration
         objective = AlignedObjective(align, spec, stream, hook, name)
         callbacks = [*(fit_options.pop("callbacks") or []), objective]
         buffers = {k: v.clone() for k, v in model.named_buffers()}
@@ -494,15 +495,6 @@ def _probe(model: nn.Module, hook, x: torch.Tensor, device: torch.device) -> tup
         out = model(x.to(device))
     num_classes = out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
     return hook.take().shape[1], num_classes
-
-
-def _build(name: str, spec: Method, in_features: int, num_classes: int | None, options: dict):
-    """``build(in_features, **options)``, plus ``num_classes`` when the builder takes it."""
-    classes = {"num_classes": num_classes} if spec.takes_classes else {}
-    align = spec.build(in_features, **classes, **options)
-    if not isinstance(align, nn.Module):
-        raise TypeError(f"method {name!r} built {type(align).__name__}, not an nn.Module")
-    return align
 
 
 # --------------------------------------------------------------------------- the entry point

@@ -116,13 +116,11 @@ def inputs_of(batch: Any) -> torch.Tensor:
 
 
 class _InputsOnly(Dataset):
-    """A view of a dataset that yields only the inputs ``x`` — the labels are unreachable."""
+    """A view of a dataset that yields only the inputs ``x`` — the labels are unreachable.
+    (Read through a ``Subset`` of the rows to batch, which has the length.)"""
 
     def __init__(self, dataset: Dataset):
         self._dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self._dataset)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return inputs_of(self._dataset[i])

@@ -133,7 +133,8 @@ class MBConv(nn.Module):
 
 class EfficientNetLite(nn.Module):
     """EfficientNet-Lite with the torchvision EfficientNet layout (``features``, ``avgpool``,
-    ``classifier``). ``stages`` is a table like :data:`LITE0_STAGES`.
+    ``classifier``). ``stages`` is a table like :data:`LITE0_STAGES`; the stem's 3×3 convolution
+    outputs what the first stage takes (32 channels for every Lite variant).
 
     Stochastic depth rises linearly from 0 to ``drop_path`` over the blocks (0.2 in the paper).
     """
@@ -142,14 +143,13 @@ class EfficientNetLite(nn.Module):
         self,
         num_classes: int = 1000,
         stages: tuple[tuple[int, int, int, int, int, int], ...] = LITE0_STAGES,
-        stem_channels: int = 32,
         head_channels: int = 1280,
         dropout: float = 0.2,
         drop_path: float = 0.2,
     ):
         super().__init__()
         n_blocks = sum(stage[-1] for stage in stages)
-        layers: list[nn.Module] = [_conv_bn(3, stem_channels, 3, stride=2)]
+        layers: list[nn.Module] = [_conv_bn(3, stages[0][3], 3, stride=2)]  # into stage 1
         first = 0  # index of the stage's first block among all blocks
         for expand, kernel, stride, c_in, c_out, repeats in stages:
             rates = [drop_path * (first + j) / n_blocks for j in range(repeats)]
@@ -174,9 +174,7 @@ def efficientnet_lite0(num_classes: int = 1000) -> EfficientNetLite:
     return EfficientNetLite(num_classes=num_classes)
 
 
-def convert_lite0_state_dict(
-    source: Mapping[str, torch.Tensor], stages=LITE0_STAGES
-) -> OrderedDict[str, torch.Tensor]:
+def convert_lite0_state_dict(source: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename a ``lukemelas/EfficientNet-PyTorch``-style state dict to this module's keys.
 
     ``_conv_stem``/``_bn0`` → ``features.0``; ``_blocks.i._expand_conv``/``_bn0``,
@@ -187,12 +185,12 @@ def convert_lite0_state_dict(
     prefixes: dict[str, str] = {
         "_conv_stem.": "features.0.0.",
         "_bn0.": "features.0.1.",
-        "_conv_head.": f"features.{len(stages) + 1}.0.",
-        "_bn1.": f"features.{len(stages) + 1}.1.",
+        "_conv_head.": f"features.{len(LITE0_STAGES) + 1}.0.",
+        "_bn1.": f"features.{len(LITE0_STAGES) + 1}.1.",
         "_fc.": "classifier.1.",
     }
     index = 0
-    for stage, (*_, repeats) in enumerate(stages, start=1):
+    for stage, (*_, repeats) in enumerate(LITE0_STAGES, start=1):
         for j in range(repeats):
             src, dst = f"_blocks.{index}.", f"features.{stage}.{j}."
             prefixes.update(

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 import tlearn
-from tlearn import data, models, probes, runtime, train
+from tlearn import checkpoint, data, models, probes, runtime, train
 from tlearn.studies.finetune import Recipe, fine_tune
 from tlearn.studies.source import source_model
 
@@ -113,8 +113,8 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
 
     def read(path):
         net = models.DigitNet()
-        if train.load_checkpoint(path, net).get("config") != config:
-            raise train.CheckpointError(f"{path} was saved for a different configuration")
+        if checkpoint.load_checkpoint(path, net).get("config") != config:
+            raise checkpoint.CheckpointError(f"{path} was saved for a different configuration")
         return net.eval()
 
     cached = runtime.load_cached(name, read)
@@ -129,7 +129,9 @@ def random_label_source(seed: int = 0, progress: bool = False) -> nn.Module:
     history = train.fit(net, noisy, epochs=RANDOM_LABEL_EPOCHS, lr=1e-3, batch_size=128,
                         drop_last=False,  # the recorded protocol: every image, every epoch
                         device="cpu", seed=seed, progress=progress)  # fmt: skip
-    train.save_checkpoint(runtime.cache_dir() / name, net, config=config, history=history.records)
+    checkpoint.save_checkpoint(
+        runtime.cache_dir() / name, net, config=config, history=history.records
+    )
     return net.eval()
 
 

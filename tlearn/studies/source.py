@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import tlearn
-from tlearn import checks, data, runtime, train
+from tlearn import checkpoint, checks, data, runtime, train
 from tlearn.models import DigitNet
 
 __all__ = [
@@ -115,8 +115,8 @@ def source_model(
 
     def read(path: Path) -> DigitNet:  # raises for a file to skip: corrupt, or another config
         net = DigitNet()
-        if train.load_checkpoint(path, net).get("config") != config:
-            raise train.CheckpointError(f"{path} was saved for a different configuration")
+        if checkpoint.load_checkpoint(path, net).get("config") != config:
+            raise checkpoint.CheckpointError(f"{path} was saved for a different configuration")
         return net.eval()
 
     cached = None if rebuild else runtime.load_cached(name, read)  # every layer, in order
@@ -137,7 +137,7 @@ def source_model(
         seed=seed,
         progress=progress,
     )
-    train.save_checkpoint(  # atomically, into the first writable layer
+    checkpoint.save_checkpoint(  # atomically, into the first writable layer
         runtime.cache_dir() / name,
         net,
         config=config,
