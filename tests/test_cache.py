@@ -139,6 +139,9 @@ def test_read_only_layer_is_read_never_written(layers):
     assert runtime.save_cached("models/net.bin", lambda f: f.write(b"mine")).parent == rw / "models"
     assert runtime.load_cached("models/net.bin", Path.read_bytes) == b"teacher's weights"
     assert _snapshot(ro) == before
+    # given folders are searched instead of the layers: rw's copy, and none of [] at all
+    assert runtime.load_cached("models/net.bin", Path.read_bytes, folders=[rw]) == b"mine"
+    assert runtime.load_cached("models/net.bin", Path.read_bytes, folders=[]) is None
 
 
 def test_corrupt_entry_in_a_read_only_layer_is_skipped_with_a_warning(tmp_path, monkeypatch):

@@ -369,7 +369,8 @@ def _entry_name(relpath: str | Path) -> Path:
 def _copies(relpath: str | Path, folders: Iterable[Path] | None = None) -> Iterator[Path]:
     """Every layer's copy of the entry ``relpath`` (a file or folder), in search order."""
     name = _entry_name(relpath)
-    return (folder / name for folder in folders or cache_dirs() if (folder / name).exists())
+    search = cache_dirs() if folders is None else folders  # [] searches nothing
+    return (folder / name for folder in search if (folder / name).exists())
 
 
 def find_cached(relpath: str | Path) -> Path | None:
