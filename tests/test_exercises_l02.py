@@ -192,10 +192,10 @@ FALSE = {
         "random EfficientNet-Lite0",
         STORED["chosen"]["ImageNet EfficientNet-Lite0"],
     ),
-    "probes below random Lite0's at every label count": (
+    "probes below random Lite0's on average over the label counts": (
         "probe_acc",
         "random EfficientNet-Lite0",
-        [0.556, 0.784, 0.870, 0.890],
+        [0.46, 0.72, 0.83, 0.90],  # ImageNet's vector +0.75 above it on average
     ),
     "picks a middle block": ("chosen", "ImageNet EfficientNet-Lite0", [(LITE[8], 0.93)] * 3),
     "beats Lite0's last block by 4": ("last", "ImageNet EfficientNet-Lite0", 0.91),

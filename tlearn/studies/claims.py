@@ -293,9 +293,10 @@ def feature_claims(
             lite_gain.min() > 0 and lite_gain.mean() >= 0.03,
             _pct(lite_gain),
         ),
-        "ImageNet's last-block feature vector probes below random Lite0's at every label count": (
-            (vector_lite < 0).all(),
-            _pct(vector_lite),
+        "ImageNet's last-block feature vector probes below random Lite0's on average over the "
+        "label counts": (
+            vector_lite.mean() < 0,
+            f"{_pct(vector_lite)} (mean {100 * vector_lite.mean():+.1f})",
         ),
         "cross-validation picks a middle block of Lite0 on every seed": (
             all(b not in (blocks[0], blocks[-1]) for b in picked),
