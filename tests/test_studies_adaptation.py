@@ -269,7 +269,8 @@ def test_lesson03_claims_fail_when_their_sentence_is_false():
     assert len(broken(gaps={1.0: 8.0, 0.1: 9.0, 0.01: 2.0})) == 1  # not shrinking with ε
     recolour_helps = [lin(0.35, 0.44, 0.55), lin(0.40, 0.50, 0.60)]  # CORAL adds most
     assert broken(linear=recolour_helps) == [next(s for s in true if "re-colouring" in s)]
-    recolour_third = [lin(0.35, 0.44, 0.48), lin(0.40, 0.50, 0.54)]  # +4 after +9.5: a third, not half
+    # re-colouring adds +4 after standardising's +9.5: more than a third, less than half
+    recolour_third = [lin(0.35, 0.44, 0.48), lin(0.40, 0.50, 0.54)]
     assert broken(linear=recolour_third) == []
     standardising = next(s for s in true if s.startswith("standardising"))
     assert broken(linear=[lin(0.35, 0.34, 0.34), linear[1]]) == []  # a seed loses, the mean gains
