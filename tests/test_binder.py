@@ -41,8 +41,8 @@ def test_binder_warms_every_lesson_cache_at_build_time():
     post = ROOT / "binder" / "postBuild"
     assert os.access(post, os.X_OK), "repo2docker runs postBuild only when it is executable"
     commands = [line.strip() for line in post.read_text().splitlines()]
-    warm = [c for c in commands if re.fullmatch(r"tlearn warm( --jobs [1-9])?", c)]
-    assert warm, "postBuild should build the lessons' caches (tlearn warm [--jobs N])"
+    warm = [c for c in commands if re.fullmatch(r"tlearn warm( --jobs ([1-9]|auto))?", c)]
+    assert warm, "postBuild should build the lessons' caches (tlearn warm [--jobs N|auto])"
 
 
 def test_the_parser_reads_what_pip_reads():

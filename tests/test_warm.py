@@ -256,17 +256,30 @@ def test_warm_over_a_warmed_read_only_layer_computes_and_writes_nothing(teacher,
 
 
 def test_steps_run_after_the_stages_they_read():
-    """``warm(jobs=2)`` runs a stage's steps at once: each must read only lower stages."""
+    """``warm(jobs=2)`` runs a stage's steps at once: each must read only lower stages.
+    Stage 0 reads nothing: source models, the LR range test and the runs that train a network
+    from scratch; stage 1 starts from them (AdaBN, TENT, the linear classifiers, SHOT,
+    self-training and the validator grid start from a source-only run; features, candidates
+    and real-image runs read source models or the LR); stage 2 reads stage 1."""
     stage = {s.what: s.stage for s in warm.lesson_steps()}
-    sources = [w for w in stage if w.startswith("source model")]
-    source_only = [w for w in stage if w.startswith("adaptation run: none")]
-    from_source_only = [w for w in stage if w.startswith(("adaptation run:", "validator grid",
-                        "regularised", "SHOT", "self-training"))
-                        and w not in source_only]  # fmt: skip
-    assert {stage[w] for w in sources} == {0} and stage["LR range test, fashion"] == 0
-    assert {stage[w] for w in source_only} == {1}
-    assert len(from_source_only) > 40 and {stage[w] for w in from_source_only} == {2}
+    from_scratch = [w for w in stage if w.startswith(("source model", "adaptation run: none",
+                    "adaptation run: coral,", "adaptation run: mmd", "adaptation run: dann",
+                    "adaptation run: cdan", "adaptation run: target"))]  # fmt: skip
+    from_source_only = [w for w in stage if w.startswith(("adaptation run: adabn",
+                        "adaptation run: tent", "adaptation run: standardised",
+                        "adaptation run: coral_closed_form", "validator grid", "SHOT",
+                        "self-training"))]  # fmt: skip
+    assert len(from_scratch) == 3 + 3 * 7 + 3 and {stage[w] for w in from_scratch} == {0}
+    assert stage["LR range test, fashion"] == 0
+    assert len(from_source_only) > 30 and {stage[w] for w in from_source_only} == {1}
     assert {s.stage for s in warm.lesson_steps() if s.what.startswith("real-image run")} == {1}
+    assert {s.stage for s in warm.lesson_steps() if s.what.startswith("regularised")} == {2}
+    assert set(stage.values()) == {0, 1, 2}
+    # every step whose name is not listed above is known, and reads a lower stage than its own
+    listed = set(from_scratch) | set(from_source_only) | {"LR range test, fashion"}
+    others = {w for w in stage if w not in listed and not w.startswith(("real-image run",
+              "regularised"))}  # fmt: skip
+    assert {stage[w] for w in others} == {1}, others
 
 
 def test_warm_in_workers_refuses_what_it_cannot_send(tmp_path, monkeypatch):
@@ -318,6 +331,46 @@ def test_lesson_steps_cover_each_cache_once():
         warm.lesson_steps(["10"])
     with pytest.raises(SystemExit):
         cli.main(["warm", "--lessons", "10"])
+
+
+def test_memory_budget_reads_the_cgroup_limit_else_memavailable(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    3000000 kB\n")
+    v2, v1, none = tmp_path / "v2", tmp_path / "v1", tmp_path / "none"
+    v2.mkdir(), (v1 / "memory").mkdir(parents=True), none.mkdir()
+    (v2 / "memory.max").write_text("2147483648\n")
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("3221225472\n")
+    assert warm.memory_budget(v2, meminfo) == 2 * 2**30
+    assert warm.memory_budget(v1, meminfo) == 3 * 2**30
+    assert warm.memory_budget(none, meminfo) == 3_000_000 * 1024
+    (v2 / "memory.max").write_text("max\n")  # no limit: what the kernel has available
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert warm.memory_budget(v2, meminfo) == warm.memory_budget(v1, meminfo) == 3_072_000_000
+    assert warm.memory_budget(none, tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("cpus", "memory", "jobs"),
+    [(2, 24 * 2**30, 2), (16, 4 * 2**30, 2), (2, 2 * 2**30, 1), (1, 24 * 2**30, 1),
+     (4, 1 * 2**30, 1), (3, None, 3)],
+)  # fmt: skip
+def test_auto_jobs_is_one_worker_per_cpu_as_memory_allows(monkeypatch, cpus, memory, jobs):
+    monkeypatch.setattr(warm.runtime, "cpu_budget", lambda: cpus)
+    monkeypatch.setattr(warm, "memory_budget", lambda: memory)
+    assert warm.auto_jobs() == jobs
+
+
+def test_cli_warm_takes_jobs_auto_or_a_positive_int(monkeypatch, capsys):
+    called = []
+    monkeypatch.setattr(cli, "warm", lambda lessons, *, jobs, progress: called.append(jobs))
+    monkeypatch.setattr(warm, "auto_jobs", lambda: 7)
+    assert cli.main(["warm", "--jobs", "auto", "--no-progress"]) == 0
+    assert cli.main(["warm", "--jobs", "3"]) == 0
+    assert called == [7, 3]
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            cli.main(["warm", "--jobs", bad])
+    assert "--jobs must be 'auto' or an int >= 1, got 'two'" in capsys.readouterr().err
 
 
 def _parameters(lesson: str) -> dict:

@@ -212,7 +212,8 @@ def warm(
 
     chosen = warming.LESSONS if lessons is None else lessons
     folder = runtime.cache_dir()  # fails here, before any work, when no layer is writable
-    print(f"warming the caches of lessons {', '.join(chosen)} into {folder}")
+    workers = f" in {jobs} processes" if jobs > 1 else ""
+    print(f"warming the caches of lessons {', '.join(chosen)} into {folder}{workers}")
     rows = warming.warm(chosen, jobs=jobs, progress=progress)
     print(warming.format_summary(rows, folder))
     return rows
@@ -386,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         "--lessons", nargs="+", metavar="NN", help="only these lessons (default: all), e.g. 00 03"
     )
     p_warm.add_argument(
-        "--jobs", type=int, default=1, metavar="N",
-        help="build in N processes at once, each with its share of the CPUs (about 1.5 GB each)",
+        "--jobs", default="1", metavar="N",
+        help="build in N processes at once, each with its share of the CPUs (about 1.5 GB "
+        "each); 'auto': one per CPU, as many as the memory holds",
     )  # fmt: skip
     p_warm.add_argument("--no-progress", action="store_true")
     p_lessons = sub.add_parser("lessons", help="open JupyterLab on lessons/")
@@ -421,9 +423,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(args.lessons or ()) - set(LESSONS))
         if unknown:
             parser.error(f"unknown lessons {unknown}; choose from {' '.join(LESSONS)}")
-        if args.jobs < 1:
-            parser.error(f"--jobs must be at least 1, got {args.jobs}")
-        warm(args.lessons, jobs=args.jobs, progress=not args.no_progress)
+        if args.jobs == "auto":
+            from tlearn.studies.warm import auto_jobs
+
+            jobs = auto_jobs()
+        else:
+            jobs = int(args.jobs) if args.jobs.isdigit() else 0
+            if jobs < 1:
+                parser.error(f"--jobs must be 'auto' or an int >= 1, got {args.jobs!r}")
+        warm(args.lessons, jobs=jobs, progress=not args.no_progress)
         return 0
     return lessons(args.jupyter_args)
 

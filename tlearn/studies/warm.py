@@ -45,6 +45,8 @@ __all__ = [
     "LESSONS",
     "lesson_steps",
     "warm",
+    "auto_jobs",
+    "memory_budget",
     "disk_usage",
     "format_summary",
 ]
@@ -80,8 +82,10 @@ class Step:
 
     ``lessons`` are the lessons that read it (``("00", "01")``), ``what`` says what it is.
     ``stage`` orders the steps for :func:`warm`'s workers: a step may read what a lower stage
-    built (0: source models and the LR range test; 1: the source-only runs and what reads
-    only stage 0; 2: the runs that start from a source-only network).
+    built (0: what reads no other step — source models, the LR range test, every adaptation
+    run that trains its network from scratch; 1: what reads stage 0 — the runs that start
+    from a source-only network, the features and fine-tuning of source or pretrained models;
+    2: what reads stage 1 — lesson 07's regularised fine-tuning).
     """
 
     lessons: tuple[str, ...]
@@ -180,8 +184,9 @@ def _adaptation_steps(lessons: set[str]) -> list[Step]:
 
 
 def _adaptation_stage(cfg: adaptation.RunConfig) -> int:
-    """Source-only runs are stage 1; every other run starts from one (stage 2)."""
-    return 1 if cfg.method == "none" else 2
+    """A run that trains its network from scratch reads nothing (stage 0); AdaBN, TENT and
+    the linear classifiers start from the source-only run (stage 1)."""
+    return 0 if cfg.method in adaptation.TRAINED else 1
 
 
 def _lesson07_steps() -> list[Step]:
@@ -259,7 +264,7 @@ def _lesson08_steps() -> list[Step]:
         for seed in SELF_TRAINING_SEEDS:
             cfg = self_training.config(method, seed=seed, **RUN, **overrides)
             steps.append(
-                Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg), 2)
+                Step(("08",), f"{row}, seed {seed}", lambda cfg=cfg: self_training.run(cfg), 1)
             )
     return steps
 
@@ -275,14 +280,14 @@ def _lesson09_steps() -> list[Step]:
     for seed in VALIDATOR_SEEDS:
         cfg = ex.config("none", seed=seed, **RUN)
         steps.append(Step(("09",), f"adaptation run: none, seed {seed}",
-                          lambda cfg=cfg: ex.run(cfg, progress=False), 1))  # fmt: skip
+                          lambda cfg=cfg: ex.run(cfg, progress=False)))  # fmt: skip
     coral = ex.config("coral", seed=VALIDATOR_SEEDS[0], **RUN)  # the lesson's step reads it
     steps.append(Step(("09",), f"adaptation run: coral, w = {coral.weight:g}, seed {coral.seed}",
-                      lambda: ex.run(coral, progress=False), 2))  # fmt: skip
+                      lambda: ex.run(coral, progress=False)))  # fmt: skip
     for cfg in va.grid_configs(VALIDATOR_SEEDS, **RUN):
         weight = f", w = {cfg.weight:g}" if cfg.method != "none" else " and AdaBN"
         what = f"validator grid: {cfg.method}{weight}, seed {cfg.seed}"
-        steps.append(Step(("09",), what, lambda cfg=cfg: va.run(cfg), 2))
+        steps.append(Step(("09",), what, lambda cfg=cfg: va.run(cfg), 1))
     return steps
 
 
@@ -332,6 +337,41 @@ def _run(step: Step) -> dict[str, object]:
     }
 
 
+#: What one worker may hold at its peak: lesson 09's grid and lessons 03–05's runs peaked at
+#: 1.41 GB per worker with PyPI's CUDA build of torch (5 December), plus headroom.
+WORKER_MEMORY = 1.6 * 2**30
+
+
+def memory_budget(root: str | Path = "/sys/fs/cgroup", meminfo: str | Path = "/proc/meminfo"
+                  ) -> int | None:  # fmt: skip
+    """Bytes this process may fill: its control group's memory limit (cgroup v2
+    ``memory.max``, v1 ``memory/memory.limit_in_bytes``) when one is set, else the kernel's
+    ``MemAvailable``; None when neither can be read (not Linux)."""
+    root = Path(root)
+    for f in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = f.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" and v1's 2^63 − page mean no limit
+            return int(text)
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_jobs() -> int:
+    """``tlearn warm --jobs auto``: one worker per CPU this process may use
+    (``runtime.cpu_budget``), as long as each has :data:`WORKER_MEMORY`; at least 1."""
+    memory = memory_budget()
+    by_memory = runtime.cpu_budget() if memory is None else int(memory // WORKER_MEMORY)
+    return max(1, min(runtime.cpu_budget(), by_memory))
+
+
 def _worker_start(threads: int) -> None:
     runtime.limit_threads(threads)
 
@@ -357,12 +397,12 @@ def warm(
 
     ``jobs > 1`` builds the lessons' steps in that many worker processes, stage by stage
     (:class:`Step`), each with ``cpu_budget() // jobs`` torch threads (at least one), for
-    machines with more cores than one lesson's small networks keep busy. Each worker holds a
-    lesson's memory (up to about 1.4 GB). On this project's 2-core build machine it gains
-    little: every cache from empty took 18 min 16 s with ``jobs=2`` (two 1-thread workers)
-    against 19 min 11 s with one 2-thread process, and 16 min 44 s with ``jobs=2`` after one
-    BatchNorm re-estimate per run was saved. The cache entries are those ``jobs=1``
-    writes with the workers' thread count.
+    machines with more cores than one lesson's small networks keep busy; :func:`auto_jobs`
+    picks one per CPU, as many as the memory holds. Each worker holds a lesson's memory (up to
+    about 1.4 GB). On this project's 2-core machine it gains little: every cache from empty
+    took 17 min 50 s with ``jobs=2`` (two 1-thread workers) against 19 min 33 s with one
+    2-thread process (5 December). The cache entries are those ``jobs=1`` writes with the
+    workers' thread count.
     Raises PermissionError (from ``runtime.cache_dir``) when no cache layer is writable.
     """
     jobs = checks.positive_int("jobs", jobs)
