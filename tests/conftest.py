@@ -8,7 +8,10 @@ import pytest
 import torch
 
 os.environ.setdefault("TLEARN_DEVICE", "cpu")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread, unless TLEARN_THREADS asks for more: the tests' networks are tiny, and one thread is
+# fastest and does not slow twentyfold beside another job (OpenMP's threads spin waiting for a
+# core). Set here once; no test module sets it at import, where the last one imported would win.
+torch.set_num_threads(int(os.environ.get("TLEARN_THREADS", "").strip() or 1))
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +23,9 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box.
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``; the
+    thread count is restored after the module, so it never leaks into the next one."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -12,8 +12,6 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tlearn import data, features
 from tlearn.models import DigitNet
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture(scope="module")
 def net() -> DigitNet:

@@ -11,7 +11,7 @@ from torch import nn
 from tlearn import freeze, models, train
 from tlearn.data import DigitDataset
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 def _digits(n: int = 64, seed: int = 0) -> DigitDataset:

@@ -26,7 +26,7 @@ from tlearn.freeze import (
     unfreeze,
 )
 
-torch.set_num_threads(1)  # tiny models: one thread is fastest (and robust on a busy CPU)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 BLOCKS = ["features.conv1", "features.conv2", "features.conv3", "features.fc", "head"]
 
