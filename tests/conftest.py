@@ -7,11 +7,14 @@ import os
 import pytest
 import torch
 
+from tlearn import runtime
+
 os.environ.setdefault("TLEARN_DEVICE", "cpu")
-# One thread, unless TLEARN_THREADS asks for more: the tests' networks are tiny, and one thread is
-# fastest and does not slow twentyfold beside another job (OpenMP's threads spin waiting for a
-# core). Set here once; no test module sets it at import, where the last one imported would win.
-torch.set_num_threads(int(os.environ.get("TLEARN_THREADS", "").strip() or 1))
+# One thread (torch's and BLAS's), unless TLEARN_THREADS asks for more: the tests' networks are
+# tiny, and one thread is fastest and does not slow twentyfold beside another job (OpenMP's
+# threads spin waiting for a core). Set here once; no test module sets it at import, where the
+# last one imported would win.
+runtime.limit_threads(None if os.environ.get("TLEARN_THREADS", "").strip() else 1)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["main", "info", "demo", "warm", "int_argument", "device_argument"]
+__all__ = ["main", "info", "demo", "warm", "int_argument", "jobs_argument", "device_argument"]
 
 
 def _version(package: str) -> str:
@@ -359,6 +359,22 @@ def int_argument(name: str, *, minimum: int = 0) -> Callable[[str], int]:
     return parse
 
 
+def jobs_argument(text: str) -> int | str:
+    """``tlearn warm --jobs``: ``"auto"`` or an int ≥ 1 (:func:`int_argument`'s check).
+
+    >>> jobs_argument("auto"), jobs_argument("3")
+    ('auto', 3)
+    """
+    if text == "auto":
+        return text
+    try:
+        return int_argument("--jobs", minimum=1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--jobs must be 'auto' or an int >= 1, got {text!r}"
+        ) from None
+
+
 def device_argument(text: str) -> str:
     """An argparse ``type=`` for ``--device``: a name ``torch.device`` understands."""
     import torch
@@ -387,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lessons", nargs="+", metavar="NN", help="only these lessons (default: all), e.g. 00 03"
     )
     p_warm.add_argument(
-        "--jobs", default="1", metavar="N",
+        "--jobs", type=jobs_argument, default=1, metavar="N",
         help="build in N processes at once, each with its share of the CPUs (about 1.5 GB "
         "each); 'auto': one per CPU, as many as the memory holds",
     )  # fmt: skip
@@ -423,14 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(args.lessons or ()) - set(LESSONS))
         if unknown:
             parser.error(f"unknown lessons {unknown}; choose from {' '.join(LESSONS)}")
-        if args.jobs == "auto":
+        jobs = args.jobs
+        if jobs == "auto":
             from tlearn.studies.warm import auto_jobs
 
             jobs = auto_jobs()
-        else:
-            jobs = int(args.jobs) if args.jobs.isdigit() else 0
-            if jobs < 1:
-                parser.error(f"--jobs must be 'auto' or an int >= 1, got {args.jobs!r}")
         warm(args.lessons, jobs=jobs, progress=not args.no_progress)
         return 0
     return lessons(args.jupyter_args)

@@ -367,9 +367,8 @@ def memory_budget(root: str | Path = "/sys/fs/cgroup", meminfo: str | Path = "/p
 def auto_jobs() -> int:
     """``tlearn warm --jobs auto``: one worker per CPU this process may use
     (``runtime.cpu_budget``), as long as each has :data:`WORKER_MEMORY`; at least 1."""
-    memory = memory_budget()
-    by_memory = runtime.cpu_budget() if memory is None else int(memory // WORKER_MEMORY)
-    return max(1, min(runtime.cpu_budget(), by_memory))
+    cpus, memory = runtime.cpu_budget(), memory_budget()
+    return max(1, cpus if memory is None else min(cpus, int(memory // WORKER_MEMORY)))
 
 
 def _worker_start(threads: int) -> None:
