@@ -36,6 +36,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+import tlearn
+
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("0*.ipynb"))
 DEFAULT_SEED_SETS = ["3 4 5", "6 7 8", "9 10 11", "12 13 14", "15 16 17"]
@@ -146,12 +148,19 @@ def table(records: list[dict], printed: dict[str, list[str]]) -> str:
     return "\n".join(lines).strip()
 
 
+def version(record: dict) -> str:
+    """The tlearn version a record was measured with (records before 0.2 did not store it)."""
+    return record.get("tlearn", "0.1.0")
+
+
 def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
     """Markdown: per lesson, the sentences it asserts now and how many of them the harness
     ran (a sentence restated after the last run has no record yet), the runs (seed set ×
-    threads) that evaluated them, and how many of those checks held."""
-    lines = ["| lesson | sentences asserted now: run here | runs: seed sets × threads | checks held |",
-             "|---|---|---|---|"]  # fmt: skip
+    threads) that evaluated them, how many of those checks held, and how many of the runs
+    used this tlearn version (a new version can change every number, e.g. 0.2's layout)."""
+    lines = [f"| lesson | sentences asserted now: run here | runs: seed sets × threads | "
+             f"checks held | runs on tlearn {tlearn.__version__} |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for lesson in sorted({r["lesson"] for r in records}):
         runs = [r for r in records if r["lesson"] == lesson]
         done = [r for r in runs if not r["error"]]
@@ -164,7 +173,11 @@ def summary(records: list[dict], printed: dict[str, list[str]]) -> str:
         )
         stopped = f" ({len(runs) - len(done)} stopped by an error)" if len(done) < len(runs) else ""
         asserted = f"{len(printed.get(lesson, []))}: {len(sentences)}"
-        lines.append(f"| {lesson} | {asserted} | {where}{stopped} | {sum(held)}/{len(held)} |")
+        now = len({(tuple(r["seeds"]), r["threads"]) for r in done
+                   if version(r) == tlearn.__version__})  # fmt: skip
+        lines.append(
+            f"| {lesson} | {asserted} | {where}{stopped} | {sum(held)}/{len(held)} | {now} |"
+        )
     return "\n".join(lines)
 
 
@@ -210,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
                     cache = str(kept)
                 for path in lessons:
                     r = run_lesson(path, seeds, threads, cache)
-                    r.update(lesson=path.name[:2], seeds=seeds, threads=threads)
+                    r.update(lesson=path.name[:2], seeds=seeds, threads=threads,
+                             tlearn=tlearn.__version__)  # fmt: skip
                     if args.cache:
                         r["cache"] = f"re-evaluated on the cache of an earlier cold run ({cache})"
                     held = sum(ok for ok, _ in r["claims"].values())

@@ -1,4 +1,4 @@
-"""Would channels-last tensors make the digit runs faster? DigitNet's training step, side by side.
+"""Why DigitNet is channels-last: its training step in both memory layouts, side by side.
 
 ``tlearn warm`` (Binder's postBuild) spends most of its time in DigitNet training steps:
 lessons 03–05's 36 adaptation runs and lesson 09's grid. This script times one such step
@@ -10,9 +10,9 @@ the NCHW / channels-last ratio.
 
 The two layouts compute the same functions with different kernels, so the numbers differ in
 the last bits: it also trains both from the same weights on the same batches and prints the
-largest difference in the logits after ``--steps`` steps. A change of layout would therefore
-change the lessons' stored numbers as a change of machine does, and the lessons would need
-re-running and their readings re-checking::
+largest difference in the logits after ``--steps`` steps. The change of layout (tlearn 0.2)
+therefore changed the lessons' stored numbers as a change of machine does. ``DigitNet()`` is
+channels-last; ``DigitNet(channels_last=False)`` is the NCHW network timed here::
 
     python benchmarks/memory_format.py                 # 1 and 2 threads, 20 steps, 3 rounds
     python benchmarks/memory_format.py --threads 2 --rounds 5
@@ -29,14 +29,14 @@ import torch.nn.functional as F
 
 from tlearn import models
 
-LAYOUTS = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
+LAYOUTS = {"NCHW": False, "channels-last": True}  # DigitNet's channels_last argument
 
 
-def _setup(layout: torch.memory_format, batch: int):
+def _setup(channels_last: bool, batch: int):
     torch.manual_seed(0)
-    net = models.DigitNet().to(memory_format=layout)
+    net = models.DigitNet(channels_last=channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, 1, 32, 32).contiguous(memory_format=layout)
+    x = torch.rand(batch, 1, 32, 32)
     y = torch.randint(0, 10, (batch,))
     return net, opt, x, y
 
@@ -48,10 +48,10 @@ def _step(net, opt, x, y) -> None:
     opt.step()
 
 
-def time_steps(layout: torch.memory_format, threads: int, steps: int, batch: int) -> float:
-    """Median seconds of one training step in ``layout`` with ``threads`` torch threads."""
+def time_steps(channels_last: bool, threads: int, steps: int, batch: int) -> float:
+    """Median seconds of one training step with ``threads`` torch threads."""
     torch.set_num_threads(threads)
-    net, opt, x, y = _setup(layout, batch)
+    net, opt, x, y = _setup(channels_last, batch)
     times = []
     for i in range(steps + 3):
         t0 = time.perf_counter()

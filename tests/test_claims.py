@@ -191,11 +191,11 @@ def test_feature_claims_hold_on_the_lessons_numbers():
 @pytest.mark.parametrize(
     "change, broken",
     [
-        ({"chosen": {"ImageNet EfficientNet-Lite0": 0.87}}, "beats random Lite0"),
+        ({"chosen": {"ImageNet EfficientNet-Lite0": 0.85}}, "beats random Lite0"),
         ({"vectors": {"ImageNet EfficientNet-Lite0": [0.58, 0.79, 0.88, 0.92]}}, "last-block"),
         ({"layer": {"ImageNet EfficientNet-Lite0": "blocks.6"}}, "middle block"),
         (
-            {"chosen": {"ImageNet EfficientNet-Lite0": 0.83, "random EfficientNet-Lite0": 0.79}},
+            {"chosen": {"ImageNet EfficientNet-Lite0": 0.79, "random EfficientNet-Lite0": 0.78}},
             "beats Lite0's last block",
         ),  # fmt: skip
         ({"vectors": {"synth source DigitNet": [0.65, 0.90, 0.90, 0.96]}}, "within 5 points"),

@@ -7,6 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import tlearn
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,7 +55,9 @@ def test_only_the_sentences_the_stored_lesson_prints_count(harness, tmp_path):
         _record([6, 7, 8], 2, {"A beats B by 10+ points": [False, "+8.0"]}),
     ]
     summary = harness.summary(records, printed)
-    assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 2/3 |" in summary
+    assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 2/3 | 0 |" in summary
+    current = {**records[1], "tlearn": tlearn.__version__}  # a record that names this version
+    assert "| 2/3 | 1 |" in harness.summary([records[0], current], printed)
     again = _record([6, 7, 8], 2, {"A beats B by 10+ points": [True, "+11.0"]})  # re-evaluated
     assert "| 03 | 2: 2 | 2: 3 4 5 (1 thread); 6 7 8 (2 threads) | 3/3 |" in harness.summary(
         [*records, again], printed

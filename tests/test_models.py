@@ -107,6 +107,34 @@ def test_block_names_digitnet_and_resnet():
     ]  # fmt: skip
 
 
+def test_digitnet_channels_last_same_function_as_nchw():
+    """DigitNet keeps its conv weights and each batch in channels-last memory; the function is
+    PyTorch's default-layout network's, to float rounding, in evaluation and after training."""
+    torch.manual_seed(0)
+    fast, plain = models.DigitNet(), models.DigitNet(channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    conv = fast.features.conv2[0].weight  # conv1 has one input channel: both layouts at once
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.features.conv2[0].weight.is_contiguous()
+    seen = []
+    fast.features.conv2.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    x, y = torch.rand(16, 1, 32, 32), torch.randint(0, 10, (16,))
+    with torch.no_grad():
+        torch.testing.assert_close(fast.eval()(x), plain.eval()(x), atol=1e-5, rtol=1e-5)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    for net in (fast.train(), plain.train()):
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    torch.testing.assert_close(fast.state_dict(), plain.state_dict(), atol=1e-4, rtol=1e-4)
+    copy = models.DigitNet(channels_last=False)
+    copy.load_state_dict(fast.state_dict())  # a channels-last checkpoint loads either way
+    with torch.no_grad():
+        torch.testing.assert_close(copy.eval()(x), fast.eval()(x), atol=1e-5, rtol=1e-5)
+
+
 def test_replace_head_digitnet():
     net = models.DigitNet()
     assert models.replace_head(net, 5) is net

@@ -18,7 +18,7 @@ import importlib
 
 from tlearn.runtime import cache_dir, data_dir, get_device, seed_everything
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "runtime", "data", "models", "freeze", "bn", "train", "features", "probes",

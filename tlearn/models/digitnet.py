@@ -27,12 +27,8 @@ __all__ = ["DigitNet"]
 
 def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     """conv → BatchNorm → ReLU → 2×2 max-pool: halves the image side."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
 
 class DigitNet(nn.Module):
@@ -47,9 +43,16 @@ class DigitNet(nn.Module):
         head            128      → ``num_classes`` logits
 
     ``in_channels=3`` accepts RGB digits (e.g. SVHN).
+
+    The weights and each input batch are kept in channels-last memory (``torch.channels_last``,
+    N×H×W×C in memory; the shapes stay N×C×H×W): the same function, computed by kernels that
+    are about 1.3× faster on a CPU here (``benchmarks/memory_format.py``) and that GPUs prefer
+    too. ``channels_last=False`` keeps PyTorch's default layout; the outputs agree to float
+    rounding.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, feature_dim: int = 128):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, feature_dim: int = 128,
+                 channels_last: bool = True):  # fmt: skip
         super().__init__()
         self.num_classes = checks.positive_int("num_classes", num_classes, minimum=2)
         checks.positive_int("in_channels", in_channels)
@@ -68,11 +71,11 @@ class DigitNet(nn.Module):
             )
         )
         self.head = nn.Linear(feature_dim, num_classes)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[-2:] != (32, 32):
-            raise ValueError(
-                f"DigitNet expects a batch of shape (N, C, 32, 32), got {tuple(x.shape)}; "
-                "load domains with size=32 (the default)."
-            )
-        return self.head(self.features(x))
+            raise ValueError(f"DigitNet expects a batch of shape (N, C, 32, 32), got "
+                             f"{tuple(x.shape)}; load domains with size=32 (the default).")  # fmt: skip
+        return self.head(self.features(x.contiguous(memory_format=self.memory_format)))

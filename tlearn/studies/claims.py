@@ -230,7 +230,7 @@ def fine_tuning_claims(
             _pct(bn[live] - bn[frozen]),
         ),
         "frozen at target statistics, full fine-tuning still trails live BatchNorm by 5+ "
-        "points: the source statistics are not the cause": (
+        "points: the source statistics are not the whole cause": (
             bn[live] - bn["BN frozen (target stats)"] >= 0.05,
             _pct(bn[live] - bn["BN frozen (target stats)"]),
         ),
@@ -288,10 +288,10 @@ def feature_claims(
     best_probe = max(chosen(n).mean() for n in best)
     lin_knn = [float((lin_acc[n] - knn_acc[n]).mean()) for n in lin_acc]
     return {
-        "ImageNet Lite0 beats random Lite0 on every seed, by 3+ points on average (each at "
-        "its cross-validated block)": (
-            lite_gain.min() > 0 and lite_gain.mean() >= 0.03,
-            _pct(lite_gain),
+        "ImageNet Lite0 beats random Lite0 on average over the seeds (each at its "
+        "cross-validated block)": (
+            lite_gain.mean() > 0,
+            f"{_pct(lite_gain)} (mean {100 * lite_gain.mean():+.1f})",
         ),
         "ImageNet's last-block feature vector probes below random Lite0's on average over the "
         "label counts": (
@@ -302,8 +302,8 @@ def feature_claims(
             all(b not in (blocks[0], blocks[-1]) for b in picked),
             ", ".join(sorted(set(picked))),
         ),
-        "…which beats Lite0's last block by 4+ points": (
-            chosen(lite).mean() - last(lite).mean() >= 0.04,
+        "…which beats Lite0's last block on average over the seeds": (
+            chosen(lite).mean() - last(lite).mean() > 0,
             _pct(chosen(lite).mean() - last(lite).mean()),
         ),
         "with 5 or more labels per class, synthetic-digit features are within 5 points of "

@@ -40,7 +40,7 @@ def _source_config(seed: int, size: int, epochs: int, lr: float, batch_size: int
     """What the source model's weights depend on (stored in its checkpoint, hashed into its
     cache entry's name)."""
     return {
-        "model": "DigitNet(num_classes=10, in_channels=1, feature_dim=128)",
+        "model": "DigitNet(num_classes=10, in_channels=1, feature_dim=128, channels_last=True)",
         "domain": "synth",
         "size": size,
         "seed": seed,
