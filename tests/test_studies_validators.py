@@ -145,7 +145,7 @@ def test_every_claim_holds_on_numbers_that_make_it_true():
 @pytest.mark.parametrize(
     "kw, words",
     [({"separable": False}, "domain classifier calls 95 %+"),
-     ({"overestimate": 0.1}, "overestimate"),
+     ({"overestimate": 0.05}, "overestimate"),
      ({"entropy_good": False}, "entropy"),
      ({"entropy_noisy": True}, "loses less than a random pick")],
 )  # fmt: skip
