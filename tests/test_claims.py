@@ -132,7 +132,7 @@ def test_fine_tuning_claims_hold_on_the_lessons_numbers():
     "change, broken",
     [
         ({"fit_vs_loop": 1e-3}, "exactly the hand-written loop"),
-        ({"curve": {**CURVE, "full": [0.64, 0.90, 0.94, 0.975]}}, "ahead of training from"),
+        ({"curve": {**CURVE, "full": [0.61, 0.90, 0.94, 0.975]}}, "not behind training from"),
         ({"curve": {**CURVE, "head": [0.72, 0.82, 0.86, 0.875]}}, "head only does no better"),
         ({"curve": {**CURVE, "scratch": [0.65, 0.89, 0.94, 0.90]}}, "scratch has caught up"),
         ({"curve": {**CURVE, "head": [0.65, 0.82, 0.86, 0.95]}}, "head only trails"),

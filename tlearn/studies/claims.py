@@ -179,9 +179,9 @@ def fine_tuning_claims(
             not on_cpu or fit_vs_loop == 0.0,
             f"largest difference {fit_vs_loop:.1e}",
         ),
-        "with 1 label per class, full fine-tuning of the source model is ahead of training "
-        "from scratch on average (paired by seed)": (
-            full_1["mean"] > 0,
+        "with 1 label per class, full fine-tuning of the source model is not behind training "
+        "from scratch by 3+ points on average (paired by seed)": (
+            full_1["mean"] > -0.03,
             describe(full_1),
         ),
         "with 1 label per class, head only does no better than scratch (within 3 points)": (
